@@ -1,0 +1,18 @@
+"""edgefold: fold camera preprocessing into the first convolution, build TensorRT engines for Jetson."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def fold(model_or_path, options=None):  # noqa: ANN001, ANN201 - thin re-export, documented in edgefold.fold
+    from edgefold.fold import fold as _fold
+
+    return _fold(model_or_path, options)
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name == "FoldOptions":
+        from edgefold.fold.options import FoldOptions
+
+        return FoldOptions
+    raise AttributeError(name)

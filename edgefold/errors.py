@@ -1,0 +1,42 @@
+"""Exceptions with the fixed exit codes every verb uses.
+
+0 ok, 1 mismatch / verification failed, 2 usage, 3 unsupported graph, 4 missing TensorRT / build failure.
+Messages are one line that names the file, node or tensor and says what to do next.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+EXIT_UNSUPPORTED = 3
+EXIT_NO_TENSORRT = 4
+
+
+class EdgefoldError(Exception):
+    exit_code = EXIT_USAGE
+
+
+class UsageError(EdgefoldError):
+    """Bad flags, missing or unreadable files, contradictory options."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnsupportedGraph(EdgefoldError):
+    """The model cannot be folded exactly; nothing is written."""
+
+    exit_code = EXIT_UNSUPPORTED
+
+
+class VerificationFailed(EdgefoldError):
+    """Two models that should agree do not; carries the report that says by how much and where."""
+
+    exit_code = EXIT_MISMATCH
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class MissingTensorRT(EdgefoldError):
+    exit_code = EXIT_NO_TENSORRT

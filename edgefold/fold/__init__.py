@@ -1,0 +1,54 @@
+"""Fold input preprocessing into the first convolution(s): the Python API of ``edgefold fold``."""
+from __future__ import annotations
+
+import os
+
+import onnx
+
+from edgefold.errors import UsageError, VerificationFailed
+from edgefold.fold.apply import apply_plan
+from edgefold.fold.match import plan_fold
+from edgefold.fold.options import FoldOptions
+from edgefold.fold.report import Report, build_report
+from edgefold.fold.verify import verify_fold
+from edgefold.graph.index import GraphIndex
+from edgefold.graph.io import load_model
+
+__all__ = ["fold", "FoldOptions", "Report"]
+
+
+def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOptions | None = None
+         ) -> tuple[onnx.ModelProto, Report]:
+    """Plan, apply and verify a fold. Raises ``UnsupportedGraph`` (nothing written), ``UsageError``, or
+    ``VerificationFailed`` (carrying the report) when the folded model does not match the original."""
+    options = options or FoldOptions()
+    source = None
+    if isinstance(model_or_path, onnx.ModelProto):
+        model = model_or_path
+    else:
+        source = str(model_or_path)
+        model = load_model(model_or_path)
+    index = GraphIndex(model)
+    plan = plan_fold(index, options)
+    _check_names(index, plan)
+    folded = apply_plan(model, plan)
+    verification = None
+    if options.verify:
+        verification = verify_fold(model, folded, plan.chains, options.verify_sizes, options.rtol, options.atol)
+    report = build_report(index, plan, source, verification)
+    if verification is not None and not verification.passed and report.exact:
+        w = verification.worst
+        where = "" if w.border_max is None else (
+            f" (border ring {w.border_max:.3g}, interior {w.interior_max:.3g})")
+        raise VerificationFailed(f"folded model differs from the original: max abs error {w.max_abs:.3g} "
+                                 f"({w.max_rel:.2g} of max |output|) in output '{w.name}'{where}; nothing "
+                                 f"written - please report this model", report)
+    return folded, report
+
+
+def _check_names(index: GraphIndex, plan) -> None:
+    taken = set(index.producer) | set(index.initializers)
+    for chain in plan.chains:
+        name = chain.contract.name
+        if name != chain.input_name and (name in taken or name in index.input_names):
+            raise UsageError(f"--input-name '{name}' is already a tensor of the model; choose another name")

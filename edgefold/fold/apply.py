@@ -1,0 +1,137 @@
+"""The one place that edits the graph: writes a ``FoldPlan`` into a copy of the model.
+
+Everything else in the model - node order, names, value_info, metadata, untouched weights - stays as it
+was. The preprocessing nodes are deleted, commuting ops are re-created on the raw tensor (``NAME/raw``),
+each target Conv gets new weights (``NAME/folded_W``), and where the border term is needed its output
+becomes ``OUT/pre_border`` and an ``Add`` restores the original output name.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgefold.fold import border
+from edgefold.fold.plan import RAW_INPUT, ChainPlan, FoldPlan
+from edgefold.graph.index import _subgraph_reads
+
+
+def apply_plan(model: onnx.ModelProto, plan: FoldPlan) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    nodes = list(g.node)
+    head: list[onnx.NodeProto] = []
+    replace: dict[int, list[onnx.NodeProto]] = {}
+    new_inits: list[onnx.TensorProto] = []
+    candidates: set[str] = set()  # tensors that may have lost their last reader
+    for chain in plan.chains:
+        _write_chain(g, nodes, chain, head, replace, new_inits, candidates)
+    rebuilt = list(head)
+    for i, node in enumerate(nodes):
+        rebuilt.extend(replace.get(i, [node]))
+    del g.node[:]
+    g.node.extend(rebuilt)
+    g.initializer.extend(new_inits)
+    _prune(g, candidates)
+    return out
+
+
+def _node_key(node: onnx.NodeProto, node_id: int) -> str:
+    return node.name or f"{node.op_type}_{node_id}"
+
+
+def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPlan, head: list,
+                 replace: dict[int, list[onnx.NodeProto]], new_inits: list, candidates: set[str]) -> None:
+    c = chain.contract
+    # the new input, at the position of the old one
+    pos = [i.name for i in g.input].index(chain.input_name)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(c.dtype))
+    new_vi = helper.make_tensor_value_info(c.name, elem, [d if d is not None else None for d in c.shape])
+    g.input[pos].CopyFrom(new_vi)
+    raw_names: dict[str, str] = {}
+    if c.dtype != "float32":
+        cast_out = f"{c.name}/raw_f32"
+        head.append(helper.make_node("Cast", [c.name], [cast_out], name=f"edgefold/{c.name}/cast",
+                                     to=onnx.TensorProto.FLOAT))
+        raw_names[RAW_INPUT] = cast_out
+    else:
+        raw_names[RAW_INPUT] = c.name
+
+    for node_id in chain.removed:
+        candidates.update(i for i in nodes[node_id].input if i)
+        replace[node_id] = []
+    for op in chain.raw_ops:
+        orig = nodes[op.node_id]
+        clone = onnx.NodeProto()
+        clone.CopyFrom(orig)
+        clone.name = f"{_node_key(orig, op.node_id)}/raw"
+        for pos_in, key in op.raw_inputs:
+            clone.input[pos_in] = raw_names[key]
+        for pos_in, value in op.patched_inputs:
+            init_name = f"{clone.name}/input{pos_in}"
+            new_inits.append(numpy_helper.from_array(value, init_name))
+            clone.input[pos_in] = init_name
+        for k, o in enumerate(clone.output):
+            if o:
+                clone.output[k] = f"{o}/raw"
+                raw_names[o] = f"{o}/raw"
+        replace[op.node_id] = [clone]
+
+    for fold in chain.convs:
+        node = nodes[fold.node_id]
+        key = _node_key(node, fold.node_id)
+        candidates.update(i for i in node.input[1:] if i)
+        node.input[0] = raw_names[fold.raw]
+        w_name = f"{key}/folded_W"
+        new_inits.append(numpy_helper.from_array(fold.weight, w_name))
+        node.input[1] = w_name
+        if fold.bias is not None:
+            b_name = f"{key}/folded_B"
+            new_inits.append(numpy_helper.from_array(fold.bias, b_name))
+            if len(node.input) > 2:
+                node.input[2] = b_name
+            else:
+                node.input.append(b_name)
+        _set_group(node, fold.group)
+        pieces = [node]
+        if fold.correction is not None:
+            final = node.output[0]
+            node.output[0] = f"{final}/pre_border"
+            corr_nodes, corr_inits = border.correction_nodes(key, fold.correction, node.input[0],
+                                                             f"{key}/border_term", fold.weight.dtype)
+            new_inits.extend(corr_inits)
+            add = helper.make_node("Add", [node.output[0], f"{key}/border_term"], [final], name=f"{key}/border_add")
+            pieces = corr_nodes + [node, add]
+        replace[fold.node_id] = pieces
+
+
+def _set_group(node: onnx.NodeProto, group: int) -> None:
+    for a in node.attribute:
+        if a.name == "group":
+            a.i = group
+            return
+    if group != 1:
+        node.attribute.append(helper.make_attribute("group", group))
+
+
+def _prune(g: onnx.GraphProto, candidates: set[str]) -> None:
+    """Drop initializers, Constant nodes and constant subgraphs that only the removed nodes read."""
+    while True:
+        used = {o.name for o in g.output}
+        for node in g.node:
+            used.update(i for i in node.input if i)
+            used |= _subgraph_reads(node)
+        dead = [n for n in g.node if any(o in candidates for o in n.output) and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            candidates.update(i for i in n.input if i)
+            g.node.remove(n)
+    keep = [t for t in g.initializer if t.name in used or t.name not in candidates]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    produced = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
+    vis = [v for v in g.value_info if v.name in produced]
+    del g.value_info[:]
+    g.value_info.extend(vis)

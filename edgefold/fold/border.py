@@ -1,0 +1,185 @@
+"""Folding a channel affine map into a Conv, with the exact border term.
+
+With ``n = A x + b`` and a conv ``W`` (groups g, bias beta) zero-padded in the *normalised* domain:
+
+    conv0(n, W) + beta = conv0(x, W') + beta + conv0(1_valid, K)
+    W'[o, j] = sum_{c in group(o)} W[o, c] A[c, j]        K[o] = sum_{c in group(o)} W[o, c] b[c]
+
+because the original pads ``n`` with 0 where the folded conv pads ``x`` with 0. ``conv0(1_valid, K)``
+equals ``sum(K)`` wherever every tap is inside the image and differs on a ring of width ~ pad / stride.
+A tap (a, b) at output (i, j) is valid iff its row and its column are, so the map is separable:
+``M = R^T K C`` with 0/1 validity matrices R (kh x H_out) and C (kw x W_out) - two MatMuls, no constant
+that grows with the image area.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgefold.fold.plan import ConvFold, Correction, Lin
+
+
+def grouped_matrix(w2: np.ndarray, group: int) -> np.ndarray:
+    """A grouped 1x1 conv (O, C/g) as a dense (O, C) channel matrix."""
+    o, cg = w2.shape
+    og = o // group
+    m = np.zeros((o, cg * group))
+    for g in range(group):
+        m[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w2[g * og:(g + 1) * og]
+    return m
+
+
+def fold_weights(w: np.ndarray, group: int, lin: Lin) -> tuple[np.ndarray, np.ndarray, int]:
+    """(W', K, new group) for a conv reading ``lin``; float64."""
+    o, cg, kh, kw = w.shape
+    a, b = lin.affine.matrix, lin.affine.offset
+    j = a.shape[1]
+    og = o // group
+    w6 = w.astype(np.float64).reshape(group, og, cg, kh, kw)
+    kernel = np.einsum("gocxy,gc->goxy", w6, b.reshape(group, cg)).reshape(o, kh, kw)
+    if group > 1 and lin.affine.is_diagonal():
+        # a per-channel scale keeps the grouping (depthwise stays depthwise)
+        scale = np.diag(a).reshape(group, 1, cg, 1, 1)
+        return (w6 * scale).reshape(w.shape), kernel, group
+    new = np.einsum("gocxy,gcj->gojxy", w6, a.reshape(group, cg, j)).reshape(o, j, kh, kw)
+    return new, kernel, 1
+
+
+def same_pads(size: int, k: int, s: int, d: int, mode: str) -> tuple[int, int]:
+    total = max(0, (-(-size // s) - 1) * s + (k - 1) * d + 1 - size)
+    small = total // 2
+    return (small, total - small) if mode == "SAME_UPPER" else (total - small, small)
+
+
+def explicit_pads(attrs: dict, spatial: tuple[int, int] | None, kernel: tuple[int, int]) -> list[int] | None:
+    """[top, left, bottom, right], or None when they depend on an unknown input size."""
+    mode = attrs.get("auto_pad", b"NOTSET").decode()
+    if mode in ("NOTSET", ""):
+        return list(attrs.get("pads", [0, 0, 0, 0]))
+    if mode == "VALID":
+        return [0, 0, 0, 0]
+    if spatial is None:
+        return None
+    strides = attrs.get("strides", [1, 1])
+    dil = attrs.get("dilations", [1, 1])
+    (t, bt), (lt, r) = (same_pads(spatial[i], kernel[i], strides[i], dil[i], mode) for i in range(2))
+    return [t, lt, bt, r]
+
+
+def validity(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int) -> np.ndarray:
+    """(k, out) 0/1 matrix: tap a of output i reads a pixel inside the image."""
+    out = (size + pad_begin + pad_end - ((k - 1) * d + 1)) // s + 1
+    pos = np.arange(out)[None, :] * s - pad_begin + np.arange(k)[:, None] * d
+    return ((pos >= 0) & (pos < size)).astype(np.float64)
+
+
+def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray | None, attrs: dict,
+              spatial: tuple, border_mode: str) -> ConvFold:
+    group = int(attrs.get("group", 1))
+    new_w, kernel, new_group = fold_weights(w, group, lin)
+    beta = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
+    kh, kw = w.shape[2:]
+    static = tuple(spatial) if all(isinstance(s, int) for s in spatial) else None
+    pads = explicit_pads(attrs, static, (kh, kw))
+    interior = kernel.sum(axis=(1, 2))
+
+    def done(bias_out: np.ndarray, correction: Correction | None, scheme: str, note: str) -> ConvFold:
+        keep_bias = bias is not None or bool(np.any(bias_out))
+        return ConvFold(node_id, name, lin.raw, lin.affine, new_w.astype(w.dtype),
+                        bias_out.astype(w.dtype) if keep_bias else None, new_group, tuple(w.shape),
+                        correction, scheme, note)
+
+    if not np.any(kernel):
+        return done(beta, None, "none-needed", "the map has no offset: zero padding is the same in both domains")
+    if pads is not None and not any(pads):
+        return done(beta + interior, None, "none-needed", "no padding: every tap is inside the image")
+    if border_mode == "approx":
+        return done(beta + interior, None, "approx", "border ring left uncorrected (--border approx)")
+    strides = list(attrs.get("strides", [1, 1]))
+    dil = list(attrs.get("dilations", [1, 1]))
+    conv_attrs = {"strides": strides, "dilations": dil, "pads": pads,
+                  "auto_pad": attrs.get("auto_pad", b"NOTSET").decode()}
+    if static is not None and pads is not None:
+        rows = validity(static[0], kh, strides[0], dil[0], pads[0], pads[2])
+        cols = validity(static[1], kw, strides[1], dil[1], pads[1], pads[3])
+        if rows.all() and cols.all():
+            return done(beta + interior, None, "none-needed", "every tap is inside the image at this size")
+        corr = Correction(kernel, "static-separable", rows, cols, conv_attrs)
+        return done(beta, corr, "static-separable",
+                    f"exact: separable validity map, {rows.size + cols.size + kernel.size} constants")
+    corr = Correction(kernel, "dynamic-separable", None, None, conv_attrs)
+    return done(beta, corr, "dynamic-separable", "exact: validity map computed from the input shape at run time")
+
+
+def correction_map(corr: Correction, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``M[o, i, j]`` in numpy (tests and the approximate-mode report use it)."""
+    return np.einsum("ai,oab,bj->oij", rows, corr.kernel, cols)
+
+
+# ---- graph pieces (protos built here, inserted by apply.py) ----------------------------------------
+def correction_nodes(prefix: str, corr: Correction, raw: str, out: str, dtype: np.dtype
+                     ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes computing the (1, O, H_out, W_out) border term ``out`` from the raw conv input ``raw``."""
+    o, kh, kw = corr.kernel.shape
+    inits = [numpy_helper.from_array(corr.kernel.reshape(1, o, kh, kw).astype(dtype), f"{prefix}/border_K")]
+    nodes: list[onnx.NodeProto] = []
+    if corr.scheme == "static-separable":
+        assert corr.rows is not None and corr.cols is not None
+        inits += [numpy_helper.from_array(np.ascontiguousarray(corr.rows.T).astype(dtype), f"{prefix}/border_Rt"),
+                  numpy_helper.from_array(corr.cols.astype(dtype), f"{prefix}/border_C")]
+        rt, cm = f"{prefix}/border_Rt", f"{prefix}/border_C"
+    else:
+        a = corr.conv_attrs
+        s, d, p = a["strides"], a["dilations"], a["pads"]
+        eye_r = np.zeros((kh, 1, kh, 1), dtype)
+        eye_r[np.arange(kh), 0, np.arange(kh), 0] = 1
+        eye_c = np.zeros((kw, 1, 1, kw), dtype)
+        eye_c[np.arange(kw), 0, 0, np.arange(kw)] = 1
+        inits += [numpy_helper.from_array(eye_r, f"{prefix}/border_eye_rows"),
+                  numpy_helper.from_array(eye_c, f"{prefix}/border_eye_cols"),
+                  numpy_helper.from_array(np.array([2], np.int64), f"{prefix}/border_axis_h"),
+                  numpy_helper.from_array(np.array([3], np.int64), f"{prefix}/border_axis_w"),
+                  numpy_helper.from_array(np.array([1, 1], np.int64), f"{prefix}/border_ones2"),
+                  numpy_helper.from_array(np.array([1], np.int64), f"{prefix}/border_one")]
+        one = helper.make_tensor("value", onnx.TensorProto.FLOAT if dtype == np.float32 else
+                                 helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), [1], [1.0])
+
+        def pads_for(axis: int) -> dict:
+            if a["auto_pad"] not in ("NOTSET", ""):
+                return {"auto_pad": a["auto_pad"]}
+            return {"pads": [p[0], 0, p[2], 0] if axis == 0 else [0, p[1], 0, p[3]]}
+
+        n = prefix
+        nodes += [
+            helper.make_node("Shape", [raw], [f"{n}/border_shape"], name=f"{n}/border_shape"),
+            helper.make_node("Gather", [f"{n}/border_shape", f"{n}/border_axis_h"], [f"{n}/border_h"],
+                             name=f"{n}/border_h", axis=0),
+            helper.make_node("Gather", [f"{n}/border_shape", f"{n}/border_axis_w"], [f"{n}/border_w"],
+                             name=f"{n}/border_w", axis=0),
+            helper.make_node("Concat", [f"{n}/border_ones2", f"{n}/border_h", f"{n}/border_one"],
+                             [f"{n}/border_rows_shape"], name=f"{n}/border_rows_shape", axis=0),
+            helper.make_node("Concat", [f"{n}/border_ones2", f"{n}/border_one", f"{n}/border_w"],
+                             [f"{n}/border_cols_shape"], name=f"{n}/border_cols_shape", axis=0),
+            helper.make_node("ConstantOfShape", [f"{n}/border_rows_shape"], [f"{n}/border_rows_ones"],
+                             name=f"{n}/border_rows_ones", value=one),
+            helper.make_node("ConstantOfShape", [f"{n}/border_cols_shape"], [f"{n}/border_cols_ones"],
+                             name=f"{n}/border_cols_ones", value=one),
+            helper.make_node("Conv", [f"{n}/border_rows_ones", f"{n}/border_eye_rows"], [f"{n}/border_rows"],
+                             name=f"{n}/border_rows", kernel_shape=[kh, 1], strides=[s[0], 1],
+                             dilations=[d[0], 1], **pads_for(0)),
+            helper.make_node("Conv", [f"{n}/border_cols_ones", f"{n}/border_eye_cols"], [f"{n}/border_cols"],
+                             name=f"{n}/border_cols", kernel_shape=[1, kw], strides=[1, s[1]],
+                             dilations=[1, d[1]], **pads_for(1)),
+            # (1, kh, H_out, 1) -> (1, 1, H_out, kh);  (1, kw, 1, W_out) -> (1, 1, kw, W_out)
+            helper.make_node("Transpose", [f"{n}/border_rows"], [f"{n}/border_Rt"], name=f"{n}/border_Rt",
+                             perm=[0, 3, 2, 1]),
+            helper.make_node("Transpose", [f"{n}/border_cols"], [f"{n}/border_C"], name=f"{n}/border_C",
+                             perm=[0, 2, 1, 3]),
+        ]
+        rt, cm = f"{n}/border_Rt", f"{n}/border_C"
+    nodes += [
+        helper.make_node("MatMul", [rt, f"{prefix}/border_K"], [f"{prefix}/border_RK"], name=f"{prefix}/border_RK"),
+        helper.make_node("MatMul", [f"{prefix}/border_RK", cm], [out], name=f"{prefix}/border_map"),
+    ]
+    return nodes, inits

@@ -1,0 +1,157 @@
+"""Matching: walk from each graph input in topological order, abstractly interpreting every node that reads
+a tensor derived from it, until each path ends in a Conv. Produces a ``FoldPlan``; never edits the graph.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from edgefold.errors import UnsupportedGraph, UsageError
+from edgefold.fold.affine import ChannelAffine, declared
+from edgefold.fold.ops import RECOGNISERS, NodeCtx, Refusal
+from edgefold.fold.options import FoldOptions
+from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
+from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
+
+LAYOUTS = {1: "NCHW", 3: "NHWC"}
+
+
+class NothingToFold(Exception):
+    """An input whose path holds no preprocessing (or reaches no Conv): skipped, with the reason."""
+
+
+def plan_fold(index: GraphIndex, options: FoldOptions) -> FoldPlan:
+    chains: list[ChainPlan] = []
+    skipped: list[tuple[str, str]] = []
+    for vi in index.real_inputs:
+        try:
+            chains.append(plan_chain(index, vi, options))
+        except NothingToFold as why:
+            skipped.append((vi.name, str(why)))
+    if not chains:
+        reasons = "; ".join(f"input '{n}': {r}" for n, r in skipped) or "the model has no inputs"
+        hint = "" if options.declares_normalisation else (
+            " - for a bare 3-channel model, declare what it expects with --gray --mean --std --scale")
+        raise UnsupportedGraph(f"no preprocessing to fold ({reasons}){hint}")
+    return FoldPlan(tuple(chains), tuple(skipped))
+
+
+def _dtype_name(elem_type: int) -> str:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
+
+
+def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
+    """NCHW unless the input reaches a Conv through a Transpose (an NHWC contract)."""
+    frontier, seen = [name], set()
+    while frontier:
+        t = frontier.pop()
+        for node in index.consumers.get(t, []):
+            if id(node) in seen or node.op_type == "Conv":
+                continue
+            seen.add(id(node))
+            if node.op_type == "Transpose" and rank == 4:
+                perm = list(attrs(node).get("perm", [3, 2, 1, 0]))
+                return perm[1]
+            frontier.extend(o for o in node.output if o)
+    return 1
+
+
+def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions) -> ChainPlan:
+    name = vi.name
+    shape = index.shapes.get(name)
+    elem = vi.type.tensor_type.elem_type
+    if shape is None or len(shape) != 4:
+        raise NothingToFold(f"not an image tensor (shape {shape})")
+    axis = _channel_axis(index, name, len(shape))
+    channels = shape[axis]
+    if not isinstance(channels, int):
+        raise UsageError(f"input '{name}': the channel count (axis {axis}) is not fixed ({channels}); "
+                         f"export the model with a static channel dimension")
+    order = options.channels
+    if order in ("rgb", "bgr") and channels != 3:
+        raise UsageError(f"input '{name}' has {channels} channels; --{order} needs 3")
+    raw_channels = 1 if order == "gray" else channels
+    if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
+        raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
+                         f"input that the model expects normalised")
+    input_affine = declared(channels, raw_channels, order or "as-original",
+                            options.mean or (0.0,), options.std or (1.0,), options.scale or 1.0)
+    start = Lin(RAW_INPUT, input_affine, axis, len(shape), elem == onnx.TensorProto.FLOAT)
+
+    terminal_ids: frozenset[int] = frozenset()
+    while True:
+        try:
+            walk = _walk(index, name, start, terminal_ids, options.border)
+            break
+        except Refusal as refusal:
+            if not refusal.via:
+                raise UnsupportedGraph(f"cannot fold input '{name}': {refusal}") from None
+            terminal_ids |= {refusal.via[-1]}  # that 1x1 conv must be the fold target after all
+    removed, raw_ops, convs, arithmetic = walk
+    if not convs:
+        raise NothingToFold("no Conv reads it")
+    if options.declares_normalisation and arithmetic:
+        raise UsageError(f"input '{name}' is already normalised inside the graph; drop --mean/--std/--scale "
+                         f"(or pass a bare model)")
+    changes = (not input_affine.is_identity() or any(not c.affine.is_identity() for c in convs)
+               or any(c.weight.shape != c.old_weight_shape for c in convs))
+    if not changes:
+        raise NothingToFold("no preprocessing between it and the first Conv")
+
+    dtype = options.input_dtype or _dtype_name(elem)
+    a = np.concatenate([c.affine.matrix.reshape(-1) for c in convs])
+    b = np.concatenate([c.affine.offset for c in convs])
+    if dtype == "uint8" or _dtype_name(elem) == "uint8":
+        pixel_max = 255.0
+    elif options.scale is not None:
+        pixel_max = float(options.scale)
+    else:
+        pixel_max = 255.0 if (np.abs(a).max() <= 0.1 or np.abs(b).max() >= 10) else 1.0
+    new_shape = list(shape)
+    new_shape[axis] = raw_channels
+    contract = InputContract(
+        name=options.input_name or name, dtype=dtype, layout=LAYOUTS.get(axis, f"channels-axis-{axis}"),
+        channels=raw_channels,
+        channel_order="gray" if raw_channels == 1 else (order or "as-original"),
+        shape=tuple(new_shape), channel_axis=axis, pixel_range=(0.0, pixel_max))
+    return ChainPlan(name, _dtype_name(elem), tuple(shape), input_affine, contract, tuple(removed),
+                     tuple(raw_ops), tuple(convs), arithmetic)
+
+
+def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int], border_mode: str
+          ) -> tuple[list[int], list[RawOp], list[ConvFold], bool]:
+    lin: dict[str, Lin] = {name: start}
+    removed: list[int] = []
+    raw_ops: list[RawOp] = []
+    convs: list[ConvFold] = []
+    arithmetic = False
+    for node_id, node in enumerate(index.nodes):
+        hidden = _subgraph_reads(node) & lin.keys()
+        touched = [i for i in node.input if i in lin]
+        ctx = NodeCtx(index, node, node_id, lin, terminal_ids, border_mode)
+        if hidden:
+            t = sorted(hidden)[0]
+            raise Refusal(f"node {ctx.label} reads the normalised tensor '{t}' inside a subgraph", lin[t].via)
+        if not touched:
+            continue
+        recogniser = RECOGNISERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if recogniser is None:
+            raise Refusal(f"node {ctx.label} reads the normalised tensor '{touched[0]}' and is not a per-pixel "
+                          f"affine op, so the preprocessing cannot be removed", lin[touched[0]].via)
+        step = recogniser(ctx)
+        lin.update(step.outputs)
+        arithmetic |= step.arithmetic
+        if step.terminal is not None:
+            convs.append(step.terminal)
+            continue
+        removed.append(node_id)
+        if step.raw_op is not None:
+            raw_ops.append(step.raw_op)
+    for t in lin:
+        if t in index.output_names:
+            raise Refusal(f"tensor '{t}' derived from the input is a graph output, so it cannot be removed",
+                          lin[t].via)
+    return removed, raw_ops, convs, arithmetic
+
+
+__all__ = ["plan_fold", "plan_chain", "ChannelAffine"]

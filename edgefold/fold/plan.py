@@ -1,0 +1,107 @@
+"""Plan data: what matching found, produced without touching the graph; ``apply`` writes it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgefold.fold.affine import ChannelAffine
+
+
+@dataclass(frozen=True)
+class Lin:
+    """A tensor known to be ``affine`` of a raw-domain tensor, per pixel, along channel ``axis``.
+
+    ``raw`` names the raw-domain tensor: ``RAW_INPUT`` (the new graph input as float) or the name of an
+    original tensor whose raw twin a cloned node produces. The raw twin has this tensor's shape except
+    that its channel count is ``affine.in_channels``.
+    """
+
+    raw: str
+    affine: ChannelAffine
+    axis: int
+    rank: int
+    is_float: bool
+    via: tuple[int, ...] = ()  # 1x1 convs treated as affine on the way, for backtracking
+
+
+RAW_INPUT = "<raw input>"
+
+
+@dataclass(frozen=True)
+class RawOp:
+    """An original node re-applied to raw-domain tensors (it commutes with the affine map)."""
+
+    node_id: int
+    raw_inputs: tuple[tuple[int, str], ...]  # (input position, raw key)
+    outputs: tuple[str, ...]  # original output names: each becomes the key of its raw twin
+    patched_inputs: tuple[tuple[int, np.ndarray], ...] = ()  # e.g. Resize sizes with the raw channel count
+
+
+@dataclass(frozen=True)
+class Correction:
+    """``conv(1_valid, kernel)``: the border term of an exact fold under zero padding (DESIGN.md §1).
+
+    Separable: tap (a, b) at output (i, j) is valid iff row tap a and column tap b are, so the map is
+    ``M[o, i, j] = sum_ab K[o, a, b] R[a, i] C[b, j]`` - two MatMuls. ``rows``/``cols`` are the 0/1
+    validity matrices when the input size is static; otherwise the graph computes them from its shape.
+    """
+
+    kernel: np.ndarray  # (O, kh, kw)
+    scheme: str  # "static-separable" | "dynamic-separable"
+    rows: np.ndarray | None = None  # (kh, H_out)
+    cols: np.ndarray | None = None  # (kw, W_out)
+    conv_attrs: dict = field(default_factory=dict)  # strides, pads, dilations, auto_pad of the conv
+
+
+@dataclass(frozen=True)
+class ConvFold:
+    node_id: int
+    node_name: str
+    raw: str
+    affine: ChannelAffine
+    weight: np.ndarray  # new (O, J/g', kh, kw)
+    bias: np.ndarray | None
+    group: int
+    old_weight_shape: tuple[int, ...]
+    correction: Correction | None
+    border: str  # scheme name for the report
+    border_note: str
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What the folded model's input expects; compare, build, the runtime and the C++ app read it."""
+
+    name: str
+    dtype: str  # "uint8" | "float32" | ...
+    layout: str  # "NCHW" | "NHWC" | ...
+    channels: int
+    channel_order: str  # "gray" | "rgb" | "bgr" | "as-original"
+    shape: tuple
+    channel_axis: int
+    pixel_range: tuple[float, float]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "layout": self.layout, "channels": self.channels,
+                "channel_order": self.channel_order, "shape": list(self.shape),
+                "channel_axis": self.channel_axis, "pixel_range": list(self.pixel_range)}
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    input_name: str
+    original_dtype: str
+    original_shape: tuple
+    input_affine: ChannelAffine  # raw frame -> what the original input receives (declared transform)
+    contract: InputContract
+    removed: tuple[int, ...]  # node ids of the preprocessing chain
+    raw_ops: tuple[RawOp, ...]
+    convs: tuple[ConvFold, ...]
+    arithmetic_in_graph: bool
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    chains: tuple[ChainPlan, ...]
+    skipped: tuple[tuple[str, str], ...]  # (graph input, reason)

@@ -1,0 +1,136 @@
+"""What a fold found and did, as data (``--report`` JSON) and as a short human summary."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgefold.fold.plan import ChainPlan, ConvFold, FoldPlan
+from edgefold.fold.verify import Verification
+from edgefold.graph.index import GraphIndex
+
+
+@dataclass(frozen=True)
+class ConvReport:
+    name: str
+    old_weight_shape: tuple[int, ...]
+    new_weight_shape: tuple[int, ...]
+    group_before: int
+    group_after: int
+    border_scheme: str
+    border_note: str
+    output_hw: tuple | None
+    params_before: int
+    params_after: int
+    macs_before: int | None
+    macs_after: int | None
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        for k in ("old_weight_shape", "new_weight_shape", "output_hw"):
+            d[k] = list(d[k]) if d[k] is not None else None
+        return d
+
+
+def conv_report(index: GraphIndex, fold: ConvFold) -> ConvReport:
+    node = index.nodes[fold.node_id]
+    group_before = next((a.i for a in node.attribute if a.name == "group"), 1)
+    out_shape = index.shapes.get(node.output[0])
+    hw = tuple(out_shape[2:]) if out_shape and len(out_shape) == 4 else None
+    pixels = int(np.prod(hw)) * (out_shape[0] if isinstance(out_shape[0], int) else 1) \
+        if hw and all(isinstance(d, int) for d in hw) else None
+    has_bias = len(node.input) > 2 and bool(node.input[2])
+    o = fold.old_weight_shape[0]
+    old_w, new_w = int(np.prod(fold.old_weight_shape)), int(fold.weight.size)
+    return ConvReport(
+        name=fold.node_name, old_weight_shape=fold.old_weight_shape, new_weight_shape=tuple(fold.weight.shape),
+        group_before=int(group_before), group_after=fold.group, border_scheme=fold.border,
+        border_note=fold.border_note, output_hw=hw,
+        params_before=old_w + (o if has_bias else 0), params_after=new_w + (o if fold.bias is not None else 0),
+        macs_before=old_w * pixels if pixels else None, macs_after=new_w * pixels if pixels else None)
+
+
+@dataclass(frozen=True)
+class Report:
+    source: str | None
+    plan: FoldPlan
+    convs: tuple[tuple[ConvReport, ...], ...]
+    removed: tuple[tuple[tuple[str, str], ...], ...]
+    exact: bool
+    verification: Verification | None
+
+    def to_json(self) -> dict:
+        from edgefold import __version__
+
+        chains = []
+        for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
+            chains.append({
+                "input": chain.input_name,
+                "removed_nodes": [{"name": n, "op": op} for n, op in removed],
+                "input_affine": chain.input_affine.to_json(),
+                "convs": [dict(c.to_json(), affine=f.affine.to_json()) for c, f in zip(convs, chain.convs)],
+                "contract": chain.contract.to_json(),
+            })
+        return {"edgefold_version": __version__, "source": self.source, "exact": self.exact,
+                "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
+                "verification": self.verification.to_json() if self.verification else None}
+
+    def to_text(self) -> str:
+        lines = []
+        for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
+            c = chain.contract
+            ops = ",".join(op for _, op in removed) or "-"
+            lines.append(f"input '{chain.input_name}' -> '{c.name}' {c.dtype} {c.layout} {c.channels}ch "
+                         f"({c.channel_order}, pixels {c.pixel_range[0]:g}..{c.pixel_range[1]:g}); "
+                         f"removed {len(removed)} nodes [{ops}]")
+            for r in convs:
+                macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
+                lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
+                             f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
+        for name, reason in self.plan.skipped:
+            lines.append(f"skipped input '{name}': {reason}")
+        v = self.verification
+        if v is not None:
+            w = v.worst
+            where = ""
+            if w.border_max is not None:
+                where = f" (border ring {w.border_max:.3g}, interior {w.interior_max:.3g})"
+            verdict = "PASS" if v.passed else "FAIL"
+            lines.append(f"verified on {v.frames} frames {', '.join(f'{h}x{w_}' for h, w_ in v.sizes)}: "
+                         f"max abs error {w.max_abs:.3g} = {w.max_rel:.2g} of max |output| "
+                         f"in '{w.name}'{where}: {verdict}")
+        else:
+            lines.append("not verified (--no-verify)")
+        if not self.exact:
+            lines.append("APPROXIMATE fold (--border approx): outputs differ near the image border")
+        return "\n".join(lines)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+
+def _shape(s: tuple) -> str:
+    return "x".join(str(d) for d in s)
+
+
+def _h(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return str(n)
+
+
+def build_report(index: GraphIndex, plan: FoldPlan, source: str | None,
+                 verification: Verification | None) -> Report:
+    convs = tuple(tuple(conv_report(index, f) for f in chain.convs) for chain in plan.chains)
+    removed = tuple(tuple((index.nodes[i].name or f"<{index.nodes[i].op_type}>", index.nodes[i].op_type)
+                          for i in chain.removed) for chain in plan.chains)
+    exact = all(f.border != "approx" for chain in plan.chains for f in chain.convs)
+    return Report(source, plan, convs, removed, exact, verification)
+
+
+def _chain_names(chain: ChainPlan) -> list[str]:
+    return [c.node_name for c in chain.convs]
