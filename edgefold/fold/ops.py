@@ -5,8 +5,8 @@ or a terminal conv) or raises ``Refusal`` naming the node. The registry at the b
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -16,7 +16,7 @@ from edgefold.fold.affine import ChannelAffine
 from edgefold.fold.plan import ConvFold, Lin, RawOp
 from edgefold.graph.index import GraphIndex, attrs
 
-INT_TYPES_WIDENING = {  # integer casts that keep every pixel value
+INT_TYPES_WIDENING: dict[int, set[int]] = {  # integer casts that keep every pixel value
     onnx.TensorProto.UINT8: {onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32,
                              onnx.TensorProto.UINT64, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
                              onnx.TensorProto.INT64},

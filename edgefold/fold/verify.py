@@ -116,7 +116,7 @@ def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[lis
                 mask[w:-w, w:-w] = False
                 border_max = max(border_max or 0.0, float(d[:, :, mask].max(initial=0.0)))
                 interior_max = max(interior_max or 0.0, float(inner.max(initial=0.0)))
-        passed = bool(max_abs <= atol + rtol * ref_max) and np.isfinite(max_abs)
+        passed = bool(max_abs <= atol + rtol * ref_max and np.isfinite(max_abs))
         errors.append(OutputError(name, max_abs, max_abs / ref_max if ref_max else max_abs, border_max,
                                   interior_max, ref_max, passed))
     return errors
@@ -155,7 +155,7 @@ def _other_inputs(sess, chains: tuple[ChainPlan, ...]) -> dict[str, np.ndarray]:
     """Deterministic feeds for inputs that are not folded (e.g. a second, non-image input)."""
     folded = {c.input_name for c in chains}
     rng = np.random.default_rng(1)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     type_map = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
                 "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
                 "tensor(float16)": np.float16}

@@ -34,17 +34,21 @@ class ModelBuilder:
             self.inits.append(numpy_helper.from_array(arr, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], outputs: int = 1, name: str | None = None, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
+        return self.op_n(op_type, inputs, 1, name, **attrs)[0]
+
+    def op_n(self, op_type: str, inputs: list[str], outputs: int, name: str | None = None, **attrs) -> list[str]:
         node_name = name or self.name(op_type.lower())
         outs = [f"{node_name}_out{i}" if outputs > 1 else f"{node_name}_out" for i in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
-        return outs if outputs > 1 else outs[0]
+        return outs
 
     def conv(self, x: str, cin: int, cout: int, k: int | tuple[int, int] = 3, stride: int = 1, pad=None,
              group: int = 1, dilation: int = 1, bias: bool = True, auto_pad: str | None = None,
              name: str | None = None, const_nodes: bool = False) -> str:
         kh, kw = (k, k) if isinstance(k, int) else k
-        w = (self.rng.standard_normal((cout, cin // group, kh, kw)) / np.sqrt(cin // group * kh * kw)).astype(np.float32)
+        fan_in = cin // group * kh * kw
+        w = (self.rng.standard_normal((cout, cin // group, kh, kw)) / np.sqrt(fan_in)).astype(np.float32)
         ins = [x, self.const(w, "W", as_node=const_nodes)]
         if bias:
             ins.append(self.const((self.rng.standard_normal(cout) * 0.1).astype(np.float32), "B", as_node=const_nodes))

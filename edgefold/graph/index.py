@@ -104,7 +104,7 @@ class GraphIndex:
         for out, value in zip(node.output, results):
             if out and out != name:
                 self._const_cache[out] = value
-        return results[list(node.output).index(name)]
+        return results[list(node.output).index(name)]  # type: ignore[return-value]
 
     # ---- shapes ----------------------------------------------------------------------------------
     @cached_property
@@ -160,7 +160,7 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def _run_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+def _run_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray | None] | None:
     from onnx.reference import ReferenceEvaluator
 
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in values.items()]

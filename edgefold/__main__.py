@@ -1,0 +1,3 @@
+from edgefold.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""``edgefold fold MODEL -o OUT``: remove the input preprocessing, write the folded model and a report."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgefold.errors import EXIT_OK, EdgefoldError, UsageError, VerificationFailed
+from edgefold.fold.options import FoldOptions
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("fold", help="fold input preprocessing into the first convolution(s)",
+                       description="Find the preprocessing between a graph input and the first Conv(s) "
+                       "(Cast, gray->3 replication, /255, -mean, /std, channel flips, ...) and fold it into "
+                       "the convolution, exactly, borders included. For a bare 3-channel model, declare what "
+                       "it expects with --gray --mean --std --scale.")
+    p.add_argument("model", help="ONNX model")
+    p.add_argument("-o", "--output", required=True, help="folded ONNX model to write")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--gray", dest="channels", action="store_const", const="gray",
+                       help="the folded model takes 1-channel gray pixels")
+    order.add_argument("--rgb", dest="channels", action="store_const", const="rgb",
+                       help="keep 3 raw channels in the model's own order")
+    order.add_argument("--bgr", dest="channels", action="store_const", const="bgr",
+                       help="keep 3 raw channels, given in reversed (BGR) order")
+    p.add_argument("--mean", type=_floats, help="per-channel mean the bare model expects, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    p.add_argument("--scale", type=float, help="pixel divisor before mean/std, e.g. 255")
+    p.add_argument("--input-dtype", choices=("uint8", "float32"),
+                   help="type of the new input (default: the original input's type)")
+    p.add_argument("--input-name", help="name of the new input (default: the original name)")
+    p.add_argument("--border", choices=("exact", "approx"), default="exact",
+                   help="approx drops the border correction and reports the error it leaves")
+    p.add_argument("--report", help="write the fold report as JSON here")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.fold import fold
+    from edgefold.graph.io import save_model, write_text_atomic
+
+    options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
+                          input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
+                          verify=not args.no_verify)
+    if args.report and args.report == args.output:
+        raise UsageError("--report and -o name the same file")
+    try:
+        folded, report = fold(args.model, options)
+    except VerificationFailed as err:
+        if args.report and err.report is not None:
+            write_text_atomic(args.report, err.report.dumps())  # type: ignore[attr-defined]
+        raise
+    except EdgefoldError:
+        raise
+    save_model(folded, args.output, source=args.model)
+    if args.report:
+        write_text_atomic(args.report, report.dumps())
+    if not args.quiet:
+        print(report.to_text())
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,50 @@
+"""``edgefold VERB ...``: dispatch, logging set-up and the one place errors become exit codes."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edgefold.errors import EXIT_USAGE, EdgefoldError
+
+VERBS = ("fold", "demo")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"edgefold: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgefold import __version__
+    from edgefold.cli import demo, fold
+
+    parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
+                     "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
+                     "4 missing TensorRT / build failure.")
+    parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    for module in (fold, demo):
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="edgefold: %(message)s")
+    try:
+        return int(args.run(args))
+    except EdgefoldError as err:
+        print(f"edgefold: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("edgefold: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Exporter-realistic test models built in code (seeded), and an independent equivalence check."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgefold.graph.build import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
+
+F = onnx.TensorProto.FLOAT
+MEAN4 = IMAGENET_MEAN.reshape(1, 3, 1, 1)
+STD4 = IMAGENET_STD.reshape(1, 3, 1, 1)
+
+
+def normalise(b: ModelBuilder, x: str, as_node: bool = False) -> str:
+    x = b.op("Div", [x, b.const(np.float32(255.0), "k255", as_node)])
+    x = b.op("Sub", [x, b.const(MEAN4, "mean", as_node)])
+    return b.op("Div", [x, b.const(STD4, "std", as_node)])
+
+
+def head(b: ModelBuilder, y: str, cout: int = 8) -> str:
+    """A nonlinearity and a second conv after the stem, so stem errors reach the output."""
+    return b.conv(b.op("Relu", [y]), cout, 4, k=3)
+
+
+# ---- gray -> 3 replication patterns, each returns the 3-channel float tensor --------------------------
+def rep_concat(b, x):
+    return b.op("Concat", [x, x, x], axis=1)
+
+
+def rep_tile(b, x):
+    return b.op("Tile", [x, b.const(np.array([1, 3, 1, 1], np.int64), "reps")])
+
+
+def rep_expand(b, x):
+    return b.op("Expand", [x, b.const(np.array([1, 3, 1, 1], np.int64), "shape")])
+
+
+def rep_legacy_expand(b, x):
+    """The legacy PyTorch exporter's x.expand(-1, 3, -1, -1): ConstantOfShape/Mul/Equal/Where/Expand."""
+    target = b.const(np.array([-1, 3, -1, -1], np.int64), "target")
+    cos = b.op("ConstantOfShape", [b.const(np.array([4], np.int64), "four")],
+               value=onnx.numpy_helper.from_array(np.array([1], np.int64), "v"))
+    neg = b.op("Mul", [cos, b.const(np.array(-1, np.int64), "m1")])
+    eq = b.op("Equal", [target, neg])
+    shape = b.op("Where", [eq, cos, target])
+    return b.op("Expand", [x, shape])
+
+
+def rep_repeat(b, x):
+    """x.repeat(1, 3, 1, 1) as some exporters write it: Expand to the rank, then Tile."""
+    e = b.op("Expand", [x, b.const(np.array([1, 1, 1, 1], np.int64), "shape")])
+    return b.op("Tile", [e, b.const(np.array([1, 3, 1, 1], np.int64), "reps")])
+
+
+REPLICATIONS = {"concat": rep_concat, "tile": rep_tile, "expand": rep_expand, "legacy_expand": rep_legacy_expand,
+                "repeat": rep_repeat}
+
+
+def gray_model(rep: str = "concat", h=40, w=52, k=7, stride=2, pad=None, group=1, bias=True, cout=16,
+               auto_pad=None, dilation=1, opset=17, as_node=False, dtype=np.uint8, seed=0) -> onnx.ModelProto:
+    b = ModelBuilder(opset=opset, seed=seed)
+    x = b.input("image", [1, 1, h, w], dtype)
+    if dtype != np.float32:
+        x = b.op("Cast", [x], to=F)
+    n = normalise(b, REPLICATIONS[rep](b, x), as_node)
+    y = b.conv(n, 3, cout, k=k, stride=stride, pad=pad, group=group, bias=bias, auto_pad=auto_pad,
+               dilation=dilation, const_nodes=as_node, name="stem")
+    return b.model([head(b, y, cout)])
+
+
+def run(model: onnx.ModelProto, feed: dict) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, feed)
+
+
+def assert_same(original: onnx.ModelProto, folded: onnx.ModelProto, feed_o: dict, feed_f: dict,
+                rtol: float = 1e-4) -> float:
+    """Independent of edgefold's own check: every output equal to float32 rounding, everywhere."""
+    worst = 0.0
+    for r, g in zip(run(original, feed_o), run(folded, feed_f)):
+        assert r.shape == g.shape
+        err = float(np.abs(r.astype(np.float64) - g).max())
+        scale = float(np.abs(r).max()) or 1.0
+        assert err <= 1e-5 + rtol * scale, f"max abs error {err} on outputs up to {scale}"
+        worst = max(worst, err / scale)
+    return worst
+
+
+def gray_frame(h: int, w: int, seed: int = 0, dtype=np.uint8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (1, 1, h, w)).astype(dtype)
+
+
+def ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def conv_weight(model: onnx.ModelProto, conv_name: str) -> np.ndarray:
+    node = next(n for n in model.graph.node if n.name == conv_name)
+    inits = {t.name: t for t in model.graph.initializer}
+    return onnx.numpy_helper.to_array(inits[node.input[1]])
