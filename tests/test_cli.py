@@ -88,7 +88,9 @@ def test_verification_failure_exit_1_and_nothing_written(model_path, tmp_path, m
     real = ops.border.plan_conv
 
     def broken(*args):
-        fold = real(*args[:-1], "approx")
+        args = list(args)
+        args[7] = "approx"  # border_mode
+        fold = real(*args)
         return type(fold)(**{**fold.__dict__, "border": "dynamic-separable"})
 
     monkeypatch.setattr(ops.border, "plan_conv", broken)

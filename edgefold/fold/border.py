@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgefold.fold.plan import ConvFold, Correction, Lin
+from edgefold.fold.plan import ConvFold, Correction, Lin, TinyConv
 
 
 def grouped_matrix(w2: np.ndarray, group: int) -> np.ndarray:
@@ -74,8 +74,59 @@ def validity(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int) ->
     return ((pos >= 0) & (pos < size)).astype(np.float64)
 
 
+def _bands(valid: np.ndarray) -> tuple[int, int] | None:
+    """(top, bottom) band sizes of a validity matrix, or None if the bands leave no interior between them."""
+    full = valid.all(axis=0)
+    n = full.size
+    top = 0
+    while top < n and not full[top]:
+        top += 1
+    bottom = 0
+    while bottom < n - top and not full[n - 1 - bottom]:
+        bottom += 1
+    if top + bottom >= n or not full[top:n - bottom].all():
+        return None
+    return top, bottom
+
+
+def _class_matrix(top: int, bottom: int) -> np.ndarray:
+    """(classes x L): which taps u of a length-L kernel over zero-padded ones land inside, per row class.
+
+    Classes: the top band rows, one interior row, the bottom band rows (in output order)."""
+    length = top + bottom + 1
+    u = np.arange(length)
+    rows = [u >= top - i for i in range(top)] + [np.ones(length, bool)]
+    rows += [u <= top + bottom - 1 - m for m in range(bottom)]
+    return np.array(rows, dtype=np.float64)
+
+
+def tiny_conv(kernel: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tuple[int, int],
+              strides: list[int]) -> TinyConv | None:
+    """Solve the small kernel whose conv over zero-padded ones equals the border term, or None."""
+    br, bc = _bands(rows), _bands(cols)
+    if br is None or bc is None:
+        return None
+    (t, b), (lft, rgt) = br, bc
+    h_out, w_out = rows.shape[1], cols.shape[1]
+    rep_r = list(range(t)) + [t] + list(range(h_out - b, h_out))
+    rep_c = list(range(lft)) + [lft] + list(range(w_out - rgt, w_out))
+    # the interior value sum(K) goes into the main conv's bias; the tiny conv adds only the difference
+    table = np.einsum("ai,oab,bj->oij", rows[:, rep_r], kernel, cols[:, rep_c]) - kernel.sum(axis=(1, 2))[:, None, None]
+    pr, pc = _class_matrix(t, b), _class_matrix(lft, rgt)
+    try:
+        k = np.linalg.solve(pr, np.linalg.solve(pc, table.transpose(0, 2, 1)).transpose(0, 2, 1))
+    except np.linalg.LinAlgError:
+        return None
+    if not np.allclose(np.einsum("iu,ouv,jv->oij", pr, k, pc), table, rtol=1e-9, atol=1e-9 * (np.abs(table).max() + 1)):
+        return None
+    counts = [-(-size[i] // strides[i]) for i in range(2)]
+    ends = tuple(min(size[i], (n - 1) * strides[i] + 1) for i, n in enumerate((h_out, w_out)))
+    fill = tuple(max(0, n - counts[i]) for i, n in enumerate((h_out, w_out)))
+    return TinyConv(k[:, None], (t, lft, b, rgt), ends, (strides[0], strides[1]), fill)  # type: ignore[arg-type]
+
+
 def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray | None, attrs: dict,
-              spatial: tuple, border_mode: str) -> ConvFold:
+              spatial: tuple, border_mode: str, opset: int = 17) -> ConvFold:
     group = int(attrs.get("group", 1))
     new_w, kernel, new_group = fold_weights(w, group, lin)
     beta = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
@@ -105,6 +156,11 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
         cols = validity(static[1], kw, strides[1], dil[1], pads[1], pads[3])
         if rows.all() and cols.all():
             return done(beta + interior, None, "none-needed", "every tap is inside the image at this size")
+        tiny = tiny_conv(kernel, rows, cols, static, strides) if opset >= 11 else None
+        if tiny is not None:
+            corr = Correction(kernel, "static-tinyconv", rows, cols, conv_attrs, tiny)
+            return done(beta + interior, corr, "static-tinyconv",
+                        f"exact: {tiny.kernel.shape[2]}x{tiny.kernel.shape[3]} conv over ones at output resolution")
         corr = Correction(kernel, "static-separable", rows, cols, conv_attrs)
         return done(beta, corr, "static-separable",
                     f"exact: separable validity map, {rows.size + cols.size + kernel.size} constants")
@@ -122,6 +178,8 @@ def correction_nodes(prefix: str, corr: Correction, raw: str, out: str, dtype: n
                      ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Nodes computing the (1, O, H_out, W_out) border term ``out`` from the raw conv input ``raw``."""
     o, kh, kw = corr.kernel.shape
+    if corr.tiny is not None:
+        return _tiny_nodes(prefix, corr.tiny, raw, out, dtype)
     inits = [numpy_helper.from_array(corr.kernel.reshape(1, o, kh, kw).astype(dtype), f"{prefix}/border_K")]
     nodes: list[onnx.NodeProto] = []
     if corr.scheme == "static-separable":
@@ -182,4 +240,35 @@ def correction_nodes(prefix: str, corr: Correction, raw: str, out: str, dtype: n
         helper.make_node("MatMul", [rt, f"{prefix}/border_K"], [f"{prefix}/border_RK"], name=f"{prefix}/border_RK"),
         helper.make_node("MatMul", [f"{prefix}/border_RK", cm], [out], name=f"{prefix}/border_map"),
     ]
+    return nodes, inits
+
+
+def _tiny_nodes(prefix: str, tiny: TinyConv, raw: str, out: str, dtype: np.dtype
+                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """ones (N, 1, H_out, W_out) from a strided slice of the input as ``x * 0 + 1``, then the tiny conv.
+
+    Note: the interior value ``sum(K)`` is in the main conv's bias; this term is zero in the interior."""
+    n = prefix
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), f"{n}/{name}"))
+        return f"{n}/{name}"
+
+    inits: list[onnx.TensorProto] = []
+    starts, ends = const("ones_starts", np.zeros(3, np.int64)), const("ones_ends", np.array([1, *tiny.slice_ends], np.int64))
+    axes, steps = const("ones_axes", np.array([1, 2, 3], np.int64)), const("ones_steps", np.array([1, *tiny.slice_steps], np.int64))
+    nodes = [
+        helper.make_node("Slice", [raw, starts, ends, axes, steps], [f"{n}/ones_grid"], name=f"{n}/ones_grid"),
+        helper.make_node("Mul", [f"{n}/ones_grid", const("zero", np.array(0, dtype))], [f"{n}/zeros"], name=f"{n}/zeros"),
+        helper.make_node("Add", [f"{n}/zeros", const("one", np.array(1, dtype))], [f"{n}/ones"], name=f"{n}/ones"),
+    ]
+    ones = f"{n}/ones"
+    if any(tiny.fill):
+        pads = const("ones_fill", np.array([0, 0, 0, 0, 0, 0, tiny.fill[0], tiny.fill[1]], np.int64))
+        nodes.append(helper.make_node("Pad", [ones, pads, f"{n}/one"], [f"{n}/ones_full"], name=f"{n}/ones_full",
+                                      mode="constant"))
+        ones = f"{n}/ones_full"
+    kernel = const("border_tiny_K", tiny.kernel.astype(dtype))
+    nodes.append(helper.make_node("Conv", [ones, kernel], [out], name=f"{n}/border_tinyconv",
+                                  kernel_shape=list(tiny.kernel.shape[2:]), pads=list(tiny.pads)))
     return nodes, inits

@@ -430,7 +430,8 @@ def conv(ctx: NodeCtx) -> Step:
                     arithmetic=True)
     in_shape = ctx.index.shapes.get(ctx.input(0))
     spatial = tuple(in_shape[2:]) if in_shape and len(in_shape) == 4 else (None, None)
-    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode)
+    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
+                            ctx.index.opset)
     return Step({}, terminal=fold)
 
 

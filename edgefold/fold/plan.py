@@ -48,10 +48,29 @@ class Correction:
     """
 
     kernel: np.ndarray  # (O, kh, kw)
-    scheme: str  # "static-separable" | "dynamic-separable"
+    scheme: str  # "static-tinyconv" | "static-separable" | "dynamic-separable"
     rows: np.ndarray | None = None  # (kh, H_out)
     cols: np.ndarray | None = None  # (kw, W_out)
     conv_attrs: dict = field(default_factory=dict)  # strides, pads, dilations, auto_pad of the conv
+    tiny: TinyConv | None = None
+
+
+@dataclass(frozen=True)
+class TinyConv:
+    """The border term as a small conv over a ones image at output resolution (static shapes).
+
+    The term depends on an output pixel only through its row class (which top/bottom band row, or the
+    interior) and its column class, and so does a conv of zero-padded ones with a kernel of
+    (bands + 1) rows and columns; ``kernel`` solves the two for equality. The ones image is made at run
+    time from the input (``x * 0 + 1`` on a strided slice) so onnxruntime does not constant-fold it and
+    can fuse the Add into the main conv as its sum input.
+    """
+
+    kernel: np.ndarray  # (O, 1, Lr, Lc)
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    slice_ends: tuple[int, int]
+    slice_steps: tuple[int, int]
+    fill: tuple[int, int]  # rows, columns of ones to pad at the bottom/right of the slice
 
 
 @dataclass(frozen=True)
