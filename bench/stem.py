@@ -82,7 +82,8 @@ def main() -> None:
                         "dynamic": session(exact_d, t), "approx": session(approx, t)}
                 times = measure(sess, x, args.rounds, args.budget)
                 base = times["in-graph"]
-                ratio = {k: statistics.median(b / v for b, v in zip(base, times[k])) for k in ("static", "dynamic", "approx")}
+                ratio = {k: statistics.median(b / v for b, v in zip(base, times[k]))
+                         for k in ("static", "dynamic", "approx")}
                 print(f"| {stem_name} | {h}x{w} | {t} | {1e3 * statistics.median(base):.2f} | {ratio['static']:.2f}x "
                       f"| {ratio['dynamic']:.2f}x | {ratio['approx']:.2f}x | {added / 1024:.1f} KB |", flush=True)
                 del sess

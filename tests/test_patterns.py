@@ -21,6 +21,7 @@ from tests.models import (
     ops,
 )
 
+
 def frames(h, w):
     return [gray_frame(h, w, seed=1), np.zeros((1, 1, h, w), np.uint8), np.full((1, 1, h, w), 255, np.uint8)]
 

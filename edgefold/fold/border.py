@@ -76,8 +76,8 @@ def validity(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int) ->
 
 def _bands(valid: np.ndarray) -> tuple[int, int] | None:
     """(top, bottom) band sizes of a validity matrix, or None if the bands leave no interior between them."""
-    full = valid.all(axis=0)
-    n = full.size
+    full = np.asarray(valid.all(axis=0)).reshape(-1)
+    n = int(full.size)
     top = 0
     while top < n and not full[top]:
         top += 1
@@ -255,8 +255,10 @@ def _tiny_nodes(prefix: str, tiny: TinyConv, raw: str, out: str, dtype: np.dtype
         return f"{n}/{name}"
 
     inits: list[onnx.TensorProto] = []
-    starts, ends = const("ones_starts", np.zeros(3, np.int64)), const("ones_ends", np.array([1, *tiny.slice_ends], np.int64))
-    axes, steps = const("ones_axes", np.array([1, 2, 3], np.int64)), const("ones_steps", np.array([1, *tiny.slice_steps], np.int64))
+    starts = const("ones_starts", np.zeros(3, np.int64))
+    ends = const("ones_ends", np.array([1, *tiny.slice_ends], np.int64))
+    axes = const("ones_axes", np.array([1, 2, 3], np.int64))
+    steps = const("ones_steps", np.array([1, *tiny.slice_steps], np.int64))
     nodes = [
         helper.make_node("Slice", [raw, starts, ends, axes, steps], [f"{n}/ones_grid"], name=f"{n}/ones_grid"),
         helper.make_node("Mul", [f"{n}/ones_grid", const("zero", np.array(0, dtype))], [f"{n}/zeros"], name=f"{n}/zeros"),
