@@ -15,6 +15,16 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 480x640, got {text!r}") from None
+    if h < 1 or w < 1 or h * w > 1 << 26:
+        raise argparse.ArgumentTypeError(f"frame size {text} out of range")
+    return h, w
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("fold", help="fold input preprocessing into the first convolution(s)",
                        description="Find the preprocessing between a graph input and the first Conv(s) "
@@ -40,6 +50,9 @@ def add_parser(sub) -> None:
                    help="approx drops the border correction and reports the error it leaves")
     p.add_argument("--report", help="write the fold report as JSON here")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
+    p.add_argument("--verify-size", type=_size, action="append", metavar="HxW",
+                   help="frame size for the self-check of dynamic models (repeatable; default 67x93 and "
+                   "128x160, then 96x128 and 160x224 if the model rejects those)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=run)
 
@@ -50,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
-                          verify=not args.no_verify)
+                          verify=not args.no_verify,
+                          verify_sizes=tuple(args.verify_size) if args.verify_size else None)
     if args.report and args.report == args.output:
         raise UsageError("--report and -o name the same file")
     try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from edgefold.errors import UnsupportedGraph, VerificationFailed
 from edgefold.fold.plan import ChainPlan
 from edgefold.graph.io import model_bytes_or_path
 
@@ -45,14 +46,23 @@ class Verification:
 
 
 def test_frames(height: int, width: int, channels: int, pixel_max: float, seed: int = 0) -> list[np.ndarray]:
-    """(channels, H, W) float64 frames: random over the full range, black, white, hard edges."""
+    """(channels, H, W) float64 frames: random over the full range, black, white, hard edges, and a
+    document-like page (dark strokes on white) that makes detectors respond."""
     rng = np.random.default_rng(seed)
     integral = pixel_max >= 2
     rand = rng.integers(0, int(pixel_max) + 1, (channels, height, width)).astype(np.float64) if integral \
         else rng.random((channels, height, width))
     yy, xx = np.mgrid[0:height, 0:width]
     checker = (((yy // 5) + (xx // 7)) % 2).astype(np.float64) * pixel_max
-    return [rand, np.zeros_like(rand), np.full_like(rand, pixel_max), np.broadcast_to(checker, rand.shape).copy()]
+    page = np.full((height, width), pixel_max * 0.9)
+    for _ in range(max(1, height * width // 400)):
+        y, x = rng.integers(0, height), rng.integers(0, width)
+        page[y:y + rng.integers(2, 5), x:x + rng.integers(1, 3)] = pixel_max * 0.1  # stroke
+        page[y:y + 2, x:x + rng.integers(3, 12)] = pixel_max * 0.05
+    frames = [rand, np.zeros_like(rand), np.full_like(rand, pixel_max), checker, page]
+    if integral:  # integer pixels must survive the cast to the input's dtype unchanged
+        frames = [np.round(f) for f in frames]
+    return [np.broadcast_to(f, rand.shape).copy() for f in frames]
 
 
 def to_layout(frame_chw: np.ndarray, rank_shape: tuple, channel_axis: int, dtype: str) -> np.ndarray:
@@ -86,7 +96,7 @@ def session(model: onnx.ModelProto, tmp: str, optimize: bool = False):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize \
         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 3
+    so.log_severity_level = 4
     return ort.InferenceSession(model_bytes_or_path(model, tmp), so, providers=["CPUExecutionProvider"])
 
 
@@ -122,11 +132,48 @@ def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[lis
     return errors
 
 
+# odd sizes catch stride/padding corner cases; FPN-style models need multiples of 32
+AUTO_SIZES = (((67, 93), (128, 160)), ((96, 128), (160, 224)))
+
+
 def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
-                fallback_sizes: tuple[tuple[int, int], ...], rtol: float, atol: float) -> Verification:
+                sizes: tuple[tuple[int, int], ...] | None, rtol: float, atol: float) -> Verification:
     """Run both models on the same raw frames; every folded input gets frames of its own contract."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+    failure: BaseException | None = None
+    for candidate in (sizes,) if sizes else AUTO_SIZES:
+        try:
+            return _verify(original, folded, chains, candidate, rtol, atol)
+        except _OriginalFailed as err:
+            failure = err.__cause__
+        except (Fail, InvalidArgument, RuntimeException) as err:
+            raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
+                                     f"nothing written - please report this model") from None
+    raise UnsupportedGraph(f"cannot verify the fold: onnxruntime cannot run the original model "
+                           f"({str(failure).splitlines()[0][:160]}); choose frame sizes it accepts with "
+                           f"--verify-size HxW, or pass --no-verify")
+
+
+class _OriginalFailed(Exception):
+    pass
+
+
+def _quiet():
+    import onnxruntime as ort
+
+    ro = ort.RunOptions()
+    ro.log_severity_level = 4  # failures become exceptions with their message; no log spam on stderr
+    return ro
+
+
+def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
+            fallback_sizes: tuple[tuple[int, int], ...], rtol: float, atol: float) -> Verification:
     with tempfile.TemporaryDirectory(prefix="edgefold-verify-") as tmp:
-        s_orig = session(original, tmp + "/")
+        try:
+            s_orig = session(original, tmp + "/")
+        except Exception as err:
+            raise _OriginalFailed() from err
         with tempfile.TemporaryDirectory(prefix="edgefold-verify-") as tmp2:
             s_fold = session(folded, tmp2 + "/")
             other = _other_inputs(s_orig, chains)
@@ -144,8 +191,11 @@ def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tupl
                         feed_o[chain.input_name] = reference_feed(chain, frame)
                         feed_f[chain.contract.name] = to_layout(frame, chain.contract.shape,
                                                                 chain.contract.channel_axis, chain.contract.dtype)
-                    ref.append(s_orig.run(names, feed_o))
-                    got.append(s_fold.run(names, feed_f))
+                    try:
+                        ref.append(s_orig.run(names, feed_o, _quiet()))
+                    except Exception as err:
+                        raise _OriginalFailed() from err
+                    got.append(s_fold.run(names, feed_f, _quiet()))
     errors = compare_outputs(names, ref, got, rtol, atol)
     return Verification(len(ref), tuple(sizes), tuple(errors), all(e.passed for e in errors),
                         f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")

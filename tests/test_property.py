@@ -1,0 +1,139 @@
+"""Property: random preprocessing chains x random conv configurations x input sizes fold exactly.
+
+Random chains are drawn from every pattern the matcher knows, in random orders; conv configurations
+cover kernel 1-7, stride 1-4, dilation 1-3, groups (incl. depthwise), symmetric/asymmetric/auto pads,
+bias on/off; inputs are static or dynamic, odd and tiny. The folded model must equal the original in
+onnxruntime with optimisations off, and the first conv must read one channel for gray input.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from edgefold.fold import FoldOptions, fold
+from edgefold.graph.build import ModelBuilder
+from tests.models import F, assert_same, conv_weight
+
+
+@st.composite
+def conv_configs(draw):
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    stride = draw(st.integers(1, 4))
+    dilation = draw(st.integers(1, 3))
+    group_kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
+    group, cout = {"plain": (1, draw(st.integers(1, 6))), "grouped": (3, 3 * draw(st.integers(1, 2))),
+                   "depthwise": (3, 3)}[group_kind]
+    pad_kind = draw(st.sampled_from(["sym", "asym", "SAME_UPPER", "SAME_LOWER", "VALID", "zero"]))
+    ekh, ekw = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if pad_kind == "sym":
+        ph, pw = draw(st.integers(0, ekh - 1)) if ekh > 1 else 0, draw(st.integers(0, ekw - 1)) if ekw > 1 else 0
+        pads, auto = [ph, pw, ph, pw], None
+    elif pad_kind == "asym":
+        pads = [draw(st.integers(0, max(0, e - 1))) for e in (ekh, ekw, ekh, ekw)]
+        auto = None
+    elif pad_kind == "zero":
+        pads, auto = [0, 0, 0, 0], None
+    else:
+        pads, auto = None, pad_kind
+        dilation = 1  # onnxruntime does not run SAME padding with dilation
+    return dict(k=(kh, kw), stride=stride, dilation=dilation, group=group, cout=cout, pad=pads, auto_pad=auto,
+                bias=draw(st.booleans()))
+
+
+STEPS = ["div_scalar", "mul_channel", "sub_channel", "add_scalar", "rsub", "flip_gather", "flip_slice",
+         "batchnorm", "avgpool", "resize", "crop"]
+
+
+@st.composite
+def chains(draw):
+    replicate = draw(st.sampled_from(["concat", "tile", "expand", "broadcast"]))
+    steps = draw(st.lists(st.sampled_from(STEPS), min_size=0, max_size=5))
+    return replicate, steps
+
+
+def build(replicate, steps, cfg, h, w, dynamic, seed):
+    b = ModelBuilder(seed=seed)
+    rng = np.random.default_rng(seed)
+    x = b.input("image", [1, 1, "h" if dynamic else h, "w" if dynamic else w], np.uint8)
+    x = b.op("Cast", [x], to=F)
+    if replicate == "concat":
+        x = b.op("Concat", [x, x, x], axis=1)
+    elif replicate == "tile":
+        x = b.op("Tile", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
+    elif replicate == "expand":
+        x = b.op("Expand", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
+    else:  # implicit broadcast against a per-channel constant
+        x = b.op("Sub", [x, b.const(rng.uniform(50, 200, (1, 3, 1, 1)).astype(np.float32))])
+    for step in steps:
+        c3 = (1, 3, 1, 1)
+        if step == "div_scalar":
+            x = b.op("Div", [x, b.const(np.float32(rng.uniform(0.5, 300)))])
+        elif step == "mul_channel":
+            x = b.op("Mul", [x, b.const(rng.uniform(-2, 2, c3).astype(np.float32))])
+        elif step == "sub_channel":
+            x = b.op("Sub", [x, b.const(rng.uniform(-1, 1, c3).astype(np.float32))])
+        elif step == "add_scalar":
+            x = b.op("Add", [b.const(np.float32(rng.uniform(-1, 1))), x])
+        elif step == "rsub":
+            x = b.op("Sub", [b.const(rng.uniform(-1, 1, c3).astype(np.float32)), x])
+        elif step == "flip_gather":
+            x = b.op("Gather", [x, b.const(np.array([2, 1, 0], np.int64))], axis=1)
+        elif step == "flip_slice":
+            x = b.op("Slice", [x, b.const(np.array([2], np.int64)), b.const(np.array([-4], np.int64)),
+                               b.const(np.array([1], np.int64)), b.const(np.array([-1], np.int64))])
+        elif step == "batchnorm":
+            x = b.op("BatchNormalization", [x] + [b.const(v.astype(np.float32)) for v in (
+                rng.uniform(0.5, 2, 3), rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), rng.uniform(0.5, 2, 3))])
+        elif step == "avgpool":
+            x = b.op("AveragePool", [x], kernel_shape=[2, 2], strides=[1, 1])
+        elif step == "resize":
+            x = b.op("Resize", [x, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+        elif step == "crop":
+            x = b.op("Slice", [x, b.const(np.array([1, 1], np.int64)), b.const(np.array([-1, 2**62], np.int64)),
+                               b.const(np.array([2, 3], np.int64))])
+    y = b.conv(x, 3, cfg["cout"], k=cfg["k"], stride=cfg["stride"], pad=cfg["pad"], group=cfg["group"],
+               dilation=cfg["dilation"], bias=cfg["bias"], auto_pad=cfg["auto_pad"], name="stem")
+    return b.model([y])
+
+
+def spatial_after(steps, h, w):
+    for s in steps:
+        if s == "avgpool":
+            h, w = h - 1, w - 1
+        elif s == "resize":
+            h, w = 2 * h, 2 * w
+        elif s == "crop":
+            h = max(0, h - 2)
+            w = max(0, w - 1)
+    return h, w
+
+
+def fits(cfg, h, w):
+    (kh, kw), d = cfg["k"], cfg["dilation"]
+    pads = cfg["pad"] or [0, 0, 0, 0]
+    if cfg["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
+        return h >= 1 and w >= 1
+    return h + pads[0] + pads[2] >= (kh - 1) * d + 1 and w + pads[1] + pads[3] >= (kw - 1) * d + 1
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chain=chains(), cfg=conv_configs(), h=st.integers(1, 23), w=st.integers(1, 23), dynamic=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_random_chains_fold_exactly(chain, cfg, h, w, dynamic, seed):
+    replicate, steps = chain
+    hs, ws = spatial_after(steps, h, w)
+    assume(hs >= 1 and ws >= 1 and fits(cfg, hs, ws))
+    m = build(replicate, steps, cfg, h, w, dynamic, seed)
+    folded, report = fold(m, FoldOptions(verify_sizes=((h, w), (h + 3, w + 2))))
+    assert report.verification is not None and report.verification.passed
+    assert conv_weight(folded, "stem").shape[1] == 1
+    onnx.checker.check_model(folded)
+    for size in ((h, w), (h + 5, w + 4)) if dynamic else ((h, w),):
+        if not fits(cfg, *spatial_after(steps, *size)):
+            continue
+        for frame in (np.random.default_rng(seed).integers(0, 256, (1, 1, *size)), np.zeros((1, 1, *size)),
+                      np.full((1, 1, *size), 255)):
+            x = frame.astype(np.uint8)
+            assert_same(m, folded, {"image": x}, {"image": x})

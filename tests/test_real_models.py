@@ -1,0 +1,67 @@
+"""A real pretrained network: PaddleOCR's PP-OCRv4 text detector, shipped inside the rapidocr-onnxruntime
+wheel (paddle2onnx export: every weight a Constant node, opset 12, dynamic N/H/W), on a real scanned page
+from scikit-image. ``./run test`` downloads the wheel (PyPI, no dependencies) before the tests run."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from skimage import data
+
+from edgefold.fold import FoldOptions, fold
+from tests.models import run
+
+WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+DET = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
+# rapidocr's det config: pixels / 255, mean 0.5, std 0.5 per channel, RGB
+NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), scale=255.0)
+
+
+@pytest.fixture(scope="module")
+def detector() -> onnx.ModelProto:
+    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
+    if not wheels:
+        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
+    with zipfile.ZipFile(wheels[0]) as z:
+        return onnx.load_from_string(z.read(DET))
+
+
+def _page() -> np.ndarray:
+    page = data.page()  # 191 x 384 uint8 scanned text
+    return np.pad(page, ((0, 192 - page.shape[0]), (0, 0)), mode="edge")  # the detector wants multiples of 32
+
+
+def _maps(detector, folded, page):
+    rgb = np.repeat(page[None, None].astype(np.float32), 3, axis=1)
+    ref = run(detector, {"x": ((rgb / 255 - 0.5) / 0.5).astype(np.float32)})[0]
+    got = run(folded, {"x": page[None, None]})[0]
+    return ref, got
+
+
+def _iou(a: np.ndarray, b: np.ndarray, threshold: float = 0.3) -> float:
+    a, b = a > threshold, b > threshold
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_pp_ocr_detector_folds_exactly_on_a_real_page(detector):
+    folded, report = fold(detector, FoldOptions(channels="gray", input_dtype="uint8", **NORM))
+    conv = report.convs[0][0]
+    assert conv.old_weight_shape == (16, 3, 3, 3) and conv.new_weight_shape == (16, 1, 3, 3)
+    assert report.verification.passed
+    ref, got = _maps(detector, folded, _page())
+    assert (ref > 0.3).sum() > 1000  # the page really contains text the detector finds
+    assert np.abs(ref - got).max() <= 1e-4 * np.abs(ref).max()
+    assert _iou(ref, got) == 1.0
+
+
+def test_pp_ocr_naive_fold_is_visibly_wrong_and_reported(detector):
+    """The border error of an interior-only fold is of the size of the activations on this model."""
+    folded, report = fold(detector, FoldOptions(channels="gray", input_dtype="uint8", border="approx", **NORM))
+    assert not report.exact
+    ref, got = _maps(detector, folded, _page())
+    rel = np.abs(ref - got).max() / np.abs(ref).max()
+    assert rel > 0.05, rel
+    assert report.verification.worst.max_rel > 0.05
