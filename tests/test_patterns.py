@@ -331,3 +331,12 @@ def test_unused_constants_are_removed_and_model_checks():
     onnx.checker.check_model(folded)
     used = {i for n in folded.graph.node for i in n.input}
     assert all(t.name in used for t in folded.graph.initializer)
+
+
+def test_input_size_specialises_a_dynamic_model_for_the_fast_scheme():
+    m = gray_model("concat", h="h", w="w")
+    folded, report = fold(m, FoldOptions(input_size=(45, 61)))
+    assert report.plan.chains[0].contract.shape == (1, 1, 45, 61)
+    assert report.convs[0][0].border_scheme == "static-tinyconv"
+    for x in frames(45, 61):
+        assert_same(m, folded, {"image": x}, {"image": x})

@@ -187,3 +187,10 @@ def test_std_dev_is_mean_image_free():
     n = b.op("Div", [x, b.const(STD4)])
     folded, _ = fold(_finish(b, n))  # positive control: per-channel constants fold
     assert folded is not None
+
+
+def test_input_size_that_contradicts_a_fixed_size():
+    b = ModelBuilder()
+    _, x = _gray(b)  # 24 x 24 fixed
+    with pytest.raises(UsageError, match="fixed size 24"):
+        fold(_finish(b, normalise(b, x)), FoldOptions(input_size=(32, 24)))

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
     p.add_argument("--border", choices=("exact", "approx"), default="exact",
                    help="approx drops the border correction and reports the error it leaves")
+    p.add_argument("--input-size", type=_size, metavar="HxW",
+                   help="fix the height and width of a dynamic model first (one camera resolution: the "
+                   "folded model gets the fastest exact border scheme)")
     p.add_argument("--report", help="write the fold report as JSON here")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
     p.add_argument("--verify-size", type=_size, action="append", metavar="HxW",
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
-                          verify=not args.no_verify,
+                          input_size=args.input_size, verify=not args.no_verify,
                           verify_sizes=tuple(args.verify_size) if args.verify_size else None)
     if args.report and args.report == args.output:
         raise UsageError("--report and -o name the same file")

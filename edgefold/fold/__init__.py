@@ -13,6 +13,7 @@ from edgefold.fold.report import Report, build_report
 from edgefold.fold.verify import verify_fold
 from edgefold.graph.index import GraphIndex
 from edgefold.graph.io import load_model
+from edgefold.graph.shapes import specialise
 
 __all__ = ["fold", "FoldOptions", "Report"]
 
@@ -28,6 +29,8 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     else:
         source = str(model_or_path)
         model = load_model(model_or_path)
+    if options.input_size is not None:
+        model = specialise(model, options.input_size)
     index = GraphIndex(model)
     plan = plan_fold(index, options)
     _check_names(index, plan)

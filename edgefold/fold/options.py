@@ -17,6 +17,7 @@ class FoldOptions:
     input_dtype: str | None = None  # "uint8" | "float32"; None keeps the original input's type
     input_name: str | None = None  # None keeps the original name
     border: str = "exact"  # "exact" | "approx"
+    input_size: tuple[int, int] | None = None  # fix H, W of a dynamic model before folding
     verify: bool = True
     # frame sizes for dynamic H/W; None: odd sizes, then multiples of 32 if the original cannot run those
     verify_sizes: tuple[tuple[int, int], ...] | None = None

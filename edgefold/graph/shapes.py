@@ -1,0 +1,41 @@
+"""Fixing the spatial size of an image model's dynamic inputs (a deployment at one camera resolution)."""
+from __future__ import annotations
+
+import onnx
+
+from edgefold.errors import UsageError
+
+
+def spatial_axes(dims: list) -> tuple[int, int]:
+    """(H, W) axes of a rank-4 image input: NHWC when the last axis is a fixed 1 or 3 and axis 1 is not."""
+    def fixed_channels(d: onnx.TensorShapeProto.Dimension) -> bool:
+        return d.HasField("dim_value") and d.dim_value in (1, 3, 4)
+    if fixed_channels(dims[3]) and not fixed_channels(dims[1]):
+        return 1, 2
+    return 2, 3
+
+
+def specialise(model: onnx.ModelProto, size: tuple[int, int]) -> onnx.ModelProto:
+    """A copy whose rank-4 inputs have H x W fixed to ``size`` (dims already fixed must agree)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    initializers = {t.name for t in out.graph.initializer}
+    touched = False
+    for vi in out.graph.input:
+        if vi.name in initializers or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) != 4:
+            continue
+        for axis, value in zip(spatial_axes(list(dims)), size):
+            d = dims[axis]
+            if d.HasField("dim_value") and d.dim_value != value:
+                raise UsageError(f"input '{vi.name}' has a fixed size {d.dim_value} on axis {axis}, not {value}; "
+                                 f"drop --input-size")
+            d.Clear()
+            d.dim_value = value
+        touched = True
+    if not touched:
+        raise UsageError("--input-size: the model has no rank-4 image input")
+    del out.graph.value_info[:]  # stale dynamic shapes; re-inferred where needed
+    return out
