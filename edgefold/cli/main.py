@@ -7,8 +7,6 @@ import sys
 
 from edgefold.errors import EXIT_USAGE, EdgefoldError
 
-VERBS = ("fold", "demo")
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
@@ -19,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from edgefold import __version__
-    from edgefold.cli import demo, fold
+    from edgefold.cli import demo, fold, inspect
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
@@ -27,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (fold, demo):
+    for module in (fold, inspect, demo):
         module.add_parser(sub)
     return parser
 

@@ -34,7 +34,26 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan) -> onnx.ModelProto:
     g.node.extend(rebuilt)
     g.initializer.extend(new_inits)
     _prune(g, candidates)
+    _stamp(out, plan)
     return out
+
+
+def _stamp(model: onnx.ModelProto, plan: FoldPlan) -> None:
+    """Record what was folded in the model's metadata, for inspect, build and the runtime to read."""
+    import json
+
+    from edgefold import __version__
+
+    meta = {
+        "edgefold.version": __version__,
+        "edgefold.folded_convs": json.dumps([c.node_name for chain in plan.chains for c in chain.convs]),
+        "edgefold.input_contracts": json.dumps([chain.contract.to_json() for chain in plan.chains]),
+    }
+    kept = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
 
 
 def _node_key(node: onnx.NodeProto, node_id: int) -> str:

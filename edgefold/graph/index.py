@@ -112,7 +112,7 @@ class GraphIndex:
         """Inferred shapes by tensor name (int, symbolic name or None per dim)."""
         skeleton = _skeleton(self.model)
         try:
-            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
+            inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
         except Exception:  # noqa: BLE001 - inference is best effort; missing shapes mean "dynamic"
             inferred = skeleton
         out: dict[str, list[int | str | None]] = {}

@@ -39,3 +39,25 @@ def specialise(model: onnx.ModelProto, size: tuple[int, int]) -> onnx.ModelProto
         raise UsageError("--input-size: the model has no rank-4 image input")
     del out.graph.value_info[:]  # stale dynamic shapes; re-inferred where needed
     return out
+
+
+def set_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy with the named inputs' shapes fixed (``--shape NAME:1x1x2048x2448``)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    by_name = {vi.name: vi for vi in out.graph.input}
+    for name, dims in shapes.items():
+        if name not in by_name:
+            raise UsageError(f"--shape names input '{name}', but the model's inputs are "
+                             f"{', '.join(by_name) or 'none'}")
+        vi = by_name[name]
+        old = vi.type.tensor_type.shape.dim
+        if len(old) != len(dims):
+            raise UsageError(f"--shape {name}: {len(dims)} dims given, the input has {len(old)}")
+        for d, value in zip(old, dims):
+            if d.HasField("dim_value") and d.dim_value != value:
+                raise UsageError(f"--shape {name}: dimension {d.dim_value} is fixed in the model, not {value}")
+            d.Clear()
+            d.dim_value = value
+    del out.graph.value_info[:]
+    return out

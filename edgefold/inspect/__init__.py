@@ -1,0 +1,1 @@
+"""Parameters and MACs per layer, before and after folding (``edgefold inspect``)."""

@@ -1,0 +1,153 @@
+"""Parameters, MACs and FLOPs per layer, with the conventions of thop/torchsummary.
+
+- Conv: MACs = K_h * K_w * (C_in / groups) * C_out * H_out * W_out * N; params = weights + bias.
+- ConvTranspose: MACs = K_h * K_w * (C_out / groups) * C_in * H_in * W_in * N (thop: per input pixel).
+- Gemm / MatMul: MACs = M * K * N (times the batch dims); params = constant weight (+ constant bias).
+- Not MACs, a FLOPs column of their own: elementwise ops and activations count one per output element,
+  BatchNormalization/InstanceNormalization/LayerNormalization two (scale and shift; params = scale + bias),
+  MaxPool/AveragePool K_h * K_w per output element, global pools one per input element, Softmax three
+  per element (exp, sum, divide). Layout and data movement (Reshape, Transpose, Concat, Slice, Cast ...)
+  count zero.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from edgefold.graph.index import GraphIndex, attrs
+
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish",
+               "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Erf", "Pow", "Sqrt", "Exp", "Log", "Abs", "Neg",
+               "Max", "Min", "Sum", "Mean", "Where", "Reciprocal", "Softplus", "Mish", "Sin", "Cos", "Floor",
+               "Ceil", "Round", "Resize", "Upsample"}
+NORMALISATION = {"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+GLOBAL_POOLS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    op: str
+    input_shapes: tuple
+    output_shapes: tuple
+    params: int
+    macs: int | None  # None: depends on a dimension that is not known (pass --shape)
+    flops: int | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "op": self.op, "input_shapes": [list(s) if s is not None else None
+                                                                     for s in self.input_shapes],
+                "output_shapes": [list(s) if s is not None else None for s in self.output_shapes],
+                "params": self.params, "macs": self.macs, "flops": self.flops}
+
+
+def _prod(shape) -> int | None:
+    if shape is None or any(not isinstance(d, int) for d in shape):
+        return None
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _const_size(index: GraphIndex, name: str) -> int:
+    """Elements of a constant input (initializer or Constant node), 0 for runtime tensors."""
+    if not name:
+        return 0
+    if name in index.initializers:
+        return int(np.prod(index.initializers[name].dims, dtype=np.int64))
+    node = index.producer.get(name)
+    if node is not None and node.op_type == "Constant":
+        value = index.constant(name)
+        return int(value.size) if value is not None else 0
+    return 0
+
+
+def count_layer(index: GraphIndex, node: onnx.NodeProto) -> Layer:
+    shapes = index.shapes
+    ins = tuple(tuple(shapes[i]) if i in shapes else None for i in node.input)
+    outs = tuple(tuple(shapes[o]) if o in shapes else None for o in node.output)
+    op = node.op_type
+    out0 = outs[0] if outs else None
+    params: int = 0
+    macs: int | None = 0
+    flops: int | None = 0
+    a = attrs(node)
+    if op in ("Conv", "ConvTranspose"):
+        w = ins[1] if len(ins) > 1 else None
+        params = _const_size(index, node.input[1]) + (_const_size(index, node.input[2]) if len(node.input) > 2 else 0)
+        per_pixel = _prod(w[1:]) if w is not None else None  # (C_in/g | C_out/g) * K_h * K_w
+        pixels = _prod(out0) if op == "Conv" else _prod(ins[0])  # thop: ConvTranspose per input pixel
+        macs = pixels * per_pixel if pixels is not None and per_pixel is not None else None
+    elif op == "Gemm":
+        params = _const_size(index, node.input[1]) + (_const_size(index, node.input[2]) if len(node.input) > 2 else 0)
+        a_shape = ins[0]
+        k = None
+        if a_shape is not None and len(a_shape) == 2:
+            k = a_shape[0] if a.get("transA", 0) else a_shape[1]
+        n_out = _prod(out0)
+        macs = n_out * k if n_out is not None and isinstance(k, int) else None
+    elif op == "MatMul":
+        params = _const_size(index, node.input[1])
+        k = ins[0][-1] if ins[0] else None
+        n_out = _prod(out0)
+        macs = n_out * k if n_out is not None and isinstance(k, int) else None
+    elif op in NORMALISATION:
+        params = sum(_const_size(index, i) for i in node.input[1:3])
+        n = _prod(out0)
+        flops = 2 * n if n is not None else None
+    elif op in ("MaxPool", "AveragePool", "LpPool"):
+        n = _prod(out0)
+        flops = n * int(np.prod(a.get("kernel_shape", [1]))) if n is not None else None
+    elif op in GLOBAL_POOLS:
+        n = _prod(ins[0])
+        flops = n
+    elif op == "Softmax" or op == "LogSoftmax":
+        n = _prod(out0)
+        flops = 3 * n if n is not None else None
+    elif op in ELEMENTWISE:
+        n = _prod(out0)
+        flops = n
+    return Layer(node.name or f"<{op}>", op, ins, outs, params, macs, flops)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    layers: tuple[Layer, ...]
+    inputs: tuple[tuple[str, str, tuple], ...]  # (name, dtype, shape)
+    first_layer: str | None  # the first conv: the folded one (edgefold metadata) or the first in graph order
+
+    @property
+    def total(self) -> dict:
+        def total_of(key: str) -> int | None:
+            values = [getattr(layer, key) for layer in self.layers]
+            return None if any(v is None for v in values) else int(sum(values))
+        return {"params": sum(layer.params for layer in self.layers), "macs": total_of("macs"),
+                "flops": total_of("flops")}
+
+    def first_conv(self) -> Layer | None:
+        return next((layer for layer in self.layers if layer.name == self.first_layer), None)
+
+    def input_bytes(self) -> int | None:
+        total = 0
+        for _, dtype, shape in self.inputs:
+            n = _prod(shape)
+            if n is None:
+                return None
+            total += n * np.dtype(dtype).itemsize
+        return total
+
+    def to_json(self) -> dict:
+        return {"inputs": [{"name": n, "dtype": d, "shape": list(s)} for n, d, s in self.inputs],
+                "layers": [layer.to_json() for layer in self.layers], "total": self.total}
+
+
+def inventory(model: onnx.ModelProto) -> Inventory:
+    index = GraphIndex(model)
+    layers = tuple(count_layer(index, n) for n in index.nodes if n.op_type != "Constant")
+    inputs = tuple((vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name,
+                    tuple(index.shapes.get(vi.name, []))) for vi in index.real_inputs)
+    meta = {p.key: p.value for p in model.metadata_props}
+    folded = json.loads(meta.get("edgefold.folded_convs", "[]"))
+    first = folded[0] if folded else next((n.name for n in index.nodes if n.op_type == "Conv"), None)
+    return Inventory(layers, inputs, first)

@@ -1,0 +1,112 @@
+"""edgefold inspect: the worked examples of the issue must come out exactly."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefold.cli.main import main
+from edgefold.graph.build import ModelBuilder
+from edgefold.inspect.count import inventory
+from tests.models import gray_model
+
+
+def _conv_model(*convs, h=64, w=64, cin=6, dynamic=False):
+    b = ModelBuilder()
+    x = b.input("input", [1, cin, "h" if dynamic else h, "w" if dynamic else w], np.float32)
+    for c in convs:
+        x = b.conv(x, **c)
+    return b.model([x])
+
+
+def _totals(model):
+    t = inventory(model).total
+    return t["params"], t["macs"]
+
+
+@pytest.mark.parametrize("convs, params, macs", [
+    ([dict(cin=6, cout=3, k=3, pad=1, bias=False)], 162, 663_552),
+    ([dict(cin=6, cout=3, k=3, pad=1, group=3, bias=False)], 54, 221_184),
+    ([dict(cin=6, cout=6, k=3, pad=1, group=6, bias=False), dict(cin=6, cout=3, k=1, pad=0, bias=False)],
+     72, 294_912),
+])
+def test_worked_examples(convs, params, macs):
+    assert _totals(_conv_model(*convs)) == (params, macs)
+
+
+def test_strided_dilated_and_biased_convs():
+    # stride 2: 32x32 outputs; dilation 2 with pad 2 keeps 64x64; bias adds C_out params, no MACs
+    assert _totals(_conv_model(dict(cin=6, cout=4, k=3, stride=2, pad=1, bias=True))) == (6 * 4 * 9 + 4,
+                                                                                        9 * 6 * 4 * 32 * 32)
+    assert _totals(_conv_model(dict(cin=6, cout=4, k=3, dilation=2, pad=2, bias=False))) == (216, 9 * 6 * 4 * 64 * 64)
+
+
+def test_gemm_and_matmul():
+    b = ModelBuilder()
+    x = b.input("x", [2, 128], np.float32)
+    y = b.op("Gemm", [x, b.const(np.zeros((128, 10), np.float32)), b.const(np.zeros(10, np.float32))])
+    z = b.op("MatMul", [y, b.const(np.zeros((10, 7), np.float32))])
+    layers = inventory(b.model([z])).layers
+    assert (layers[0].params, layers[0].macs) == (1290, 2 * 128 * 10)
+    assert (layers[1].params, layers[1].macs) == (70, 2 * 10 * 7)
+
+
+def test_pooling_elementwise_and_norm_are_flops_not_macs():
+    b = ModelBuilder()
+    x = b.input("x", [1, 4, 8, 8], np.float32)
+    y = b.op("Relu", [x])
+    y = b.op("BatchNormalization", [y] + [b.const(np.ones(4, np.float32)) for _ in range(4)])
+    y = b.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+    layers = inventory(b.model([y])).layers
+    assert [(la.macs, la.flops) for la in layers] == [(0, 256), (0, 512), (0, 4 * 4 * 4 * 4)]
+    assert layers[1].params == 8  # scale + bias, running statistics are not parameters
+
+
+def test_dynamic_shapes_resolved_with_shape_flag(tmp_path, capsys):
+    p = tmp_path / "dyn.onnx"
+    onnx.save(_conv_model(dict(cin=6, cout=3, k=3, pad=1, bias=False), dynamic=True), str(p))
+    assert main(["inspect", str(p), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["macs"] is None
+    assert main(["inspect", str(p), "--shape", "input:1x6x64x64", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["total"] == {"params": 162, "macs": 663_552, "flops": 0}
+    assert set(report["layers"][0]) == {"name", "op", "input_shapes", "output_shapes", "params", "macs", "flops"}
+    assert main(["inspect", str(p), "--shape", "nope:1x6x64x64"]) == 2
+
+
+def test_against_folded_model_shows_a_third_of_the_first_layer(tmp_path, capsys):
+    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
+    onnx.save(gray_model("concat", h=64, w=64, k=7), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    assert main(["inspect", str(src), "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "first conv: 'stem' W 16x3x7x7 -> 'stem' W 16x1x7x7" in text
+    assert "(0.333x)" in text and "Concat" in text
+    assert main(["inspect", str(src), "--against", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    stem_before = next(la for la in data["before"]["layers"] if la["name"] == "stem")
+    stem_after = next(la for la in data["after"]["layers"] if la["name"] == "stem")
+    assert stem_before["macs"] == 3 * stem_after["macs"]
+
+
+def test_table_is_aligned_and_marks_top_consumers(tmp_path, capsys):
+    p = tmp_path / "m.onnx"
+    onnx.save(gray_model("concat", h=64, w=64), str(p))
+    assert main(["inspect", str(p)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("*") for line in lines) and lines[-1].startswith("total:")
+    assert len({line.index("MACs") for line in lines if "MACs" in line and "total" not in line}) == 1
+
+
+def test_engine_without_tensorrt_exits_4(tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except Exception:  # noqa: BLE001
+        pass
+    e = tmp_path / "m.engine"
+    e.write_bytes(b"\0")
+    assert main(["inspect", str(e)]) == 4
+    assert "TensorRT is not installed" in capsys.readouterr().err
