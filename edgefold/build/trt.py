@@ -40,3 +40,11 @@ def engine_layers(path: str | Path) -> dict:
     inspector = engine.create_engine_inspector()
     info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     return json.loads(info)
+
+
+def trt_runner(path: str | Path, name: str):
+    """Polygraphy's TensorRT runner over a serialized engine (needs TensorRT and a GPU)."""
+    import_tensorrt()
+    from polygraphy.backend.trt import EngineFromPath, TrtRunner
+
+    return TrtRunner(EngineFromPath(str(path)), name=name)

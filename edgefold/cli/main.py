@@ -17,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from edgefold import __version__
-    from edgefold.cli import demo, fold, inspect
+    from edgefold.cli import compare, demo, fold, inspect
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
@@ -25,15 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (fold, inspect, demo):
+    for module in (fold, compare, inspect, demo):
         module.add_parser(sub)
     return parser
+
+
+def _quiet_polygraphy(verbose: bool) -> None:
+    """Polygraphy logs every comparison step; the CLI prints its own table, so keep only its errors."""
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.INFO if verbose else G_LOGGER.CRITICAL
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="edgefold: %(message)s")
+    _quiet_polygraphy(args.verbose)
     try:
         return int(args.run(args))
     except EdgefoldError as err:

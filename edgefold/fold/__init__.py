@@ -2,26 +2,39 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import onnx
 
 from edgefold.errors import UsageError, VerificationFailed
-from edgefold.fold.apply import apply_plan
-from edgefold.fold.match import plan_fold
 from edgefold.fold.options import FoldOptions
-from edgefold.fold.report import Report, build_report
-from edgefold.fold.verify import verify_fold
-from edgefold.graph.index import GraphIndex
-from edgefold.graph.io import load_model
-from edgefold.graph.shapes import specialise
+
+if TYPE_CHECKING:
+    from edgefold.fold.report import Report
 
 __all__ = ["fold", "FoldOptions", "Report"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - keeps `import edgefold.fold.affine` free of the heavy modules
+    if name == "Report":
+        from edgefold.fold.report import Report
+
+        return Report
+    raise AttributeError(name)
 
 
 def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOptions | None = None
          ) -> tuple[onnx.ModelProto, Report]:
     """Plan, apply and verify a fold. Raises ``UnsupportedGraph`` (nothing written), ``UsageError``, or
     ``VerificationFailed`` (carrying the report) when the folded model does not match the original."""
+    from edgefold.fold.apply import apply_plan
+    from edgefold.fold.match import plan_fold
+    from edgefold.fold.report import build_report
+    from edgefold.fold.verify import verify_fold
+    from edgefold.graph.index import GraphIndex
+    from edgefold.graph.io import load_model
+    from edgefold.graph.shapes import specialise
+
     options = options or FoldOptions()
     source = None
     if isinstance(model_or_path, onnx.ModelProto):
@@ -49,7 +62,7 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     return folded, report
 
 
-def _check_names(index: GraphIndex, plan) -> None:
+def _check_names(index, plan) -> None:  # noqa: ANN001
     taken = set(index.producer) | set(index.initializers)
     for chain in plan.chains:
         name = chain.contract.name

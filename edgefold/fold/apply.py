@@ -43,11 +43,14 @@ def _stamp(model: onnx.ModelProto, plan: FoldPlan) -> None:
     import json
 
     from edgefold import __version__
+    from edgefold.fold.verify import chain_feeds
 
     meta = {
         "edgefold.version": __version__,
         "edgefold.folded_convs": json.dumps([c.node_name for chain in plan.chains for c in chain.convs]),
         "edgefold.input_contracts": json.dumps([chain.contract.to_json() for chain in plan.chains]),
+        # how the original model's input receives a raw frame: compare rebuilds its reference feed from it
+        "edgefold.source_inputs": json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
     }
     kept = [p for p in model.metadata_props if p.key not in meta]
     del model.metadata_props[:]

@@ -106,13 +106,17 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str |
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     out = Path(path)
     if not out.parent.exists():
         raise UsageError(f"{out.parent}: output folder does not exist")
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".edgefold-")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,63 @@
+"""``edgefold compare ORIGINAL CANDIDATE``: Polygraphy comparison against the original 3-channel graph."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgefold.cli.fold import _floats, _size
+from edgefold.errors import EXIT_MISMATCH, EXIT_OK
+
+
+def _tol(text: str) -> tuple[str, float]:
+    name, _, value = text.rpartition("=")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected VALUE or OUTPUT=VALUE, got {text!r}") from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare a folded model or engine against the original graph",
+                       description="The reference is the original graph in onnxruntime at fp32; the candidate is "
+                       "an ONNX model (onnxruntime) or a TensorRT engine (Polygraphy's TensorRT runner). Each gets "
+                       "its own feed from the same raw frames. Exit 0 pass, 1 mismatch, 2 usage, 3 unsupported, "
+                       "4 no TensorRT.")
+    p.add_argument("reference", help="the original ONNX model")
+    p.add_argument("candidate", help="folded ONNX model or TensorRT .engine (with its .json sidecar)")
+    order = p.add_mutually_exclusive_group()
+    for flag in ("gray", "rgb", "bgr"):
+        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag,
+                           help=f"camera frames are {flag} (as for `edgefold fold`)")
+    p.add_argument("--mean", type=_floats, help="normalisation a bare original expects (as for fold)")
+    p.add_argument("--std", type=_floats)
+    p.add_argument("--scale", type=float)
+    p.add_argument("--images", help="folder of PNG/JPEG/PGM/NPY frames (resized to a static input size)")
+    p.add_argument("--random", type=int, metavar="N", help="N random frames (plus black, white, edges, page); "
+                   "default 4 when no --images")
+    p.add_argument("--size", type=_size, metavar="HxW", help="frame size for dynamic models (default 160x224)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="tolerance set (default: detected)")
+    p.add_argument("--atol", type=_tol, action="append", metavar="[OUT=]V", help="absolute tolerance override")
+    p.add_argument("--rtol", type=_tol, action="append", metavar="[OUT=]V",
+                   help="tolerance relative to max |reference| of the output")
+    p.add_argument("--map-threshold", type=float, help="threshold for dense-map agreement (default: mid-range)")
+    p.add_argument("--report", help="write the comparison as JSON here")
+    p.add_argument("--heatmap", help="write a PNG of where the error lives (the worst spatial output)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.compare import CompareOptions, compare
+    from edgefold.compare.heatmap import heatmap_for
+    from edgefold.graph.io import write_text_atomic
+
+    options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
+                             images=args.images, random=args.random, size=args.size, precision=args.precision,
+                             atol=dict(args.atol or []), rtol=dict(args.rtol or []), map_threshold=args.map_threshold)
+    result = compare(args.reference, args.candidate, options)
+    print(result.to_text())
+    if args.report:
+        write_text_atomic(args.report, result.dumps())
+    if args.heatmap:
+        drawn = heatmap_for(result, args.heatmap)
+        print(f"heatmap of '{drawn}' written to {args.heatmap}", file=sys.stderr)
+    return EXIT_OK if result.passed else EXIT_MISMATCH
