@@ -340,3 +340,15 @@ def test_input_size_specialises_a_dynamic_model_for_the_fast_scheme():
     assert report.convs[0][0].border_scheme == "static-tinyconv"
     for x in frames(45, 61):
         assert_same(m, folded, {"image": x}, {"image": x})
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_recentred_raw_input_for_int8(dynamic):
+    """raw_offset=-128: the convs read x - 128 (an explicit Add), still exactly the original."""
+    m = gray_model("concat", h="h" if dynamic else 40, w="w" if dynamic else 52)
+    folded, report = fold(m, FoldOptions(raw_offset=-128.0))
+    add = next(n for n in folded.graph.node if n.name == "edgefold/image/recentre")
+    stem = next(n for n in folded.graph.node if n.name == "stem")
+    assert stem.input[0] == add.output[0] == "image/raw_centred"
+    for x in frames(40, 52):
+        assert_same(m, folded, {"image": x}, {"image": x})

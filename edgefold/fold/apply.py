@@ -51,6 +51,8 @@ def _stamp(model: onnx.ModelProto, plan: FoldPlan) -> None:
         "edgefold.input_contracts": json.dumps([chain.contract.to_json() for chain in plan.chains]),
         # how the original model's input receives a raw frame: compare rebuilds its reference feed from it
         "edgefold.source_inputs": json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
+        "edgefold.raw_tensors": json.dumps([chain.raw_tensor for chain in plan.chains]),
+        "edgefold.raw_offset": json.dumps([chain.raw_offset for chain in plan.chains]),
     }
     kept = [p for p in model.metadata_props if p.key not in meta]
     del model.metadata_props[:]
@@ -79,6 +81,12 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
         raw_names[RAW_INPUT] = cast_out
     else:
         raw_names[RAW_INPUT] = c.name
+    if chain.raw_offset:
+        offset = f"edgefold/{c.name}/raw_offset"
+        new_inits.append(numpy_helper.from_array(np.array(chain.raw_offset, np.float32), offset))
+        head.append(helper.make_node("Add", [raw_names[RAW_INPUT], offset], [chain.raw_tensor],
+                                     name=f"edgefold/{c.name}/recentre"))
+        raw_names[RAW_INPUT] = chain.raw_tensor
 
     for node_id in chain.removed:
         candidates.update(i for i in nodes[node_id].input if i)

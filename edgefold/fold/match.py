@@ -76,7 +76,10 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
                          f"input that the model expects normalised")
     input_affine = declared(channels, raw_channels, order or "as-original",
                             options.mean or (0.0,), options.std or (1.0,), options.scale or 1.0)
-    start = Lin(RAW_INPUT, input_affine, axis, len(shape), elem == onnx.TensorProto.FLOAT)
+    # the convs will read y = x + raw_offset, so the original input is A (y - raw_offset) + b
+    conv_view = ChannelAffine(input_affine.matrix,
+                              input_affine.offset - input_affine.matrix.sum(axis=1) * options.raw_offset)
+    start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT)
 
     terminal_ids: frozenset[int] = frozenset()
     while True:
@@ -93,7 +96,7 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if options.declares_normalisation and arithmetic:
         raise UsageError(f"input '{name}' is already normalised inside the graph; drop --mean/--std/--scale "
                          f"(or pass a bare model)")
-    changes = (not input_affine.is_identity() or any(not c.affine.is_identity() for c in convs)
+    changes = (not conv_view.is_identity() or any(not c.affine.is_identity() for c in convs)
                or any(c.weight.shape != c.old_weight_shape for c in convs))
     if not changes:
         raise NothingToFold("no preprocessing between it and the first Conv")
@@ -115,7 +118,7 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
         channel_order="gray" if raw_channels == 1 else (order or "as-original"),
         shape=tuple(new_shape), channel_axis=axis, pixel_range=(0.0, pixel_max))
     return ChainPlan(name, _dtype_name(elem), tuple(shape), input_affine, contract, tuple(removed),
-                     tuple(raw_ops), tuple(convs), arithmetic)
+                     tuple(raw_ops), tuple(convs), arithmetic, options.raw_offset)
 
 
 def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int], border_mode: str

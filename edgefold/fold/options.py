@@ -18,6 +18,9 @@ class FoldOptions:
     input_name: str | None = None  # None keeps the original name
     border: str = "exact"  # "exact" | "approx"
     input_size: tuple[int, int] | None = None  # fix H, W of a dynamic model before folding
+    # the folded convs read raw + raw_offset (an explicit Add kept in the graph); INT8 builds use -128 so a
+    # symmetric int8 tensor with scale 1.0 holds every 0..255 pixel exactly
+    raw_offset: float = 0.0
     verify: bool = True
     # frame sizes for dynamic H/W; None: odd sizes, then multiples of 32 if the original cannot run those
     verify_sizes: tuple[tuple[int, int], ...] | None = None

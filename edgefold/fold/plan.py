@@ -118,6 +118,15 @@ class ChainPlan:
     raw_ops: tuple[RawOp, ...]
     convs: tuple[ConvFold, ...]
     arithmetic_in_graph: bool
+    raw_offset: float = 0.0  # the raw tensor the convs read is input + raw_offset (kept as an Add node)
+
+    @property
+    def raw_tensor(self) -> str:
+        """Name of the float tensor the folded convs read (before any commuting ops)."""
+        c = self.contract
+        if self.raw_offset:
+            return f"{c.name}/raw_centred"
+        return f"{c.name}/raw_f32" if c.dtype != "float32" else c.name
 
 
 @dataclass(frozen=True)
