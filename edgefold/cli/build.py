@@ -1,0 +1,70 @@
+"""``edgefold build MODEL -o NAME.engine``: fold, FP16/INT8 preparation verified on the CPU, engine build."""
+from __future__ import annotations
+
+import argparse
+
+from edgefold.cli.fold import _floats
+from edgefold.errors import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("build", help="fold, prepare FP16/INT8 on the CPU, build a TensorRT engine",
+                       description="Folds the preprocessing (unless --no-fold or already folded), prepares an FP16 "
+                       "or INT8 Q/DQ ONNX and proves it in onnxruntime against the fp32 model, then builds the "
+                       "engine through Polygraphy for the installed TensorRT (11: strongly typed; 8.5-10: the same "
+                       "ONNX). Writes NAME.engine, NAME.prepared.onnx, NAME.json, NAME.trtexec.sh.")
+    p.add_argument("model", help="ONNX model")
+    p.add_argument("-o", "--output", required=True, help="NAME.engine")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="FP16 engine (default)")
+    prec.add_argument("--int8", dest="precision", action="store_const", const="int8", help="INT8 engine (Q/DQ)")
+    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engine")
+    p.add_argument("--calib", help="calibration frames: a folder of images or an .npy stack (needed for --int8)")
+    p.add_argument("--calib-count", type=int, default=300, help="use at most N calibration frames (default 300)")
+    p.add_argument("--calib-method", choices=("percentile", "minmax", "entropy"), default="percentile")
+    p.add_argument("--int8-strategy", choices=("auto", "recentre", "float-first"), default="auto",
+                   help="first conv: re-centred lossless int8 input, or kept in float; auto measures both")
+    p.add_argument("--shapes", action="append", metavar="NAME:MIN/OPT/MAX",
+                   help="shape profile, e.g. input:1x1x480x640/1x1x1080x1920/1x1x2048x2448")
+    p.add_argument("--no-fold", action="store_true", help="build the model as it is")
+    order = p.add_mutually_exclusive_group()
+    for flag in ("gray", "rgb", "bgr"):
+        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag, help="as for fold")
+    p.add_argument("--mean", type=_floats, help="as for fold")
+    p.add_argument("--std", type=_floats, help="as for fold")
+    p.add_argument("--scale", type=float, help="as for fold")
+    p.add_argument("--input-dtype", choices=("uint8", "float32"), help="as for fold")
+    p.add_argument("--no-engine", action="store_true", help="write everything but the engine (no TensorRT needed)")
+    p.add_argument("--trt-version", type=int, choices=(8, 9, 10, 11), help="target TensorRT major (default: installed, "
+                   "else 10 as on JetPack 6)")
+    p.add_argument("--fp16-flag", action="store_true", help="TensorRT <= 10: fp32 ONNX + the FP16 builder flag")
+    p.add_argument("--timing-cache", help="timing cache file (loaded and updated)")
+    p.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit")
+    p.add_argument("--opt-level", type=int, choices=range(0, 6), help="builder optimisation level (default 3)")
+    p.add_argument("--dla", type=int, metavar="CORE", help="build for DLA core N (Orin: 0 or 1)")
+    p.add_argument("--gpu-fallback", action="store_true", help="with --dla: let unsupported layers run on the GPU")
+    p.add_argument("--hardware-compat", choices=("ampere+",), help="engine portable across Ampere and newer GPUs")
+    p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
+    p.add_argument("--accept-accuracy-drop", action="store_true", help="write the result even below the floor")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.build.pipeline import build
+    from edgefold.build.spec import BuildOptions, ShapeProfile
+    from edgefold.fold.options import FoldOptions
+
+    options = BuildOptions(
+        output=args.output, precision=args.precision or "fp16", calib=args.calib, calib_count=args.calib_count,
+        calib_method=args.calib_method, int8_strategy=args.int8_strategy,
+        shapes=tuple(ShapeProfile.parse(s) for s in args.shapes or []), fold=not args.no_fold,
+        fold_options=FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
+                                 input_dtype=args.input_dtype),
+        engine=not args.no_engine, trt_major=args.trt_version, fp16_flag=args.fp16_flag,
+        timing_cache=args.timing_cache, workspace_mib=args.workspace, opt_level=args.opt_level, dla_core=args.dla,
+        gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,
+        version_compatible=args.version_compatible, accept_accuracy_drop=args.accept_accuracy_drop,
+        show_progress=True)
+    result = build(args.model, options)
+    print(result.to_text())
+    return EXIT_OK

@@ -1,0 +1,45 @@
+"""Accuracy of a prepared (FP16 or Q/DQ) model against the fp32 folded model, in onnxruntime on the CPU."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from edgefold.compare.frames import InputFeed
+from edgefold.compare.metrics import OutputStats, output_stats
+from edgefold.compare.tolerance import Tolerance
+
+
+def _session(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],
+            tolerance: Tolerance) -> tuple[OutputStats, ...]:
+    """Per-output statistics over the frames, each with its verdict under ``tolerance``."""
+    if not frames:
+        return ()
+    s_ref, s_prep = _session(reference), _session(prepared)
+    names = [o.name for o in s_ref.get_outputs()]
+    refs = [s_ref.run(names, {feed.name: feed.tensor(f)}) for f in frames]
+    gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]
+    out = []
+    for k, name in enumerate(names):
+        s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots])
+        out.append(s.with_verdict(tolerance.passes(s)))
+    return tuple(out)
+
+
+def score(stats: tuple[OutputStats, ...]) -> float:
+    """Higher is better: task agreement where it applies, else 1 - relative error."""
+    parts = []
+    for s in stats:
+        if s.top1_agreement is not None:
+            parts.append(s.top1_agreement)
+        if s.map_iou is not None:
+            parts.append(s.map_iou)
+        parts.append(1.0 - min(1.0, s.max_rel))
+    return float(np.mean(parts)) if parts else 0.0

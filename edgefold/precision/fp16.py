@@ -1,0 +1,55 @@
+"""FP16 ONNX for TensorRT 11 (strongly typed) and as an option on 10.x: float32 I/O kept, numerically
+sensitive ops kept in float32, and any node whose output overflows fp16 on the given frames too."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from edgefold.compare.frames import InputFeed
+
+# reductions, softmax, normalisations, exponentials: where fp16 loses range or precision
+SENSITIVE_OPS = ("ReduceMean", "ReduceSum", "ReduceProd", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare",
+                 "Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+                 "Exp", "Log", "Pow", "Sqrt", "Reciprocal", "Erf", "TopK", "NonMaxSuppression", "RoiAlign",
+                 "Range", "CumSum")
+FP16_SAFE_MAX = 32768.0  # half of fp16's 65504: headroom for frames brighter than the calibration set
+
+
+def overflowing_nodes(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> list[str]:
+    """Names of nodes with a float output whose magnitude exceeds FP16_SAFE_MAX on these frames."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    producer = {}
+    for node in probe.graph.node:
+        for out in node.output:
+            if out and out not in existing:
+                probe.graph.output.add(name=out)
+                producer[out] = node.name
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 4
+    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    peak: dict[str, float] = {}
+    for frame in frames:
+        for name, value in zip(names, sess.run(names, {feed.name: feed.tensor(frame)})):
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f" and arr.size:
+                peak[name] = max(peak.get(name, 0.0), float(np.abs(arr[np.isfinite(arr)]).max(initial=0.0)))
+    return sorted({producer[n] for n, v in peak.items() if v > FP16_SAFE_MAX and n in producer})
+
+
+def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> tuple[onnx.ModelProto, list[str]]:
+    """(fp16 model, names of nodes kept in float32 because they overflow)."""
+    from onnxconverter_common import float16
+
+    hot = overflowing_nodes(model, feed, frames)
+    # edgefold's input Cast/recentre must keep producing float32 (the converter would retype them)
+    keep = hot + [n.name for n in model.graph.node if n.name.startswith("edgefold/")]
+    blocked_ops = list(dict.fromkeys(list(float16.DEFAULT_OP_BLOCK_LIST) + list(SENSITIVE_OPS)))
+    out = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked_ops,
+                                           node_block_list=keep)
+    return out, hot

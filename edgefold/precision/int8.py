@@ -1,0 +1,105 @@
+"""INT8 by explicit quantisation (Q/DQ in the ONNX), calibrated on the CPU with onnxruntime, in the form
+TensorRT accepts: symmetric int8 with zero point 0, per-channel weight scales on the output-channel axis,
+per-tensor activation scales, no output Q/DQ (TRT_FACTS.md §1.2-1.3, the settings ModelOpt hands to ORT).
+
+Two ways to treat the folded first conv, which reads raw 0..255 pixels where symmetric int8 wastes half
+its codes: ``recentre`` (the fold's raw_offset=-128 makes it read x - 128, quantised with scale 1.0 -
+lossless for integer pixels) and ``float-first`` (the first conv stays in float). Both are measured.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgefold.compare.frames import InputFeed
+
+QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+STRATEGIES = ("recentre", "float-first")
+
+
+def _meta(model: onnx.ModelProto, key: str, default):
+    value = {p.key: p.value for p in model.metadata_props}.get(key)
+    return json.loads(value) if value else default
+
+
+def border_nodes(model: onnx.ModelProto) -> list[str]:
+    """edgefold's own helper nodes (border term, ones image, input cast): never quantised."""
+    return [n.name for n in model.graph.node
+            if n.name.startswith("edgefold/") or "/border_" in n.name or "/ones" in n.name]
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime's calibrator prints progress to stdout and warns through the root logger; the CLI shows
+    its own progress bar and report instead."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over raw frames, with a progress bar."""
+
+    def __init__(self, feed: InputFeed, frames: list[np.ndarray], show_progress: bool) -> None:
+        from tqdm import tqdm
+
+        self._it = iter(tqdm(frames, desc="calibrating", unit="frame", disable=not show_progress, leave=False))
+        self.feed = feed
+
+    def get_next(self):  # noqa: ANN201 - onnxruntime's reader protocol
+        frame = next(self._it, None)
+        return None if frame is None else {self.feed.name: self.feed.tensor(frame)}
+
+
+def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], strategy: str,
+             method: str = "percentile", show_progress: bool = False) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    first_convs = _meta(model, "edgefold.folded_convs", [])
+    exclude = border_nodes(model)
+    overrides = {}
+    if strategy == "float-first":
+        exclude += first_convs
+    elif strategy == "recentre":
+        raw = _meta(model, "edgefold.raw_tensors", [])
+        offsets = _meta(model, "edgefold.raw_offset", [])
+        if not raw or not offsets or offsets[0] != -128:
+            raise ValueError("recentre needs a model folded with raw_offset=-128")
+        overrides = {raw[0]: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}]}
+    else:
+        raise ValueError(f"unknown INT8 strategy {strategy!r}")
+    all_ops = sorted({n.op_type for n in model.graph.node})
+    extra = {
+        "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "AddQDQPairToWeight": True,
+        "DedicatedQDQPair": False, "QDQOpTypePerChannelSupportToAxis": {"Conv": 0, "ConvTranspose": 1},
+        "ForceQuantizeNoInputCheck": True, "OpTypesToExcludeOutputQuantization": all_ops,
+        "QDQDisableWeightAdjustForInt32Bias": True, "CalibPercentile": 99.99,
+    }
+    if overrides:
+        extra["TensorQuantOverrides"] = overrides
+    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}[method]
+    with tempfile.TemporaryDirectory(prefix="edgefold-int8-") as tmp, _quiet_quantizer():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        quantize_static(str(src), str(dst), _Reader(feed, frames, show_progress), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=QUANTIZED_OPS, per_channel=True, reduce_range=False,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        calibrate_method=calib, extra_options=extra)
+        out = onnx.load(str(dst))
+    del out.metadata_props[:]
+    out.metadata_props.extend(model.metadata_props)
+    out.metadata_props.add(key="edgefold.int8_strategy", value=strategy)
+    return out

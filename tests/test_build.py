@@ -1,0 +1,242 @@
+"""edgefold build on the CPU: Q/DQ rules TensorRT enforces, accuracy floors on real photos, the
+Polygraphy loader plan and trtexec script per TensorRT version, artifacts; real engines in gpu tests."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edgefold.build.spec import BuildOptions, ShapeProfile, plan_engine
+from edgefold.build.trt import loaders
+from edgefold.cli.main import main
+from edgefold.demo import demo_model
+from edgefold.errors import UsageError
+from edgefold.graph.shapes import specialise
+from tests.models import gray_model
+
+try:
+    import tensorrt  # noqa: F401
+
+    HAVE_TRT = True
+except Exception:  # noqa: BLE001 - the PyPI stub raises when its libraries are missing
+    HAVE_TRT = False
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("calib")
+    for name in ("camera", "coins", "moon", "page", "text", "grass", "gravel", "brick", "cell", "horse"):
+        a = getattr(data, name)()
+        a = (a * 255).astype(np.uint8) if a.dtype != np.uint8 else a
+        Image.fromarray(a).convert("L").save(d / f"{name}.png")
+    return d
+
+
+@pytest.fixture(scope="module")
+def demo_path(tmp_path_factory):
+    p = tmp_path_factory.mktemp("model") / "demo.onnx"
+    onnx.save(specialise(demo_model(), (128, 160)), str(p))
+    return p
+
+
+def _int8(demo_path, photos, out_dir, *extra):
+    out = out_dir / "demo.int8.engine"
+    code = main(["build", str(demo_path), "--int8", "--calib", str(photos), "-o", str(out), "--no-engine", *extra])
+    return code, out_dir / "demo.int8.prepared.onnx", out_dir / "demo.int8.json"
+
+
+def _init(model, name):
+    return next((onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == name), None)
+
+
+def test_qdq_nodes_follow_tensorrt_rules(demo_path, photos, tmp_path):
+    code, prepared, sidecar = _int8(demo_path, photos, tmp_path)
+    assert code == 0
+    m = onnx.load(str(prepared))
+    inits = {t.name for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    qdq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+    def weight(n):  # Q(W) -> DQ, with AddQDQPairToWeight
+        src = n.input[0]
+        return src in inits or (src in producer and producer[src].op_type == "QuantizeLinear"
+                                and producer[src].input[0] in inits)
+    assert qdq
+    for n in qdq:
+        zp = _init(m, n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        assert zp is None or (zp.dtype == np.int8 and not zp.any()), n.name  # symmetric int8
+        scale = _init(m, n.input[1])
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+        if weight(n):
+            w = _init(m, n.input[0]) if n.input[0] in inits else _init(m, producer[n.input[0]].input[0])
+            consumer = next(c for c in m.graph.node if (n.output[0] in c.input) and c.op_type != "DequantizeLinear") \
+                if n.op_type == "DequantizeLinear" else None
+            out_axis = 0 if consumer is None or consumer.op_type == "Conv" else 1  # Gemm/MatMul: (K, N)
+            if consumer is not None:
+                assert axis == out_axis
+            assert scale.shape == (w.shape[axis],)  # per output channel
+        else:
+            assert scale.ndim == 0  # activations: per tensor
+    side = json.loads(sidecar.read_text())
+    if side["strategy"] == "recentre":
+        q = next(n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "image/raw_centred")
+        assert float(_init(m, q.input[1])) == 1.0  # x - 128 quantised losslessly
+
+
+def test_int8_and_fp16_meet_the_floor_on_real_photos(demo_path, photos, tmp_path, capsys):
+    code, prepared, sidecar = _int8(demo_path, photos, tmp_path)
+    assert code == 0
+    side = json.loads(sidecar.read_text())
+    assert side["accuracy"]["passed"] and side["prepared_precision"] == "int8"
+    assert len(side["calibration"]["held_out"]) == 2
+    # compare detects the Q/DQ model and applies the int8 tolerances against the original graph
+    assert main(["compare", str(demo_path), str(prepared), "--images", str(photos), "--random", "0"]) == 0
+    out16 = tmp_path / "demo.fp16.engine"
+    assert main(["build", str(demo_path), "--fp16", "--calib", str(photos), "-o", str(out16), "--no-engine"]) == 0
+    p16 = onnx.load(str(tmp_path / "demo.fp16.prepared.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in p16.graph.initializer)
+    assert p16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8  # I/O types kept
+    assert main(["compare", str(demo_path), str(tmp_path / "demo.fp16.prepared.onnx")]) == 0
+
+
+def test_both_int8_strategies_are_measured_and_reported(demo_path, photos, tmp_path, capsys):
+    code, _, sidecar = _int8(demo_path, photos, tmp_path)
+    text = capsys.readouterr().out
+    assert code == 0 and "also measured" in text
+    assert json.loads(sidecar.read_text())["strategy"] in ("recentre", "float-first")
+
+
+def test_rebuild_reuses_the_calibration(demo_path, photos, tmp_path):
+    _int8(demo_path, photos, tmp_path)
+    first = json.loads((tmp_path / "demo.int8.json").read_text())
+    _int8(demo_path, photos, tmp_path)
+    second = json.loads((tmp_path / "demo.int8.json").read_text())
+    assert not first["reused_calibration"] and second["reused_calibration"]
+    assert first["cache_key"] == second["cache_key"]
+
+
+def test_accuracy_floor_fails_unless_accepted(demo_path, tmp_path, capsys):
+    stack = tmp_path / "black.npy"
+    frames = np.zeros((10, 128, 160), np.uint8)
+    frames[[4, 9]] = np.random.default_rng(0).integers(0, 256, (2, 128, 160))  # held out: bright frames
+    np.save(stack, frames)
+    out = tmp_path / "bad.engine"
+    args = ["build", str(demo_path), "--int8", "--calib", str(stack), "-o", str(out), "--no-engine",
+            "--int8-strategy", "float-first"]
+    assert main(args) == 1
+    assert "accuracy floor" in capsys.readouterr().err
+    assert not list(tmp_path.glob("bad.*"))
+    assert main([*args, "--accept-accuracy-drop"]) == 0
+    assert json.loads((tmp_path / "bad.json").read_text())["accuracy"]["accepted_drop"] is True
+
+
+def test_old_opset_is_upgraded_for_per_channel_qdq(photos, tmp_path):
+    src = tmp_path / "old.onnx"
+    onnx.save(gray_model("concat", h=128, w=160, opset=11), str(src))
+    out = tmp_path / "old.engine"
+    assert main(["build", str(src), "--int8", "--calib", str(photos), "-o", str(out), "--no-engine",
+                 "--accept-accuracy-drop"]) == 0
+    prepared = onnx.load(str(tmp_path / "old.prepared.onnx"))
+    assert prepared.opset_import[0].version >= 13
+
+
+def test_sidecar_contents(demo_path, photos, tmp_path):
+    _, _, sidecar = _int8(demo_path, photos, tmp_path)
+    side = json.loads(sidecar.read_text())
+    import hashlib
+
+    assert side["source"]["sha256"] == hashlib.sha256(demo_path.read_bytes()).hexdigest()
+    assert side["input_contract"]["dtype"] == "uint8" and side["input_contract"]["channels"] == 1
+    assert {o["name"] for o in side["outputs"]} == {"logits_out", "defect_map_out"}
+    assert side["fold"]["folded_convs"] == ["stem_conv"]
+    assert side["engine"] == {"built": False} and side["build_plan"]["trt_major"] in (10, 11)
+    assert side["trtexec"] == "demo.int8.trtexec.sh"
+
+
+@pytest.mark.parametrize("precision, major, strongly, fp16, int8", [
+    ("fp16", 11, True, False, False), ("int8", 11, True, False, False),
+    ("fp16", 10, True, False, False), ("int8", 10, False, True, True), ("fp32", 10, False, False, False),
+    ("fp16", 8, False, True, False),
+])
+def test_loader_plan_per_tensorrt_version(precision, major, strongly, fp16, int8):
+    """Polygraphy's loaders are built and inspected without TensorRT; calling them would build."""
+    options = BuildOptions(output="m.engine", precision=precision, calib="c" if precision == "int8" else None,
+                           shapes=(ShapeProfile.parse("image:1x1x480x640/1x1x1080x1920/1x1x2048x2448"),),
+                           timing_cache="m.cache", opt_level=4, version_compatible=True)
+    plan = plan_engine(options, "m.prepared.onnx", "m.engine", major)
+    network, config, engine = loaders(plan)
+    assert network.path == "m.prepared.onnx" and network.strongly_typed is strongly
+    inner = config._config
+    assert (inner.fp16, inner.int8) == (fp16, int8)
+    assert inner.builder_optimization_level == 4 and inner.version_compatible is True
+    assert inner.timing_cache_path == "m.cache" and engine.timing_cache_path == "m.cache"
+    (profile,) = inner.profiles
+    assert tuple(profile["image"].opt) == (1, 1, 1080, 1920)
+
+
+def test_trtexec_script_per_version():
+    o = BuildOptions(output="m.engine", precision="int8", calib="c",
+                     shapes=(ShapeProfile.parse("image:1x1x480x640/1x1x1080x1920/1x1x2048x2448"),), workspace_mib=1024)
+    args11 = plan_engine(o, "m.prepared.onnx", "m.engine", 11).trtexec_args()
+    assert not {"--fp16", "--int8", "--stronglyTyped", "--best"} & set(args11)
+    assert not any(a.startswith("--calib") for a in args11)
+    assert "--minShapes=image:1x1x480x640" in args11 and "--memPoolSize=workspace:1024" in args11
+    args10 = plan_engine(o, "m.prepared.onnx", "m.engine", 10).trtexec_args()
+    assert {"--int8", "--fp16"} <= set(args10)
+    dla = BuildOptions(output="m.engine", precision="fp16", dla_core=1, gpu_fallback=True,
+                       shapes=(ShapeProfile.parse("image:1x1x480x640"),))
+    args_dla = plan_engine(dla, "m.prepared.onnx", "m.engine", 10).trtexec_args()
+    assert "--useDLACore=1" in args_dla and "--allowGPUFallback" in args_dla
+    script = plan_engine(o, "m.prepared.onnx", "m.engine", 11).trtexec_script()
+    assert script.startswith("#!/usr/bin/env bash") and "/usr/src/tensorrt/bin/trtexec" in script
+
+
+def test_dla_core_is_set_after_polygraphy_hard_codes_core_0():
+    plan = plan_engine(BuildOptions(output="m.engine", dla_core=1, shapes=(ShapeProfile.parse("x:1x1x8x8"),)),
+                       "a.onnx", "m.engine", 10)
+    _, config, _ = loaders(plan)
+    assert config._config.use_dla is True and callable(config._func)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(precision="int8"), "needs --calib"), (dict(output="m.trt"), "NAME.engine"),
+    (dict(dla_core=0, shapes=(ShapeProfile.parse("x:1x1x8x8/1x1x16x16/1x1x32x32"),)), "dynamic shapes"),
+    (dict(gpu_fallback=True), "only applies with --dla"), (dict(fp16_flag=True, trt_major=11), "no FP16 builder"),
+])
+def test_bad_build_options(kwargs, match):
+    with pytest.raises(UsageError, match=match):
+        BuildOptions(**{"output": "m.engine", **kwargs})
+
+
+def test_bad_shapes_flag():
+    for text in ("image:", "1x1x8x8", "image:4x1x8x8/1x1x8x8/1x1x8x8", "image:1x1x8x8/1x1x8x8", "image:1xax8x8"):
+        with pytest.raises(UsageError):
+            ShapeProfile.parse(text)
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_exits_4_and_writes_nothing(demo_path, tmp_path, capsys):
+    out = tmp_path / "m.engine"
+    assert main(["build", str(demo_path), "--fp16", "-o", str(out)]) == 4
+    assert "--no-engine" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_real_engine_builds_and_matches_the_original(demo_path, photos, tmp_path, precision):
+    out = tmp_path / f"demo.{precision}.engine"
+    args = ["build", str(demo_path), f"--{precision}", "-o", str(out)]
+    if precision == "int8":
+        args += ["--calib", str(photos)]
+    assert main(args) == 0
+    side = json.loads((tmp_path / f"demo.{precision}.json").read_text())
+    assert side["engine"]["built"] and side["engine"]["tensorrt"]
+    assert main(["compare", str(demo_path), str(out), "--images", str(photos)]) == 0
+    shutil.rmtree(tmp_path)
