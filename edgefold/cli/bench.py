@@ -1,0 +1,109 @@
+"""``edgefold bench MODEL|ENGINE --baseline ORIGINAL.onnx``: end-to-end latency per camera frame, side by
+side with the pipeline users run today (replicate to 3 channels + normalise on the CPU, then the original
+model), in one run, rounds interleaved. Frame = raw uint8 gray frame in host memory -> outputs in host
+memory."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from edgefold.cli.fold import _floats, _size
+from edgefold.errors import EXIT_OK
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="latency per camera frame vs the CPU-preprocessing baseline",
+                       description=__doc__)
+    p.add_argument("model", help="folded .onnx or .engine")
+    p.add_argument("--baseline", help="the original model (.onnx, or an .engine of it)")
+    order = p.add_mutually_exclusive_group()
+    for flag in ("gray", "rgb", "bgr"):
+        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag, help="as for fold")
+    p.add_argument("--mean", type=_floats, help="normalisation the baseline model expects (as for fold)")
+    p.add_argument("--std", type=_floats)
+    p.add_argument("--scale", type=float)
+    p.add_argument("--size", type=_size, metavar="HxW", help="frame size for dynamic models (default 2048x2448)")
+    p.add_argument("--frames", type=int, default=20, help="timed frames per pipeline (default 20)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.set_defaults(run=run)
+
+
+def _stats(ms: list[float]) -> tuple[float, float]:
+    return statistics.median(ms), float(np.percentile(ms, 90))
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.cli.infer import static_size
+    from edgefold.compare import CompareOptions, reference_feed
+    from edgefold.runtime import Engine
+
+    engine = Engine(args.model, threads=args.threads)
+    size = static_size(engine.contract) or args.size or (2048, 2448)
+    channels = int(engine.contract["channels"])
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, size if channels == 1 else (*size, channels)).astype(np.uint8)
+    rows = []
+    times: dict[str, list[float]] = {"folded": []}
+    stages: dict[str, list[float]] = {"baseline preprocess": [], "baseline model": []}
+    baseline = feed = None
+    if args.baseline:
+        from edgefold.graph.io import load_model
+
+        baseline = Engine(args.baseline, threads=args.threads)
+        meta = {}
+        if not args.baseline.endswith(".engine"):
+            folded_meta = load_model(args.model).metadata_props if args.model.endswith(".onnx") else []
+            meta = {p.key: p.value for p in folded_meta}
+        options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale)
+        feed = reference_feed(load_model(args.baseline), meta, channels, options) \
+            if args.baseline.endswith(".onnx") else None
+        times["baseline"] = []
+    raw_chw = frame[None].astype(np.float64) if channels == 1 else np.moveaxis(frame, -1, 0).astype(np.float64)
+
+    def run_baseline() -> None:
+        t0 = time.perf_counter()
+        x = feed.tensor(raw_chw) if feed is not None else baseline.prepare(frame)  # type: ignore[union-attr]
+        t1 = time.perf_counter()
+        baseline.run(x)  # type: ignore[union-attr]
+        t2 = time.perf_counter()
+        stages["baseline preprocess"].append(1e3 * (t1 - t0))
+        stages["baseline model"].append(1e3 * (t2 - t1))
+        times["baseline"].append(1e3 * (t2 - t0))
+
+    def run_folded() -> None:
+        t0 = time.perf_counter()
+        engine.infer(frame)
+        times["folded"].append(1e3 * (time.perf_counter() - t0))
+
+    for _ in range(args.warmup):
+        run_folded()
+        if baseline is not None:
+            run_baseline()
+    for k in times:
+        times[k].clear()
+    for k in stages:
+        stages[k].clear()
+    for _ in range(args.frames):  # interleaved: both pipelines see the same machine state
+        run_folded()
+        if baseline is not None:
+            run_baseline()
+    print(f"{size[0]}x{size[1]} {'gray' if channels == 1 else f'{channels}-channel'} uint8 frames, "
+          f"{args.frames} timed after {args.warmup} warm-up, backend {engine.backend_name}")
+    print(f"{'pipeline':32s} {'median ms':>10s} {'p90 ms':>10s}")
+    rows.append(("folded (raw uint8 in the model)", *_stats(times["folded"])))
+    if baseline is not None:
+        rows.append(("baseline: CPU preprocessing", *_stats(stages["baseline preprocess"])))
+        rows.append(("baseline: original model", *_stats(stages["baseline model"])))
+        rows.append(("baseline: total", *_stats(times["baseline"])))
+    for name, med, p90 in rows:
+        print(f"{name:32s} {med:10.2f} {p90:10.2f}")
+    if baseline is not None:
+        ratio = statistics.median(b / f for b, f in zip(times["baseline"], times["folded"]))
+        print(f"baseline / folded: {ratio:.2f}x (median of per-frame ratios)")
+        baseline.close()
+    engine.close()
+    return EXIT_OK

@@ -1,0 +1,89 @@
+"""``edgefold infer MODEL|ENGINE IMAGE...``: raw frames in, outputs printed (top-k for classifiers) or saved."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgefold.errors import EXIT_OK, UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("infer", help="run a folded model or engine on images",
+                       description="Feeds each image as raw pixels, as the model's input contract says (gray or "
+                       "colour, uint8 or float), and prints the outputs: top-k for classifier-shaped outputs, "
+                       "shape and range for maps. Engines need TensorRT and their NAME.json sidecar.")
+    p.add_argument("model", help="folded .onnx (onnxruntime, CPU) or .engine (TensorRT)")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/PGM/... or .npy frames")
+    p.add_argument("--top", type=int, default=5, help="top-k classes to print (default 5)")
+    p.add_argument("--resize", action="store_true", help="resize images to a static model input size")
+    p.add_argument("--out", help="folder to write IMAGE.OUTPUT.npy files and outputs.json")
+    p.set_defaults(run=run)
+
+
+def load_frame(path: str, channels: int, size: tuple[int, int] | None, resize: bool) -> np.ndarray:
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such image")
+    if p.suffix.lower() == ".npy":
+        frame = np.load(p, allow_pickle=False)
+    else:
+        try:
+            opened = Image.open(p)
+            opened.load()
+        except Exception as err:  # noqa: BLE001 - any decoder error is a bad input file
+            raise UsageError(f"{p}: cannot read image ({err})") from None
+        img = opened.convert("L" if channels == 1 else "RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            if not resize:
+                raise UsageError(f"{p} is {img.size[0]}x{img.size[1]}, the model takes {size[1]}x{size[0]} (WxH): "
+                                 f"pass --resize or give frames of the camera's size")
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        frame = np.asarray(img)
+    return frame
+
+
+def static_size(contract: dict) -> tuple[int, int] | None:
+    axis = int(contract["channel_axis"])
+    spatial = [d for i, d in enumerate(contract["shape"]) if i not in (0, axis)]
+    return (spatial[0], spatial[1]) if all(isinstance(d, int) for d in spatial) else None
+
+
+def describe(name: str, value: np.ndarray, top: int) -> str:
+    from edgefold.compare.metrics import is_classifier
+
+    if is_classifier(value.shape):
+        scores = value.reshape(value.shape[0], -1)[0]
+        order = np.argsort(-scores)[:top]
+        return f"  {name}: top-{len(order)} " + ", ".join(f"{int(i)}={scores[i]:.4g}" for i in order)
+    return (f"  {name}: shape {list(value.shape)}, min {value.min():.4g}, max {value.max():.4g}, "
+            f"mean {value.mean():.4g}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.graph.io import write_text_atomic
+    from edgefold.runtime import Engine
+
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: output folder does not exist")
+    summary = {}
+    with Engine(args.model) as engine:
+        size = static_size(engine.contract)
+        for path in args.images:
+            frame = load_frame(path, int(engine.contract["channels"]), size, args.resize)
+            outputs = engine.infer(frame)
+            print(f"{path} ({engine.backend_name}):")
+            for name, value in outputs.items():
+                print(describe(name, value, args.top))
+                if out_dir is not None:
+                    np.save(out_dir / f"{Path(path).stem}.{name.replace('/', '_')}.npy", value)
+            summary[path] = {n: {"shape": list(v.shape), "min": float(v.min()), "max": float(v.max())}
+                             for n, v in outputs.items()}
+    if out_dir is not None:
+        write_text_atomic(out_dir / "outputs.json", json.dumps(summary, indent=2))
+    return EXIT_OK

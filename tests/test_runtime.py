@@ -1,0 +1,142 @@
+"""edgefold.runtime.Engine on the onnxruntime backend, infer/bench CLIs, sidecar checks; TensorRT in gpu tests."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from edgefold.cli.main import main
+from edgefold.errors import UsageError
+from edgefold.graph.build import ModelBuilder
+from edgefold.runtime import Engine, EngineMismatch
+from edgefold.runtime.trt_backend import check_sidecar
+from tests.models import MEAN4, STD4, gray_model, head, run
+
+NORM = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255"]
+
+
+@pytest.fixture
+def folded(tmp_path):
+    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
+    onnx.save(gray_model("concat", h=48, w=64), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    return src, out
+
+
+def _bare_dynamic(tmp_path):
+    b = ModelBuilder(seed=1)
+    x = b.input("input", ["n", 3, "h", "w"], np.float32)
+    p = tmp_path / "bare.onnx"
+    onnx.save(b.model([head(b, b.conv(x, 3, 8, k=7, stride=2, name="stem"))]), str(p))
+    return p
+
+
+def test_engine_on_a_gray_frame_equals_the_original(folded):
+    src, out = folded
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
+    with Engine(out) as engine:
+        assert engine.backend_name == "onnxruntime" and engine.contract["channels"] == 1
+        got = engine.infer(frame)
+    ref = run(onnx.load(str(src)), {"image": frame[None, None]})
+    assert list(got) == engine.output_names
+    np.testing.assert_allclose(list(got.values())[0], ref[0], rtol=1e-4, atol=1e-5)
+
+
+def test_batches_and_dynamic_sizes_within_the_model(tmp_path):
+    src = _bare_dynamic(tmp_path)
+    out = tmp_path / "g.onnx"
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM, "--input-dtype", "uint8", "-q"]) == 0
+    frames = np.random.default_rng(1).integers(0, 256, (3, 37, 53)).astype(np.uint8)
+    with Engine(out) as engine:
+        got = list(engine.infer(frames).values())[0]
+        single = list(engine.infer(frames[1]).values())[0]
+    rgb = (np.repeat(frames[:, None].astype(np.float32), 3, axis=1) / 255 - MEAN4) / STD4
+    ref = run(onnx.load(str(src)), {"input": rgb.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(single[0], ref[1], rtol=1e-4, atol=1e-4)
+
+
+def test_colour_contract_takes_hwc_frames(tmp_path):
+    src = _bare_dynamic(tmp_path)
+    out = tmp_path / "bgr.onnx"
+    assert main(["fold", str(src), "-o", str(out), "--bgr", *NORM, "--input-dtype", "uint8", "-q"]) == 0
+    bgr = np.random.default_rng(2).integers(0, 256, (33, 41, 3)).astype(np.uint8)
+    with Engine(out) as engine:
+        got = list(engine.infer(bgr).values())[0]
+    rgb = np.moveaxis(bgr[..., ::-1], -1, 0)[None].astype(np.float32)
+    ref = run(onnx.load(str(src)), {"input": ((rgb / 255 - MEAN4) / STD4).astype(np.float32)})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("frame, match", [
+    (np.zeros((48, 64), np.float32), "raw uint8"), (np.zeros((40, 64), np.uint8), "resize frames"),
+    (np.zeros((48, 64, 3), np.uint8), "looks like colour"),
+    (np.zeros((1, 1, 1, 48, 64), np.uint8), "H x W or N x H x W"),
+])
+def test_bad_frames_are_clear_errors(folded, frame, match):
+    with Engine(folded[1]) as engine, pytest.raises(UsageError, match=match):
+        engine.infer(frame)
+
+
+def test_engine_files_need_their_sidecar_and_tensorrt(tmp_path):
+    e = tmp_path / "m.engine"
+    e.write_bytes(b"\0")
+    with pytest.raises(UsageError, match="sidecar m.json is missing"):
+        Engine(e)
+    (tmp_path / "m.json").write_text(json.dumps({"input_contract": {}}))
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001
+        with pytest.raises(Exception, match="TensorRT is not installed"):
+            Engine(e)
+
+
+def test_sidecar_mismatch_is_a_clear_error_not_a_crash():
+    side = {"engine": {"tensorrt": "10.3.0", "compute_capability": "8.7", "gpu": "Orin"}, "build_plan": {}}
+    check_sidecar(side, "10.3.1", "8.7")  # same major.minor, same GPU: fine
+    with pytest.raises(EngineMismatch, match="TensorRT 10.3.0, this machine runs 11.4.1"):
+        check_sidecar(side, "11.4.1", "8.7")
+    with pytest.raises(EngineMismatch, match="compute capability 8.7 \\(Orin\\), this GPU is 8.6"):
+        check_sidecar(side, "10.3.0", "8.6")
+    check_sidecar({**side, "build_plan": {"version_compatible": True, "hardware_compat": "ampere+"}}, "11.4.1", "8.6")
+
+
+def test_infer_cli_prints_top_k_and_writes_outputs(folded, tmp_path, capsys):
+    from skimage import data
+
+    img = tmp_path / "camera.png"
+    Image.fromarray(data.camera()).save(img)
+    _, out = folded
+    assert main(["infer", str(out), str(img)]) == 2  # 512x512 photo, 48x64 model
+    assert "pass --resize" in capsys.readouterr().err
+    res = tmp_path / "res"
+    res.mkdir()
+    assert main(["infer", str(out), str(img), "--resize", "--out", str(res)]) == 0
+    text = capsys.readouterr().out
+    assert "camera.png (onnxruntime)" in text and "shape [1, 4," in text
+    assert (res / "outputs.json").exists() and list(res.glob("camera.*.npy"))
+
+
+def test_bench_cli_runs_both_pipelines_side_by_side(tmp_path, capsys):
+    src = _bare_dynamic(tmp_path)
+    out = tmp_path / "g.onnx"
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM, "--input-dtype", "uint8", "-q",
+                 "--input-size", "96x128"]) == 0
+    assert main(["bench", str(out), "--baseline", str(src), "--frames", "3", "--warmup", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "baseline: CPU preprocessing" in text and "baseline / folded:" in text and "96x128" in text
+
+
+@pytest.mark.gpu
+def test_tensorrt_backend_matches_onnxruntime(folded, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    src, out = folded
+    engine_path = tmp_path / "f.engine"
+    assert main(["build", str(out), "--fp32", "-o", str(engine_path)]) == 0
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
+    with Engine(engine_path) as trt_engine, Engine(out) as ort_engine:
+        for a, b in zip(trt_engine.infer(frame).values(), ort_engine.infer(frame).values()):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
