@@ -1,0 +1,49 @@
+"""The C++ sample's CMake project and image reader (built here without TensorRT), and the Jetson scripts."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CPP = ROOT / "jetson" / "cpp"
+needs_cmake = pytest.mark.skipif(not shutil.which("cmake") or not shutil.which("c++"), reason="no cmake/c++")
+
+
+@needs_cmake
+def test_cmake_without_tensorrt_stops_with_a_clear_message(tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except Exception:  # noqa: BLE001
+        pass
+    r = subprocess.run(["cmake", "-S", str(CPP), "-B", str(tmp_path / "b")], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "TensorRT not found" in r.stderr and "EDGEFOLD_IMAGE_TOOLS_ONLY" in r.stderr
+
+
+@needs_cmake
+def test_image_reader_builds_and_reads_pgm_like_python(tmp_path):
+    from skimage import data
+
+    build = tmp_path / "b"
+    subprocess.run(["cmake", "-S", str(CPP), "-B", str(build), "-DEDGEFOLD_IMAGE_TOOLS_ONLY=ON"], check=True,
+                   capture_output=True)
+    subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
+    frame = data.camera()[:300, :421]  # odd width: no padding assumptions
+    Image.fromarray(frame).save(tmp_path / "f.pgm")
+    out = subprocess.run([str(build / "edgefold_image_check"), str(tmp_path / "f.pgm")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["300", "421", str(int(frame.astype(np.uint64).sum()))]
+    (tmp_path / "bad.pgm").write_bytes(b"P2\n2 2\n255\n0 0 0 0\n")
+    r = subprocess.run([str(build / "edgefold_image_check"), str(tmp_path / "bad.pgm")], capture_output=True, text=True)
+    assert r.returncode == 2 and "not a binary PGM" in r.stderr
+
+
+def test_jetson_scripts_are_valid_bash():
+    for script in ("setup.sh", "build_on_device.sh"):
+        subprocess.run(["bash", "-n", str(ROOT / "jetson" / script)], check=True)
