@@ -174,7 +174,15 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         if not fold:
             strategies = [s for s in strategies if s != "recentre"] or ["float-first"]
         for strategy in strategies:
-            base = _fold(original, options, -128.0) if strategy == "recentre" else fp32
+            if strategy == "recentre":
+                try:
+                    base = _fold(original, options, -128.0)
+                except UnsupportedGraph:
+                    if options.int8_strategy == "recentre":
+                        raise
+                    continue  # e.g. a composed adapter: no re-centred fold; float-first is measured alone
+            else:
+                base = fp32
             base = _upgrade_opset(base, feed, list(calib.frames))
             q = quantize(base, feed, list(calib.frames), strategy, options.calib_method, options.show_progress)
             candidates.append(evaluate(strategy, q))

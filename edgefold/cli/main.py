@@ -17,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from edgefold import __version__
-    from edgefold.cli import bench, build, compare, demo, fold, infer, inspect
+    from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (fold, compare, build, infer, bench, inspect, demo):
+    for module in (fold, compare, build, infer, bench, inspect, frontend, demo):
         module.add_parser(sub)
     return parser
 

@@ -124,6 +124,10 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             else:
                 node.input.append(b_name)
         _set_group(node, fold.group)
+        if fold.attrs_override:
+            for a in [a for a in node.attribute if a.name in set(fold.attrs_override) | {"auto_pad"}]:
+                node.attribute.remove(a)
+            node.attribute.extend(helper.make_attribute(k, v) for k, v in fold.attrs_override.items())
         pieces = [node]
         if fold.correction is not None:
             final = node.output[0]

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 
 from edgefold.errors import UnsupportedGraph, UsageError
+from edgefold.fold.adapter import compose, find_adapter
 from edgefold.fold.affine import ChannelAffine, declared
 from edgefold.fold.ops import RECOGNISERS, NodeCtx, Refusal
 from edgefold.fold.options import FoldOptions
@@ -74,6 +75,10 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
         raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
                          f"input that the model expects normalised")
+    if channels == 1 and order in (None, "gray") and not options.declares_normalisation and not options.raw_offset:
+        adapter = find_adapter(index, name)
+        if adapter is not None:
+            return _adapter_chain(index, vi, options, shape, elem, adapter)
     input_affine = declared(channels, raw_channels, order or "as-original",
                             options.mean or (0.0,), options.std or (1.0,), options.scale or 1.0)
     # the convs will read y = x + raw_offset, so the original input is A (y - raw_offset) + b
@@ -119,6 +124,17 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
         shape=tuple(new_shape), channel_axis=axis, pixel_range=(0.0, pixel_max))
     return ChainPlan(name, _dtype_name(elem), tuple(shape), input_affine, contract, tuple(removed),
                      tuple(raw_ops), tuple(convs), arithmetic, options.raw_offset)
+
+
+def _adapter_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions, shape: list, elem: int,
+                   adapter: tuple[list[int], int, int]) -> ChainPlan:
+    removed, adapter_id, backbone_id = adapter
+    fold, _ = compose(index, adapter_id, backbone_id, options.border)
+    dtype = options.input_dtype or _dtype_name(elem)
+    contract = InputContract(name=options.input_name or vi.name, dtype=dtype, layout="NCHW", channels=1,
+                             channel_order="gray", shape=tuple(shape), channel_axis=1, pixel_range=(0.0, 255.0))
+    return ChainPlan(vi.name, _dtype_name(elem), tuple(shape), ChannelAffine.identity(1), contract, tuple(removed),
+                     (), (fold,), False)
 
 
 def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int], border_mode: str

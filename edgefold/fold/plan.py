@@ -86,6 +86,7 @@ class ConvFold:
     correction: Correction | None
     border: str  # scheme name for the report
     border_note: str
+    attrs_override: dict | None = None  # new conv attributes (a composed adapter changes kernel and pads)
 
 
 @dataclass(frozen=True)
