@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from edgefold.cli.fold import _floats, _size
+from edgefold.cli.flags import add_camera_flags, size
 from edgefold.errors import EXIT_OK
 
 
@@ -19,13 +19,8 @@ def add_parser(sub) -> None:
                        description=__doc__)
     p.add_argument("model", help="folded .onnx or .engine")
     p.add_argument("--baseline", help="the original model (.onnx, or an .engine of it)")
-    order = p.add_mutually_exclusive_group()
-    for flag in ("gray", "rgb", "bgr"):
-        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag, help="as for fold")
-    p.add_argument("--mean", type=_floats, help="normalisation the baseline model expects (as for fold)")
-    p.add_argument("--std", type=_floats)
-    p.add_argument("--scale", type=float)
-    p.add_argument("--size", type=_size, metavar="HxW", help="frame size for dynamic models (default 2048x2448)")
+    add_camera_flags(p)
+    p.add_argument("--size", type=size, metavar="HxW", help="frame size for dynamic models (default 2048x2448)")
     p.add_argument("--frames", type=int, default=20, help="timed frames per pipeline (default 20)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
@@ -42,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.runtime import Engine
 
     engine = Engine(args.model, threads=args.threads)
-    size = static_size(engine.contract) or args.size or (2048, 2448)
+    frame_size = static_size(engine.contract) or args.size or (2048, 2448)
     channels = int(engine.contract["channels"])
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, size if channels == 1 else (*size, channels)).astype(np.uint8)
+    frame = rng.integers(0, 256, frame_size if channels == 1 else (*frame_size, channels)).astype(np.uint8)
     rows = []
     times: dict[str, list[float]] = {"folded": []}
     stages: dict[str, list[float]] = {"baseline preprocess": [], "baseline model": []}
@@ -91,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         run_folded()
         if baseline is not None:
             run_baseline()
-    print(f"{size[0]}x{size[1]} {'gray' if channels == 1 else f'{channels}-channel'} uint8 frames, "
+    print(f"{frame_size[0]}x{frame_size[1]} {'gray' if channels == 1 else f'{channels}-channel'} uint8 frames, "
           f"{args.frames} timed after {args.warmup} warm-up, backend {engine.backend_name}")
     print(f"{'pipeline':32s} {'median ms':>10s} {'p90 ms':>10s}")
     rows.append(("folded (raw uint8 in the model)", *_stats(times["folded"])))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgefold.cli.fold import _floats
+from edgefold.cli.flags import add_camera_flags
 from edgefold.errors import EXIT_OK
 
 
@@ -27,12 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--shapes", action="append", metavar="NAME:MIN/OPT/MAX",
                    help="shape profile, e.g. input:1x1x480x640/1x1x1080x1920/1x1x2048x2448")
     p.add_argument("--no-fold", action="store_true", help="build the model as it is")
-    order = p.add_mutually_exclusive_group()
-    for flag in ("gray", "rgb", "bgr"):
-        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag, help="as for fold")
-    p.add_argument("--mean", type=_floats, help="as for fold")
-    p.add_argument("--std", type=_floats, help="as for fold")
-    p.add_argument("--scale", type=float, help="as for fold")
+    add_camera_flags(p)
     p.add_argument("--input-dtype", choices=("uint8", "float32"), help="as for fold")
     p.add_argument("--no-engine", action="store_true", help="write everything but the engine (no TensorRT needed)")
     p.add_argument("--trt-version", type=int, choices=(8, 9, 10, 11), help="target TensorRT major (default: installed, "

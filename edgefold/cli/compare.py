@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgefold.cli.fold import _floats, _size
+from edgefold.cli.flags import add_camera_flags, size
 from edgefold.errors import EXIT_MISMATCH, EXIT_OK
 
 
@@ -24,17 +24,11 @@ def add_parser(sub) -> None:
                        "4 no TensorRT.")
     p.add_argument("reference", help="the original ONNX model")
     p.add_argument("candidate", help="folded ONNX model or TensorRT .engine (with its .json sidecar)")
-    order = p.add_mutually_exclusive_group()
-    for flag in ("gray", "rgb", "bgr"):
-        order.add_argument(f"--{flag}", dest="channels", action="store_const", const=flag,
-                           help=f"camera frames are {flag} (as for `edgefold fold`)")
-    p.add_argument("--mean", type=_floats, help="normalisation a bare original expects (as for fold)")
-    p.add_argument("--std", type=_floats)
-    p.add_argument("--scale", type=float)
+    add_camera_flags(p)
     p.add_argument("--images", help="folder of PNG/JPEG/PGM/NPY frames (resized to a static input size)")
     p.add_argument("--random", type=int, metavar="N", help="N random frames (plus black, white, edges, page); "
                    "default 4 when no --images")
-    p.add_argument("--size", type=_size, metavar="HxW", help="frame size for dynamic models (default 160x224)")
+    p.add_argument("--size", type=size, metavar="HxW", help="frame size for dynamic models (default 160x224)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="tolerance set (default: detected)")
     p.add_argument("--atol", type=_tol, action="append", metavar="[OUT=]V", help="absolute tolerance override")
     p.add_argument("--rtol", type=_tol, action="append", metavar="[OUT=]V",

@@ -4,25 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgefold.cli.flags import add_camera_flags, size
 from edgefold.errors import EXIT_OK, EdgefoldError, UsageError, VerificationFailed
 from edgefold.fold.options import FoldOptions
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 480x640, got {text!r}") from None
-    if h < 1 or w < 1 or h * w > 1 << 26:
-        raise argparse.ArgumentTypeError(f"frame size {text} out of range")
-    return h, w
 
 
 def add_parser(sub) -> None:
@@ -33,27 +17,18 @@ def add_parser(sub) -> None:
                        "it expects with --gray --mean --std --scale.")
     p.add_argument("model", help="ONNX model")
     p.add_argument("-o", "--output", required=True, help="folded ONNX model to write")
-    order = p.add_mutually_exclusive_group()
-    order.add_argument("--gray", dest="channels", action="store_const", const="gray",
-                       help="the folded model takes 1-channel gray pixels")
-    order.add_argument("--rgb", dest="channels", action="store_const", const="rgb",
-                       help="keep 3 raw channels in the model's own order")
-    order.add_argument("--bgr", dest="channels", action="store_const", const="bgr",
-                       help="keep 3 raw channels, given in reversed (BGR) order")
-    p.add_argument("--mean", type=_floats, help="per-channel mean the bare model expects, e.g. 0.485,0.456,0.406")
-    p.add_argument("--std", type=_floats, help="per-channel std, e.g. 0.229,0.224,0.225")
-    p.add_argument("--scale", type=float, help="pixel divisor before mean/std, e.g. 255")
+    add_camera_flags(p)
     p.add_argument("--input-dtype", choices=("uint8", "float32"),
                    help="type of the new input (default: the original input's type)")
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
     p.add_argument("--border", choices=("exact", "approx"), default="exact",
                    help="approx drops the border correction and reports the error it leaves")
-    p.add_argument("--input-size", type=_size, metavar="HxW",
+    p.add_argument("--input-size", type=size, metavar="HxW",
                    help="fix the height and width of a dynamic model first (one camera resolution: the "
                    "folded model gets the fastest exact border scheme)")
     p.add_argument("--report", help="write the fold report as JSON here")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
-    p.add_argument("--verify-size", type=_size, action="append", metavar="HxW",
+    p.add_argument("--verify-size", type=size, action="append", metavar="HxW",
                    help="frame size for the self-check of dynamic models (repeatable; default 67x93 and "
                    "128x160, then 96x128 and 160x224 if the model rejects those)")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")

@@ -23,30 +23,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def load_frame(path: str, channels: int, size: tuple[int, int] | None, resize: bool) -> np.ndarray:
-    from PIL import Image
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{p}: no such image")
-    if p.suffix.lower() == ".npy":
-        frame = np.load(p, allow_pickle=False)
-    else:
-        try:
-            opened = Image.open(p)
-            opened.load()
-        except Exception as err:  # noqa: BLE001 - any decoder error is a bad input file
-            raise UsageError(f"{p}: cannot read image ({err})") from None
-        img = opened.convert("L" if channels == 1 else "RGB")
-        if size is not None and img.size != (size[1], size[0]):
-            if not resize:
-                raise UsageError(f"{p} is {img.size[0]}x{img.size[1]}, the model takes {size[1]}x{size[0]} (WxH): "
-                                 f"pass --resize or give frames of the camera's size")
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        frame = np.asarray(img)
-    return frame
-
-
 def static_size(contract: dict) -> tuple[int, int] | None:
     axis = int(contract["channel_axis"])
     spatial = [d for i, d in enumerate(contract["shape"]) if i not in (0, axis)]
@@ -65,6 +41,7 @@ def describe(name: str, value: np.ndarray, top: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgefold.compare.frames import read_image
     from edgefold.graph.io import write_text_atomic
     from edgefold.runtime import Engine
 
@@ -75,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     with Engine(args.model) as engine:
         size = static_size(engine.contract)
         for path in args.images:
-            frame = load_frame(path, int(engine.contract["channels"]), size, args.resize)
+            frame = read_image(path, int(engine.contract["channels"]), size, args.resize)
             outputs = engine.infer(frame)
             print(f"{path} ({engine.backend_name}):")
             for name, value in outputs.items():

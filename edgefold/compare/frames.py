@@ -41,8 +41,6 @@ def load_images(folder: str | Path, channels: int, size: tuple[int, int] | None,
                 limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(name, raw frame) for every image in ``folder``: gray or colour as the model needs, resized to a
     static input size (bilinear), native size for dynamic models. ``order="bgr"`` reverses colour."""
-    from PIL import Image
-
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder of images")
@@ -51,24 +49,38 @@ def load_images(folder: str | Path, channels: int, size: tuple[int, int] | None,
         raise UsageError(f"{root}: no images ({', '.join(IMAGE_SUFFIXES)})")
     out = []
     for p in files:
-        if p.suffix.lower() == ".npy":
-            arr = np.load(p, allow_pickle=False)
-            img = Image.fromarray(arr.astype(np.uint8) if arr.dtype != np.uint8 else arr)
-        else:
-            try:
-                img = Image.open(p)
-                img.load()
-            except Exception as err:  # noqa: BLE001 - any decoder error is a bad input file
-                raise UsageError(f"{p}: cannot read image ({err})") from None
-        img = img.convert("L" if channels == 1 else "RGB")
-        if size is not None and img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.float64)
+        arr = read_image(p, channels, size).astype(np.float64)
         frame = arr[None] if arr.ndim == 2 else np.moveaxis(arr, 2, 0)
         if order == "bgr" and frame.shape[0] == 3:
             frame = frame[::-1]
         out.append((p.name, frame.copy()))
     return out
+
+
+def read_image(path: str | Path, channels: int, size: tuple[int, int] | None, resize: bool = True) -> np.ndarray:
+    """H x W (gray) or H x W x 3 uint8 as a camera frame; an .npy frame is taken as stored. With a static
+    ``size`` (H, W) the image is resized to it, or refused when ``resize`` is False."""
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such image")
+    if p.suffix.lower() == ".npy":
+        arr = np.load(p, allow_pickle=False)
+        img = Image.fromarray(arr if arr.dtype == np.uint8 else np.clip(arr, 0, 255).astype(np.uint8))
+    else:
+        try:
+            img = Image.open(p)
+            img.load()
+        except Exception as err:  # noqa: BLE001 - any decoder error is a bad input file
+            raise UsageError(f"{p}: cannot read image ({err})") from None
+    img = img.convert("L" if channels == 1 else "RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        if not resize:
+            raise UsageError(f"{p} is {img.size[0]}x{img.size[1]}, the model takes {size[1]}x{size[0]} (WxH): "
+                             f"pass --resize or give frames of the camera's size")
+        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+"""Flags several verbs share, defined once: what the camera gives and the normalisation a model expects."""
+from __future__ import annotations
+
+import argparse
+
+
+def floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 480x640, got {text!r}") from None
+    if h < 1 or w < 1 or h * w > 1 << 26:
+        raise argparse.ArgumentTypeError(f"frame size {text} out of range")
+    return h, w
+
+
+def add_camera_flags(p: argparse.ArgumentParser) -> None:
+    """--gray/--rgb/--bgr and --mean/--std/--scale, with the meaning ``edgefold fold`` gives them."""
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--gray", dest="channels", action="store_const", const="gray",
+                       help="the camera gives 1-channel gray pixels (replicated for a 3-channel model)")
+    order.add_argument("--rgb", dest="channels", action="store_const", const="rgb",
+                       help="the camera gives 3 channels in the model's own order")
+    order.add_argument("--bgr", dest="channels", action="store_const", const="bgr",
+                       help="the camera gives 3 channels in reversed (BGR) order")
+    p.add_argument("--mean", type=floats, help="per-channel mean a bare model expects, e.g. 0.485,0.456,0.406")
+    p.add_argument("--std", type=floats, help="per-channel std, e.g. 0.229,0.224,0.225")
+    p.add_argument("--scale", type=float, help="pixel divisor before mean/std, e.g. 255")
