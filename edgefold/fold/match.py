@@ -42,18 +42,34 @@ def _dtype_name(elem_type: int) -> str:
 
 
 def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
-    """NCHW unless the input reaches a Conv through a Transpose (an NHWC contract)."""
-    frontier, seen = [name], set()
-    while frontier:
-        t = frontier.pop()
-        for node in index.consumers.get(t, []):
-            if id(node) in seen or node.op_type == "Conv":
+    """The input axis that becomes the first Conv's channel axis (1) through the Transposes on the way:
+    1 for NCHW inputs, 3 for NHWC ones (a Transpose to NCHW), anything else the exporter wrote."""
+    def path_to_conv(tensor: str, seen: set[int], depth: int = 0) -> list[list[int]] | None:
+        if depth > 64:  # preprocessing chains are short; do not walk a whole network
+            return None
+        for node in index.consumers.get(tensor, []):
+            if id(node) in seen:
                 continue
             seen.add(id(node))
-            if node.op_type == "Transpose" and rank == 4:
-                perm = list(attrs(node).get("perm", [3, 2, 1, 0]))
-                return perm[1]
-            frontier.extend(o for o in node.output if o)
+            if node.op_type == "Conv":
+                return [] if node.input[0] == tensor else None
+            for out in (o for o in node.output if o):
+                rest = path_to_conv(out, seen, depth + 1)
+                if rest is not None:
+                    if node.op_type == "Transpose":
+                        return [list(attrs(node).get("perm", list(range(rank))[::-1]))] + rest
+                    return rest
+        return None
+
+    perms = path_to_conv(name, set()) or []
+    for axis in range(rank):
+        pos = axis
+        for perm in perms:
+            if len(perm) != rank:
+                return 1
+            pos = perm.index(pos)
+        if pos == 1:
+            return axis
     return 1
 
 
@@ -84,7 +100,11 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     # the convs will read y = x + raw_offset, so the original input is A (y - raw_offset) + b
     conv_view = ChannelAffine(input_affine.matrix,
                               input_affine.offset - input_affine.matrix.sum(axis=1) * options.raw_offset)
-    start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT)
+    int_range = None
+    if elem != onnx.TensorProto.FLOAT and np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).kind in "iu":
+        info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(elem))
+        int_range = (int(info.min), int(info.max))
+    start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT, int_range=int_range)
 
     terminal_ids: frozenset[int] = frozenset()
     while True:

@@ -16,11 +16,8 @@ from edgefold.fold.affine import ChannelAffine
 from edgefold.fold.plan import ConvFold, Lin, RawOp
 from edgefold.graph.index import GraphIndex, attrs
 
-INT_TYPES_WIDENING: dict[int, set[int]] = {  # integer casts that keep every pixel value
-    onnx.TensorProto.UINT8: {onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32,
-                             onnx.TensorProto.UINT64, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
-                             onnx.TensorProto.INT64},
-}
+INTEGER_TYPES = {onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64,
+                 onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64}
 
 
 class Refusal(Exception):
@@ -115,7 +112,8 @@ def per_channel(ctx: NodeCtx, const: np.ndarray, lin: Lin) -> np.ndarray:
 def _with(lin: Lin, affine: ChannelAffine | None = None, **kw) -> Lin:
     return Lin(raw=kw.get("raw", lin.raw), affine=affine if affine is not None else lin.affine,
                axis=kw.get("axis", lin.axis), rank=kw.get("rank", lin.rank),
-               is_float=kw.get("is_float", lin.is_float), via=kw.get("via", lin.via))
+               is_float=kw.get("is_float", lin.is_float), via=kw.get("via", lin.via),
+               int_range=kw.get("int_range", lin.int_range))
 
 
 # ---- channel-affine ops ---------------------------------------------------------------------------
@@ -157,12 +155,13 @@ def cast(ctx: NodeCtx) -> Step:
     to = ctx.attrs["to"]
     out = ctx.single_output(lin)
     if to == onnx.TensorProto.FLOAT:
-        return Step({out: _with(lin, is_float=True)})
-    src = ctx.index.elem_types.get(ctx.input(0))
-    if not lin.is_float and src in INT_TYPES_WIDENING and to in INT_TYPES_WIDENING[src]:
-        return Step({out: lin})
-    raise ctx.refuse(f"casts to {onnx.TensorProto.DataType.Name(to)}; only casts to FLOAT (or integer "
-                     f"widening) keep pixel values exact", lin)
+        return Step({out: _with(lin, is_float=True, int_range=None)})
+    if not lin.is_float and lin.int_range is not None and to in INTEGER_TYPES:
+        info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(to))
+        if info.min <= lin.int_range[0] and lin.int_range[1] <= info.max:
+            return Step({out: lin})  # every pixel value survives (e.g. uint8 -> int64 -> uint8 around a Concat)
+    raise ctx.refuse(f"casts to {onnx.TensorProto.DataType.Name(to)}; only casts to FLOAT (or integer casts that "
+                     f"keep every pixel value) are exact", lin)
 
 
 def identity(ctx: NodeCtx) -> Step:
@@ -256,6 +255,23 @@ def gather(ctx: NodeCtx) -> Step:
         if np.any(idx >= c) or np.any(idx < -c):
             raise ctx.refuse(f"indices out of range for {c} channels", lin)
         return Step({out: _with(lin, lin.affine.select(np.where(idx < 0, idx + c, idx)))})
+    return _raw(ctx, lin, out)
+
+
+def gather_nd(ctx: NodeCtx) -> Step:
+    """GatherND with (k, 1) indices selects along axis 0 (the dynamo exporter's x[:, [2, 1, 0]] transposes
+    channels to axis 0 first)."""
+    lin = ctx.only_data_lin()
+    idx = ctx.require_const(1, "indices").astype(np.int64)
+    out = ctx.single_output(lin)
+    if int(ctx.attrs.get("batch_dims", 0)) != 0 or idx.ndim != 2 or idx.shape[1] != 1:
+        raise ctx.refuse("gathers with multi-axis indices", lin)
+    if lin.axis == 0:
+        c = lin.affine.out_channels
+        rows = idx[:, 0]
+        if np.any(rows >= c) or np.any(rows < -c):
+            raise ctx.refuse(f"indices out of range for {c} channels", lin)
+        return Step({out: _with(lin, lin.affine.select(np.where(rows < 0, rows + c, rows)))})
     return _raw(ctx, lin, out)
 
 
@@ -438,7 +454,8 @@ def conv(ctx: NodeCtx) -> Step:
 RECOGNISERS: dict[str, Callable[[NodeCtx], Step]] = {
     "Add": arithmetic, "Sub": arithmetic, "Mul": arithmetic, "Div": arithmetic,
     "Cast": cast, "Identity": identity, "BatchNormalization": batch_norm,
-    "Concat": concat, "Tile": tile, "Expand": expand, "Gather": gather, "Slice": slice_, "Split": split,
+    "Concat": concat, "Tile": tile, "Expand": expand, "Gather": gather, "GatherND": gather_nd, "Slice": slice_,
+    "Split": split,
     "Transpose": transpose,
     "AveragePool": average_pool, "GlobalAveragePool": global_average_pool, "MaxPool": max_pool,
     "Resize": resize, "Upsample": resize, "Pad": pad,

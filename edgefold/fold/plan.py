@@ -23,6 +23,7 @@ class Lin:
     rank: int
     is_float: bool
     via: tuple[int, ...] = ()  # 1x1 convs treated as affine on the way, for backtracking
+    int_range: tuple[int, int] | None = None  # value range of an integer tensor (the input's dtype range)
 
 
 RAW_INPUT = "<raw input>"

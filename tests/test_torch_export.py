@@ -1,0 +1,109 @@
+"""Graphs as PyTorch's exporters write them (TorchScript-based legacy exporter and the dynamo exporter):
+every way people put gray->RGB and normalisation into forward(), folded exactly. ``./run test`` installs
+the CPU build of torch 2.13.0 that lies on this machine's disk."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefold.fold import FoldOptions, fold
+from tests.models import assert_same, conv_weight
+
+torch = pytest.importorskip("torch")
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+class Net(torch.nn.Module):
+    """Preprocessing in forward(), then a ResNet-style stem and a residual block."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.pattern = pattern
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.stem = torch.nn.Conv2d(3, 16, 7, 2, 3, bias=False)
+        self.bn = torch.nn.BatchNorm2d(16)
+        self.block = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, 1, 1))
+        with torch.no_grad():  # non-trivial running statistics
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        p = self.pattern
+        if p == "expand":
+            x = x.float().expand(-1, 3, -1, -1)
+        elif p == "repeat":
+            x = x.float().repeat(1, 3, 1, 1)
+        elif p == "cat":
+            x = torch.cat([x, x, x], 1).float()
+        elif p == "broadcast":
+            x = x.float()
+        elif p == "bgr_index":
+            x = x.float()[:, [2, 1, 0]]
+        elif p == "bgr_flip":
+            x = x.float().flip(1)
+        elif p == "nhwc":
+            x = x.float().permute(0, 3, 1, 2)
+        x = (x / 255.0 - self.mean) / self.std
+        y = torch.relu(self.bn(self.stem(x)))
+        return torch.relu(y + self.block(y))
+
+
+def export(pattern: str, dynamo: bool, channels: int = 1, nhwc: bool = False) -> onnx.ModelProto:
+    net = Net(pattern).eval()
+    shape = (1, 48, 64, channels) if nhwc else (1, channels, 48, 64)
+    x = torch.randint(0, 255, shape, dtype=torch.uint8)
+    f = io.BytesIO()
+    h, w = (1, 2) if nhwc else (2, 3)
+    if dynamo:
+        torch.onnx.export(net, (x,), f, dynamo=True, opset_version=18, input_names=["image"], output_names=["out"],
+                          dynamic_shapes=({h: torch.export.Dim("h", min=16), w: torch.export.Dim("w", min=16)},))
+    else:
+        torch.onnx.export(net, (x,), f, dynamo=False, opset_version=13, input_names=["image"], output_names=["out"],
+                          dynamic_axes={"image": {h: "h", w: "w"}})
+    return onnx.load_from_string(f.getvalue())
+
+
+def _stem(model: onnx.ModelProto) -> str:
+    import json
+
+    return json.loads({p.key: p.value for p in model.metadata_props}["edgefold.folded_convs"])[0]
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("pattern", ["expand", "repeat", "cat", "broadcast"])
+def test_gray_patterns_from_pytorch_exporters(pattern, dynamo):
+    m = export(pattern, dynamo)
+    folded, report = fold(m)
+    assert report.verification.passed
+    assert conv_weight(folded, _stem(folded)).shape == (16, 1, 7, 7)
+    for h, w in ((48, 64), (37, 53)):
+        x = np.random.default_rng(h).integers(0, 256, (1, 1, h, w)).astype(np.uint8)
+        assert_same(m, folded, {"image": x}, {"image": x})
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("pattern", ["bgr_index", "bgr_flip"])
+def test_channel_flips_from_pytorch_exporters(pattern, dynamo):
+    m = export(pattern, dynamo, channels=3)
+    folded, _ = fold(m)
+    x = np.random.default_rng(0).integers(0, 256, (1, 3, 48, 64)).astype(np.uint8)
+    assert_same(m, folded, {"image": x}, {"image": x})
+    gray, _ = fold(m, FoldOptions(channels="gray"))
+    assert conv_weight(gray, _stem(gray)).shape == (16, 1, 7, 7)
+    g = x[:, :1]
+    assert_same(m, gray, {"image": np.repeat(g, 3, axis=1)}, {"image": g})
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_nhwc_input_from_pytorch_exporters(dynamo):
+    m = export("nhwc", dynamo, channels=3, nhwc=True)
+    folded, report = fold(m, FoldOptions(channels="gray"))
+    assert report.plan.chains[0].contract.layout == "NHWC"
+    g = np.random.default_rng(1).integers(0, 256, (1, 48, 64, 1)).astype(np.uint8)
+    assert_same(m, folded, {"image": np.repeat(g, 3, axis=3)}, {"image": g})
