@@ -10,6 +10,7 @@ EXIT_MISMATCH = 1
 EXIT_USAGE = 2
 EXIT_UNSUPPORTED = 3
 EXIT_NO_TENSORRT = 4
+EXIT_INTERNAL = 5  # a bug in edgefold: the message says so and asks for the model
 
 
 class EdgefoldError(Exception):

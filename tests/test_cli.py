@@ -153,3 +153,50 @@ def test_readme_states_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "./run demo" in readme and "./run test" in readme
     assert "./run test" in (ROOT / ".ci" / "run").read_text()
+
+
+def _write(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: m.SerializeToString()[: len(m.SerializeToString()) // 2],  # truncated download
+    lambda m: bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)),  # random bytes
+    lambda m: b"",  # empty file
+])
+def test_malformed_files_fail_with_one_line_exit_2(tmp_path, capsys, make):
+    p = _write(tmp_path, "bad.onnx", make(gray_model("concat")))
+    assert main(["fold", str(p), "-o", str(tmp_path / "o.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.onnx" in err and not (tmp_path / "o.onnx").exists()
+
+
+def test_invalid_graph_is_refused_by_the_checker(tmp_path, capsys):
+    m = gray_model("concat")
+    stem = next(n for n in m.graph.node if n.name == "stem")
+    stem.input[1] = "no_such_weight"
+    p = tmp_path / "broken.onnx"
+    onnx.save(m, str(p))
+    assert main(["fold", str(p), "-o", str(tmp_path / "o.onnx")]) == 2
+    assert "not a valid ONNX model" in capsys.readouterr().err
+
+
+def test_huge_static_input_is_refused_cleanly(tmp_path, capsys):
+    p = tmp_path / "huge.onnx"
+    onnx.save(gray_model("concat", h=40000, w=40000), str(p))
+    assert main(["fold", str(p), "-o", str(tmp_path / "o.onnx")]) == 3
+    assert "--no-verify" in capsys.readouterr().err
+
+
+def test_unexpected_errors_are_one_line_exit_5(model_path, tmp_path, monkeypatch, capsys):
+    import edgefold.fold.apply as apply_module
+
+    def boom(*args):
+        raise KeyError("simulated bug")
+
+    monkeypatch.setattr(apply_module, "apply_plan", boom)
+    assert main(["fold", str(model_path), "-o", str(tmp_path / "o.onnx")]) == 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (KeyError" in err and not (tmp_path / "o.onnx").exists()

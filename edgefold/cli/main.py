@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from edgefold.errors import EXIT_USAGE, EdgefoldError
+from edgefold.errors import EXIT_INTERNAL, EXIT_USAGE, EdgefoldError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgefold: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("edgefold: error: out of memory (a model or frame size too large for this machine)", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as err:  # noqa: BLE001 - the one place unexpected errors become an exit code
+        if args.verbose:
+            raise
+        where = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        print(f"edgefold: internal error ({where}); nothing written. Please report it with the model; -v shows the "
+              f"traceback", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -43,10 +43,16 @@ def chain_feeds(chain: ChainPlan) -> tuple[InputFeed, InputFeed]:
     return original, folded
 
 
+MAX_VERIFY_PIXELS = 1 << 26  # 8192 x 8192: beyond that a self-check frame would not fit comfortably
+
+
 def frame_sizes(chain: ChainPlan, fallback: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     axis = chain.contract.channel_axis
     spatial = [d for i, d in enumerate(chain.contract.shape) if i not in (0, axis)]
     if all(isinstance(d, int) for d in spatial):
+        if spatial[0] < 1 or spatial[1] < 1 or spatial[0] * spatial[1] > MAX_VERIFY_PIXELS:
+            raise UnsupportedGraph(f"input '{chain.input_name}' is {spatial[0]}x{spatial[1]}: not a size the self-check "
+                                   f"can run; pass --no-verify (and check with `edgefold compare` on the device)")
         return (tuple(spatial),)  # type: ignore[return-value]
     return tuple((spatial[0] if isinstance(spatial[0], int) else h, spatial[1] if isinstance(spatial[1], int) else w)
                  for h, w in fallback)

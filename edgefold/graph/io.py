@@ -72,7 +72,18 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     check_external_data(model, p.parent, p)
     if _external_locations(model):
         onnx.load_external_data_for_model(model, str(p.parent))
+    check_wellformed(model, str(p))
     return model
+
+
+def check_wellformed(model: onnx.ModelProto, label: str) -> None:
+    """The ONNX checker (structure, types, attributes), so a malformed file fails here with one line."""
+    try:
+        if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+            onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UsageError(f"{label}: not a valid ONNX model ({first}); re-export it") from None
 
 
 def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
