@@ -1,6 +1,7 @@
 """Exceptions with the fixed exit codes every verb uses.
 
-0 ok, 1 mismatch / verification failed, 2 usage, 3 unsupported graph, 4 missing TensorRT / build failure.
+0 ok, 1 mismatch / verification failed, 2 usage, 3 unsupported graph, 4 missing TensorRT / build failure,
+5 internal error (a bug in edgefold).
 Messages are one line that names the file, node or tensor and says what to do next.
 """
 from __future__ import annotations

@@ -141,9 +141,9 @@ def test_module_entry_point_and_help():
 
 
 def test_readme_demo_command_runs(tmp_path):
-    """The README's main job, as its command runs it (after setup): fold + verify + run on a real photo."""
-    r = subprocess.run([sys.executable, "-m", "edgefold", "demo", "--out", str(tmp_path)], capture_output=True,
-                       text=True, timeout=300)
+    """The README's main job exactly as the README gives it: ./run demo (set-up included, idempotent)."""
+    r = subprocess.run([str(ROOT / "run"), "demo", "--out", str(tmp_path)], capture_output=True,
+                       text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "PASS" in r.stdout and "top-1 class" in r.stdout
     assert (tmp_path / "demo_classifier.folded.onnx").exists() and (tmp_path / "fold.json").exists()
