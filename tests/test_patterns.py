@@ -156,7 +156,7 @@ def test_paddle_style_constant_nodes_for_all_weights():
     assert_same(m, folded, {"image": x}, {"image": x})
 
 
-@pytest.mark.parametrize("opset", [11, 13, 18, 21])
+@pytest.mark.parametrize("opset", [11, 13, 18, 21, 23])
 def test_opsets(opset):
     m = gray_model("tile", opset=opset)
     folded, _ = fold(m)
