@@ -193,6 +193,7 @@ def test_trtexec_script_per_version():
                        shapes=(ShapeProfile.parse("image:1x1x480x640"),))
     args_dla = plan_engine(dla, "m.prepared.onnx", "m.engine", 10).trtexec_args()
     assert "--useDLACore=1" in args_dla and "--allowGPUFallback" in args_dla
+    assert "--fp16" in args_dla and "--stronglyTyped" not in args_dla  # DLA before 11.4: weak typing, FP16
     script = plan_engine(o, "m.prepared.onnx", "m.engine", 11).trtexec_script()
     assert script.startswith("#!/usr/bin/env bash") and "/usr/src/tensorrt/bin/trtexec" in script
 

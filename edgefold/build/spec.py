@@ -167,12 +167,14 @@ def plan_engine(options: BuildOptions, onnx_path: str, engine_path: str, trt_maj
     """TensorRT 11: strongly typed, no flags - precision comes from the ONNX (FP16 weights, Q/DQ), and the
     layers Q/DQ leaves unquantised run in fp32. TensorRT 8.5-10.x: weak typing with the Q/DQ ONNX plus the
     INT8 and FP16 flags (explicit quantisation; the builder may run the rest in fp16), the FP16 ONNX with
-    strong typing on 10.x (or the FP16 flag: ``--fp16-flag``, or 8.x/9.x), fp32 without flags."""
-    strongly_typed = trt_major >= 11 or (trt_major == 10 and options.precision == "fp16" and not options.fp16_flag)
+    strong typing on 10.x (or the FP16 flag: ``--fp16-flag``, or 8.x/9.x), fp32 without flags. DLA (FP16 and
+    INT8 only, strongly typed networks only from 11.4.1) always gets weak typing with the FP16 flag there."""
+    strongly_typed = trt_major >= 11 or (trt_major == 10 and options.precision == "fp16" and not options.fp16_flag
+                                         and options.dla_core is None)  # DLA before 11.4: weak typing only
     weak = not strongly_typed
     return EnginePlan(
         onnx_path=onnx_path, engine_path=engine_path, trt_major=trt_major, strongly_typed=strongly_typed,
-        fp16_flag=weak and options.precision in ("fp16", "int8"),
+        fp16_flag=weak and (options.precision in ("fp16", "int8") or options.dla_core is not None),
         int8_flag=weak and options.precision == "int8",
         profiles=options.shapes, timing_cache=options.timing_cache, workspace_mib=options.workspace_mib,
         opt_level=options.opt_level, dla_core=options.dla_core, gpu_fallback=options.gpu_fallback,
