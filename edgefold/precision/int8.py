@@ -67,6 +67,9 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
              method: str = "percentile", show_progress: bool = False) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    if opset < 13:
+        raise ValueError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
     first_convs = _meta(model, "edgefold.folded_convs", [])
     exclude = border_nodes(model)
     overrides = {}
