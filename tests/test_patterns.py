@@ -352,3 +352,16 @@ def test_recentred_raw_input_for_int8(dynamic):
     assert stem.input[0] == add.output[0] == "image/raw_centred"
     for x in frames(40, 52):
         assert_same(m, folded, {"image": x}, {"image": x})
+
+
+def test_scale_alone_composes_with_in_graph_normalisation():
+    """torchvision style: the graph normalises 0..1 inputs; the camera gives 0..255 - --scale 255 folds the /255."""
+    b = ModelBuilder()
+    x = b.input("image", [1, 3, 32, 40], np.float32)
+    x = b.op("Div", [b.op("Sub", [x, b.const(MEAN4)]), b.const(STD4)])
+    m = b.model([head(b, b.conv(x, 3, 8, k=3, name="stem"))])
+    folded, report = fold(m, FoldOptions(channels="gray", scale=255.0, input_dtype="uint8"))
+    c = report.plan.chains[0].contract
+    assert (c.channels, c.dtype, c.pixel_range) == (1, "uint8", (0.0, 255.0))
+    g = gray_frame(32, 40)
+    assert_same(m, folded, {"image": np.repeat(g, 3, axis=1).astype(np.float32) / 255}, {"image": g})

@@ -118,9 +118,9 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     removed, raw_ops, convs, arithmetic = walk
     if not convs:
         raise NothingToFold("no Conv reads it")
-    if options.declares_normalisation and arithmetic:
-        raise UsageError(f"input '{name}' is already normalised inside the graph; drop --mean/--std/--scale "
-                         f"(or pass a bare model)")
+    if (options.mean is not None or options.std is not None) and arithmetic:
+        raise UsageError(f"input '{name}' is already normalised inside the graph; drop --mean/--std (--scale alone "
+                         f"is fine: a model that normalises 0..1 inputs in its graph, fed 0..255 pixels)")
     changes = (not conv_view.is_identity() or any(not c.affine.is_identity() for c in convs)
                or any(c.weight.shape != c.old_weight_shape for c in convs))
     if not changes:
