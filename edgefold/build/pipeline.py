@@ -204,11 +204,15 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     engine_info: dict = {"built": False}
     engine_bytes = None
     if options.engine:
-        build_plan = dataclasses.replace(plan, onnx_path=str(Path(prepared_path).resolve()),
-                                         engine_path=str(Path(options.output).resolve()))
-        save_model(chosen.model, prepared_path, source=model_path)
-        t0 = time.perf_counter()
-        engine_bytes = trt_layer.build_engine(build_plan)
+        import tempfile
+
+        # TensorRT parses a file; build from a private copy so a failed build leaves nothing behind
+        with tempfile.TemporaryDirectory(prefix="edgefold-build-") as tmp:
+            staged = str(Path(tmp) / Path(prepared_path).name)
+            save_model(chosen.model, staged)
+            build_plan = dataclasses.replace(plan, onnx_path=staged, engine_path=str(Path(options.output).resolve()))
+            t0 = time.perf_counter()
+            engine_bytes = trt_layer.build_engine(build_plan)
         engine_info = {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
                        "dla_core": options.dla_core, **trt_layer.device_info()}
     sidecar["engine"] = engine_info
