@@ -168,11 +168,6 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
     return done(beta, corr, "dynamic-separable", "exact: validity map computed from the input shape at run time")
 
 
-def correction_map(corr: Correction, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``M[o, i, j]`` in numpy (tests and the approximate-mode report use it)."""
-    return np.einsum("ai,oab,bj->oij", rows, corr.kernel, cols)
-
-
 # ---- graph pieces (protos built here, inserted by apply.py) ----------------------------------------
 def correction_nodes(prefix: str, corr: Correction, raw: str, out: str, dtype: np.dtype
                      ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:

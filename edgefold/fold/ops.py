@@ -61,10 +61,6 @@ class NodeCtx:
         name = self.input(i)
         return self.index.constant(name) if name else None
 
-    def the_lin(self) -> tuple[int, Lin]:
-        hits = [(i, self.lin[n]) for i, n in enumerate(self.node.input) if n in self.lin]
-        return hits[0]
-
     def refuse(self, why: str, lin: Lin | None = None) -> Refusal:
         return Refusal(f"node {self.label}: {why}", lin.via if lin else ())
 

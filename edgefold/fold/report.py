@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgefold.fold.plan import ChainPlan, ConvFold, FoldPlan
+from edgefold.fold.plan import ConvFold, FoldPlan
 from edgefold.fold.verify import Verification
 from edgefold.graph.index import GraphIndex
 
@@ -138,6 +138,3 @@ def build_report(index: GraphIndex, plan: FoldPlan, source: str | None,
     exact = all(f.border != "approx" for chain in plan.chains for f in chain.convs)
     return Report(source, plan, convs, removed, exact, verification)
 
-
-def _chain_names(chain: ChainPlan) -> list[str]:
-    return [c.node_name for c in chain.convs]

@@ -124,14 +124,6 @@ class GraphIndex:
             out.setdefault(t.name, list(t.dims))
         return out
 
-    @cached_property
-    def elem_types(self) -> dict[str, int]:
-        out = {}
-        for vi in list(self.graph.input) + list(self.graph.value_info) + list(self.graph.output):
-            if vi.type.HasField("tensor_type"):
-                out[vi.name] = vi.type.tensor_type.elem_type
-        return out
-
 
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
     if d.HasField("dim_value"):

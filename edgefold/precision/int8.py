@@ -21,7 +21,6 @@ import onnx
 from edgefold.compare.frames import InputFeed
 
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
-STRATEGIES = ("recentre", "float-first")
 
 
 def _meta(model: onnx.ModelProto, key: str, default):
