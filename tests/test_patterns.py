@@ -365,3 +365,22 @@ def test_scale_alone_composes_with_in_graph_normalisation():
     assert (c.channels, c.dtype, c.pixel_range) == (1, "uint8", (0.0, 255.0))
     g = gray_frame(32, 40)
     assert_same(m, folded, {"image": np.repeat(g, 3, axis=1).astype(np.float32) / 255}, {"image": g})
+
+
+def test_two_camera_inputs_are_folded_independently():
+    """A stereo pair: each input has its own preprocessing and stem; a third, non-image input is untouched."""
+    b = ModelBuilder()
+    left = b.input("left", [1, 1, 32, 40], np.uint8)
+    right = b.input("right", [1, 1, 32, 40], np.uint8)
+    gain = b.input("gain", [1, 8, 1, 1], np.float32)
+    yl = b.conv(normalise(b, rep_concat_cast(b, left)), 3, 8, k=3, name="stem_left")
+    yr = b.conv(normalise(b, rep_concat_cast(b, right)), 3, 8, k=5, stride=2, pad=2, name="stem_right")
+    yr = b.op("Resize", [yr, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    m = b.model([b.op("Mul", [b.op("Add", [yl, yr]), gain])])
+    folded, report = fold(m)
+    assert {c.input_name for c in report.plan.chains} == {"left", "right"}
+    assert [s[0] for s in report.plan.skipped] == ["gain"]
+    assert conv_weight(folded, "stem_left").shape[1] == conv_weight(folded, "stem_right").shape[1] == 1
+    xl, xr = gray_frame(32, 40, seed=1), gray_frame(32, 40, seed=2)
+    g = np.linspace(0.5, 1.5, 8, dtype=np.float32).reshape(1, 8, 1, 1)
+    assert_same(m, folded, {"left": xl, "right": xr, "gain": g}, {"left": xl, "right": xr, "gain": g})

@@ -73,6 +73,20 @@ def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
     return 1
 
 
+def _reaches_conv(index: GraphIndex, name: str) -> bool:
+    """Whether any Conv lies downstream of a tensor (a gain or mask input feeding features does not count)."""
+    frontier, seen = [name], {name}
+    while frontier:
+        for node in index.consumers.get(frontier.pop(), []):
+            if node.op_type == "Conv":
+                return True
+            for out in node.output:
+                if out and out not in seen:
+                    seen.add(out)
+                    frontier.append(out)
+    return False
+
+
 def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions) -> ChainPlan:
     name = vi.name
     shape = index.shapes.get(name)
@@ -113,6 +127,8 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
             break
         except Refusal as refusal:
             if not refusal.via:
+                if not _reaches_conv(index, name):
+                    raise NothingToFold("no Conv reads it (not an image input)") from None
                 raise UnsupportedGraph(f"cannot fold input '{name}': {refusal}") from None
             terminal_ids |= {refusal.via[-1]}  # that 1x1 conv must be the fold target after all
     removed, raw_ops, convs, arithmetic = walk
