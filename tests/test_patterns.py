@@ -384,3 +384,29 @@ def test_two_camera_inputs_are_folded_independently():
     xl, xr = gray_frame(32, 40, seed=1), gray_frame(32, 40, seed=2)
     g = np.linspace(0.5, 1.5, 8, dtype=np.float32).reshape(1, 8, 1, 1)
     assert_same(m, folded, {"left": xl, "right": xr, "gain": g}, {"left": xl, "right": xr, "gain": g})
+
+
+@pytest.mark.parametrize("insert, dynamic", [("unsqueeze", False), ("unsqueeze", True), ("reshape", False)])
+def test_nhw_gray_input_that_the_graph_gives_a_channel_axis(insert, dynamic):
+    """Camera frames are H x W: models often take N x H x W and unsqueeze the channel axis themselves."""
+    b = ModelBuilder(opset=17)
+    h, w = ("h", "w") if dynamic else (36, 44)
+    x = b.input("image", [1, h, w], np.uint8)
+    x = b.op("Cast", [x], to=F)
+    if insert == "unsqueeze":
+        x = b.op("Unsqueeze", [x, b.const(np.array([1], np.int64))])
+    else:
+        x = b.op("Reshape", [x, b.const(np.array([0, 1, -1, 44], np.int64))])
+    y = b.conv(normalise(b, rep_concat_cast_float(b, x)), 3, 8, k=5, stride=2, name="stem")
+    m = b.model([head(b, y)])
+    folded, report = fold(m)
+    c = report.plan.chains[0].contract
+    assert (c.layout, c.channels, c.dtype) == ("NHW", 1, "uint8")
+    assert conv_weight(folded, "stem").shape == (8, 1, 5, 5)
+    for size in ((36, 44),) if not dynamic else ((36, 44), (21, 30)):
+        x = np.random.default_rng(0).integers(0, 256, (1, *size)).astype(np.uint8)
+        assert_same(m, folded, {"image": x}, {"image": x})
+
+
+def rep_concat_cast_float(b, x):
+    return b.op("Concat", [x, x, x], axis=1)

@@ -140,3 +140,22 @@ def test_tensorrt_backend_matches_onnxruntime(folded, tmp_path):
     with Engine(engine_path) as trt_engine, Engine(out) as ort_engine:
         for a, b in zip(trt_engine.infer(frame).values(), ort_engine.infer(frame).values()):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_nhw_models_through_runtime_compare_and_build(tmp_path, capsys):
+    from tests.models import F, normalise
+
+    b = ModelBuilder(seed=4)
+    x = b.op("Unsqueeze", [b.op("Cast", [b.input("image", [1, 40, 48], np.uint8)], to=F), b.const(np.array([1]))])
+    m = b.model([head(b, b.conv(normalise(b, b.op("Concat", [x, x, x], axis=1)), 3, 8, k=3, name="stem"))])
+    src, out = tmp_path / "nhw.onnx", tmp_path / "nhw.folded.onnx"
+    onnx.save(m, str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    frame = np.random.default_rng(3).integers(0, 256, (40, 48)).astype(np.uint8)
+    with Engine(out) as engine:
+        assert engine.contract["layout"] == "NHW"
+        got = list(engine.infer(frame).values())[0]
+    np.testing.assert_allclose(got, run(m, {"image": frame[None]})[0], rtol=1e-4, atol=1e-5)
+    assert main(["compare", str(src), str(out)]) == 0
+    assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "nhw.engine"), "--no-engine"]) == 0
+    capsys.readouterr()

@@ -122,7 +122,7 @@ def _frames(options: BuildOptions, feed: InputFeed, pixel_max: float) -> tuple[C
     size = feed.static_size()
     if size is None and options.shapes:
         opt = options.shapes[0].opt
-        size = (opt[1], opt[2]) if feed.channel_axis == 3 else (opt[2], opt[3])
+        size = (opt[1], opt[2]) if feed.channel_axis in (3, -1) else (opt[2], opt[3])
     if options.calib:
         channels = feed.affine.in_channels
         return load_calibration(options.calib, channels, size, options.calib_count).split()

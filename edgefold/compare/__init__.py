@@ -104,9 +104,10 @@ def _dtype(elem: int) -> str:
 
 def _image_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
     inits = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in inits and len(i.type.tensor_type.shape.dim) == 4]
+    inputs = [i for i in model.graph.input if i.name not in inits and len(i.type.tensor_type.shape.dim) in (3, 4)]
     if len(inputs) != 1:
-        raise UsageError(f"{what}: expected one image input (rank 4), found {len(inputs)}")
+        raise UsageError(f"{what}: expected one image input (N x C x H x W, N x H x W x C or N x H x W), found "
+                         f"{len(inputs)}")
     return inputs[0]
 
 
@@ -128,6 +129,9 @@ def candidate_feed(model: onnx.ModelProto, what: str) -> tuple[InputFeed, str, f
 
 def _plain_feed(vi: onnx.ValueInfoProto) -> tuple[InputFeed, str, float]:
     dims = _dims(vi)
+    if len(dims) == 3:  # N x H x W gray
+        return (InputFeed(vi.name, _dtype(vi.type.tensor_type.elem_type), dims, -1, ChannelAffine.identity(1)),
+                "gray", 255.0)
     axis = 3 if spatial_axes(list(vi.type.tensor_type.shape.dim)) == (1, 2) else 1
     channels = dims[axis]
     if not isinstance(channels, int):

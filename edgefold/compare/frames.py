@@ -114,10 +114,13 @@ class InputFeed:
 
 
 def to_layout(frame_chw: np.ndarray, shape: tuple, channel_axis: int, dtype: str) -> np.ndarray:
-    """A (C, H, W) frame as a tensor with channels on ``channel_axis``, repeated to a fixed batch size."""
+    """A (C, H, W) frame as a tensor with channels on ``channel_axis`` (-1: an N x H x W gray input without
+    a channel axis), repeated to a fixed batch size."""
     batch = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 0 else 1
     x = np.repeat(frame_chw[None], batch, axis=0)  # N C H W
-    if channel_axis != 1:
+    if channel_axis == -1:
+        x = x[:, 0]
+    elif channel_axis != 1:
         x = np.moveaxis(x, 1, channel_axis)
     if np.dtype(dtype).kind in "iu":
         info = np.iinfo(np.dtype(dtype))

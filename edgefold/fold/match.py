@@ -14,7 +14,8 @@ from edgefold.fold.options import FoldOptions
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
 from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
 
-LAYOUTS = {1: "NCHW", 3: "NHWC"}
+LAYOUTS = {1: "NCHW", 3: "NHWC", -1: "NHW"}
+NO_CHANNEL_AXIS = -1  # an N x H x W gray input: the graph inserts the channel axis itself
 
 
 class NothingToFold(Exception):
@@ -73,6 +74,37 @@ def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
     return 1
 
 
+def _channel_insertion(index: GraphIndex, name: str) -> tuple[list[int], int, str, bool] | None:
+    """(cast node ids, id of the node that inserts axis 1, its output, whether it is float) for an
+    N x H x W input that reaches ``Unsqueeze(axes=[1])`` (or a constant Reshape to N x 1 x H x W)
+    through Casts only."""
+    pos = {id(n): i for i, n in enumerate(index.nodes)}
+    casts: list[int] = []
+    tensor, is_float = name, False
+    while True:
+        readers = index.consumers.get(tensor, [])
+        if len(readers) != 1:
+            return None
+        node = readers[0]
+        if node.op_type == "Cast":
+            casts.append(pos[id(node)])
+            is_float = attrs(node).get("to") == onnx.TensorProto.FLOAT
+            tensor = node.output[0]
+            continue
+        out_shape = index.shapes.get(node.output[0]) or []
+        if node.op_type == "Unsqueeze":
+            axes = attrs(node).get("axes") if index.opset < 13 else index.constant(node.input[1]) \
+                if len(node.input) > 1 else None
+            ok = axes is not None and [int(a) for a in np.asarray(axes).reshape(-1)] == [1]
+        elif node.op_type == "Reshape":
+            target = index.constant(node.input[1])
+            ok = target is not None and target.size == 4 and int(target.reshape(-1)[1]) == 1 and \
+                len(out_shape) == 4 and out_shape[1] == 1
+        else:
+            return None
+        return (casts, pos[id(node)], node.output[0], is_float) if ok else None
+
+
 def _reaches_conv(index: GraphIndex, name: str) -> bool:
     """Whether any Conv lies downstream of a tensor (a gain or mask input feeding features does not count)."""
     frontier, seen = [name], {name}
@@ -91,10 +123,17 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     name = vi.name
     shape = index.shapes.get(name)
     elem = vi.type.tensor_type.elem_type
-    if shape is None or len(shape) != 4:
+    if shape is None or len(shape) not in (3, 4):
         raise NothingToFold(f"not an image tensor (shape {shape})")
-    axis = _channel_axis(index, name, len(shape))
-    channels = shape[axis]
+    unsqueeze = _channel_insertion(index, name) if len(shape) == 3 else None
+    channels: int | str | None
+    if unsqueeze is not None:  # an N x H x W gray input that the graph gives a channel axis
+        axis, channels = NO_CHANNEL_AXIS, 1
+    elif len(shape) != 4:
+        raise NothingToFold(f"not an image tensor (shape {shape})")
+    else:
+        axis = _channel_axis(index, name, len(shape))
+        channels = shape[axis]
     if not isinstance(channels, int):
         raise UsageError(f"input '{name}': the channel count (axis {axis}) is not fixed ({channels}); "
                          f"export the model with a static channel dimension")
@@ -105,7 +144,8 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
         raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
                          f"input that the model expects normalised")
-    if channels == 1 and order in (None, "gray") and not options.declares_normalisation and not options.raw_offset:
+    if channels == 1 and order in (None, "gray") and not options.declares_normalisation and not options.raw_offset \
+            and unsqueeze is None:
         adapter = find_adapter(index, name)
         if adapter is not None:
             return _adapter_chain(index, vi, options, shape, elem, adapter)
@@ -119,11 +159,17 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
         info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(elem))
         int_range = (int(info.min), int(info.max))
     start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT, int_range=int_range)
+    walk_from, lead_removed, lead_raw = name, [], []
+    if unsqueeze is not None:
+        casts, node_id, tensor, is_float = unsqueeze
+        walk_from, lead_removed = tensor, casts + [node_id]
+        lead_raw = [RawOp(node_id, ((0, RAW_INPUT),), (tensor,))]
+        start = Lin(tensor, conv_view, 1, 4, is_float or start.is_float, int_range=None if is_float else int_range)
 
     terminal_ids: frozenset[int] = frozenset()
     while True:
         try:
-            walk = _walk(index, name, start, terminal_ids, options.border)
+            walk = _walk(index, walk_from, start, terminal_ids, options.border)
             break
         except Refusal as refusal:
             if not refusal.via:
@@ -132,6 +178,7 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
                 raise UnsupportedGraph(f"cannot fold input '{name}': {refusal}") from None
             terminal_ids |= {refusal.via[-1]}  # that 1x1 conv must be the fold target after all
     removed, raw_ops, convs, arithmetic = walk
+    removed, raw_ops = lead_removed + removed, lead_raw + raw_ops
     if not convs:
         raise NothingToFold("no Conv reads it")
     if (options.mean is not None or options.std is not None) and arithmetic:
@@ -152,7 +199,8 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     else:
         pixel_max = 255.0 if (np.abs(a).max() <= 0.1 or np.abs(b).max() >= 10) else 1.0
     new_shape = list(shape)
-    new_shape[axis] = raw_channels
+    if axis != NO_CHANNEL_AXIS:
+        new_shape[axis] = raw_channels
     contract = InputContract(
         name=options.input_name or name, dtype=dtype, layout=LAYOUTS.get(axis, f"channels-axis-{axis}"),
         channels=raw_channels,

@@ -25,7 +25,7 @@ def _onnx_contract(path: Path) -> tuple[dict, onnx.ModelProto]:
     if contracts:
         return contracts[0], model
     feed, order, pixel_max = candidate_feed(model, str(path))
-    layout = "NHWC" if feed.channel_axis == 3 else "NCHW"
+    layout = {3: "NHWC", -1: "NHW"}.get(feed.channel_axis, "NCHW")
     contract = {"name": feed.name, "dtype": feed.dtype, "layout": layout, "channels": feed.affine.in_channels,
                 "channel_order": order, "shape": list(feed.shape), "channel_axis": feed.channel_axis,
                 "pixel_range": [0, pixel_max]}

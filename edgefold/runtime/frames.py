@@ -20,7 +20,8 @@ def arrange(frame: np.ndarray, contract: dict) -> np.ndarray:
             x = x[..., 0]
         if x.ndim != 3:
             raise UsageError(f"a gray frame is H x W or N x H x W, got shape {tuple(frame.shape)}")
-        x = x[:, None] if layout == "NCHW" else x[..., None]
+        if layout != "NHW":  # NHW: the model inserts the channel axis itself
+            x = x[:, None] if layout == "NCHW" else x[..., None]
     else:
         if x.ndim == 3:
             x = x[None]

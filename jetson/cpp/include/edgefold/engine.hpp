@@ -18,6 +18,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace edgefold {
@@ -124,10 +125,11 @@ class Engine {
         if (channels_ != 1) throw std::runtime_error("this sample feeds gray frames; the engine takes " +
                                                      std::to_string(channels_) + " channels");
         nvinfer1::Dims dims{};
-        dims.nbDims = 4;
         const bool nhwc = layout_ == "NHWC";
-        const int64_t shape[4] = {1, nhwc ? height : 1, nhwc ? width : height, nhwc ? 1 : width};
-        for (int k = 0; k < 4; ++k) dims.d[k] = static_cast<decltype(dims.d[0])>(shape[k]);
+        const bool nhw = layout_ == "NHW";  // N x H x W input: the network inserts the channel axis
+        const int64_t shape[4] = {1, nhwc || nhw ? height : 1, nhwc || nhw ? width : height, nhwc ? 1 : width};
+        dims.nbDims = nhw ? 3 : 4;
+        for (int k = 0; k < dims.nbDims; ++k) dims.d[k] = static_cast<std::remove_reference_t<decltype(dims.d[0])>>(shape[k]);
         if (!context_->setInputShape(input_name_.c_str(), dims))
             throw std::runtime_error("frame size is outside the engine's optimization profile");
         const std::size_t n = static_cast<std::size_t>(height) * width;
