@@ -241,3 +241,15 @@ def test_real_engine_builds_and_matches_the_original(demo_path, photos, tmp_path
     assert side["engine"]["built"] and side["engine"]["tensorrt"]
     assert main(["compare", str(demo_path), str(out), "--images", str(photos)]) == 0
     shutil.rmtree(tmp_path)
+
+
+def test_dynamic_model_needs_a_shape_profile(tmp_path, capsys):
+    src = tmp_path / "dyn.onnx"
+    onnx.save(demo_model(), str(src))  # 1 x 1 x height x width
+    out = tmp_path / "d.engine"
+    assert main(["build", str(src), "--fp16", "-o", str(out), "--no-engine"]) == 2
+    assert "--shapes image:MIN/OPT/MAX" in capsys.readouterr().err
+    assert main(["build", str(src), "--fp16", "-o", str(out), "--no-engine",
+                 "--shapes", "image:1x1x96x128/1x1x128x160/1x1x192x256"]) == 0
+    side = json.loads((tmp_path / "d.json").read_text())
+    assert side["build_plan"]["profiles"][0]["opt"] == [1, 1, 128, 160]

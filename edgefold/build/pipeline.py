@@ -148,6 +148,11 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     fold = options.fold and not already_folded
     fp32 = _fold(original, options, 0.0) if fold else original
     feed, _, pixel_max = candidate_feed(fp32, model_path)
+    if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
+        dims = "x".join(str(d) for d in feed.shape)
+        raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
+                         f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:1x1x480x640/1x1x1080x1920/1x1x2048x2448), "
+                         f"or one size for the fastest exact fold")
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {})
 
