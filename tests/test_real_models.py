@@ -104,3 +104,27 @@ def test_folding_does_not_make_int8_worse_on_the_real_detector(detector):
     base = _iou(ref, unfolded)
     assert base > 0.8
     assert max(ious.values()) >= base - 0.02, (base, ious)
+
+
+@pytest.mark.parametrize("member, sizes", [
+    ("rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx", ((48, 320), (48, 160))),  # SVTR: height 48
+    ("rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx", None),
+])
+def test_pp_ocr_recogniser_and_classifier_fold_exactly(member, sizes):
+    """The other two networks of the OCR pipeline: the same decisions on a real text line."""
+    from PIL import Image
+
+    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
+    if not wheels:
+        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
+    with zipfile.ZipFile(wheels[0]) as z:
+        model = onnx.load_from_string(z.read(member))
+    folded, report = fold(model, FoldOptions(channels="gray", input_dtype="uint8", verify_sizes=sizes, **NORM))
+    assert report.verification.passed and report.convs[0][0].new_weight_shape[1] == 1
+    line = np.asarray(Image.fromarray(data.text()[:60, 40:380]).resize((320 if sizes else 192, 48)), np.uint8)
+    rgb = np.repeat(line[None, None].astype(np.float32), 3, axis=1)
+    name = model.graph.input[0].name
+    ref = run(model, {name: ((rgb / 255 - 0.5) / 0.5).astype(np.float32)})[0]
+    got = run(folded, {name: line[None, None]})[0]
+    assert np.abs(ref - got).max() <= 1e-4 * np.abs(ref).max()
+    assert np.array_equal(ref.argmax(axis=-1), got.argmax(axis=-1))  # same characters / same orientation
