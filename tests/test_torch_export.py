@@ -107,3 +107,39 @@ def test_nhwc_input_from_pytorch_exporters(dynamo):
     assert report.plan.chains[0].contract.layout == "NHWC"
     g = np.random.default_rng(1).integers(0, 256, (1, 48, 64, 1)).astype(np.uint8)
     assert_same(m, folded, {"image": np.repeat(g, 3, axis=3)}, {"image": g})
+
+
+class SegNet(torch.nn.Module):
+    """A defect-segmentation net: normalisation in forward(), output resized to the input's own size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.stem = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.head = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = (x.float().expand(-1, 3, -1, -1) / 255.0 - self.mean) / self.std
+        y = self.head(torch.relu(self.stem(x)))
+        return torch.nn.functional.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_segmentation_net_that_reads_the_input_shape(dynamo):
+    net = SegNet().eval()
+    x = torch.randint(0, 255, (1, 1, 48, 64), dtype=torch.uint8)
+    f = io.BytesIO()
+    if dynamo:
+        torch.onnx.export(net, (x,), f, dynamo=True, opset_version=18, input_names=["image"],
+                          dynamic_shapes=({2: torch.export.Dim("h", min=16), 3: torch.export.Dim("w", min=16)},))
+    else:
+        torch.onnx.export(net, (x,), f, dynamo=False, opset_version=13, input_names=["image"],
+                          dynamic_axes={"image": {2: "h", 3: "w"}})
+    m = onnx.load_from_string(f.getvalue())
+    folded, report = fold(m)
+    assert conv_weight(folded, _stem(folded)).shape == (8, 1, 3, 3)
+    for h, w in ((48, 64), (37, 53)):
+        frame = np.random.default_rng(h).integers(0, 256, (1, 1, h, w)).astype(np.uint8)
+        assert_same(m, folded, {"image": frame}, {"image": frame})

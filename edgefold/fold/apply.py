@@ -103,7 +103,7 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             new_inits.append(numpy_helper.from_array(value, init_name))
             clone.input[pos_in] = init_name
         for k, o in enumerate(clone.output):
-            if o:
+            if o and not op.keep_outputs:
                 clone.output[k] = f"{o}/raw"
                 raw_names[o] = f"{o}/raw"
         replace[op.node_id] = [clone]

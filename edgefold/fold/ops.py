@@ -332,6 +332,41 @@ def transpose(ctx: NodeCtx) -> Step:
     return _raw(ctx, lin, out, axis=perm.index(lin.axis))
 
 
+def shape(ctx: NodeCtx) -> Step:
+    """``x.shape[-2:]`` of the normalised tensor (segmentation heads resize to it): the raw tensor has the
+    same shape but for the channel count, so the Shape may read it when no reader uses that count."""
+    lin = ctx.only_data_lin()
+    out = ctx.single_output(lin)
+    a = ctx.attrs
+    start = _norm_axis(int(a.get("start", 0)), lin.rank)
+    end = _norm_axis(int(a.get("end", lin.rank)), lin.rank) if "end" in a else lin.rank
+    if lin.affine.out_channels != lin.affine.in_channels and start <= lin.axis < end:
+        channel = lin.axis - start  # position of the channel count in the shape vector
+        for reader in ctx.index.consumers.get(out, []):
+            if not _skips_position(ctx, reader, out, channel, end - start):
+                raise ctx.refuse(f"its shape feeds {ctx.index.node_label(reader)}, which may use the channel "
+                                 f"count; only spatial dimensions of the normalised tensor can be read", lin)
+    raw_op = RawOp(ctx.node_id, ((0, lin.raw),), (out,), keep_outputs=True)
+    return Step({}, raw_op=raw_op)
+
+
+def _skips_position(ctx: NodeCtx, reader: onnx.NodeProto, vector: str, position: int, length: int) -> bool:
+    """A Gather or Slice of a shape vector that never picks ``position``."""
+    if reader.op_type == "Gather" and reader.input[0] == vector and int(attrs(reader).get("axis", 0)) == 0:
+        idx = ctx.index.constant(reader.input[1])
+        return idx is not None and position not in {int(i) for i in np.asarray(idx).reshape(-1)}
+    if reader.op_type == "Slice" and reader.input[0] == vector and ctx.index.opset >= 10:
+        consts = [ctx.index.constant(reader.input[i]) if len(reader.input) > i and reader.input[i] else None
+                  for i in range(1, 5)]
+        if consts[0] is None or consts[1] is None:
+            return False
+        steps = consts[3] if consts[3] is not None else np.array([1])
+        picked = np.arange(length)[slice(int(consts[0].reshape(-1)[0]), int(consts[1].reshape(-1)[0]),
+                                     int(np.asarray(steps).reshape(-1)[0]))]
+        return position not in set(picked.tolist())
+    return False
+
+
 # ---- spatial ops that commute with a per-channel affine map -------------------------------------
 def _raw(ctx: NodeCtx, lin: Lin, *outs: str, axis: int | None = None,
          patched: tuple[tuple[int, np.ndarray], ...] = ()) -> Step:
@@ -452,7 +487,7 @@ RECOGNISERS: dict[str, Callable[[NodeCtx], Step]] = {
     "Cast": cast, "Identity": identity, "BatchNormalization": batch_norm,
     "Concat": concat, "Tile": tile, "Expand": expand, "Gather": gather, "GatherND": gather_nd, "Slice": slice_,
     "Split": split,
-    "Transpose": transpose,
+    "Transpose": transpose, "Shape": shape,
     "AveragePool": average_pool, "GlobalAveragePool": global_average_pool, "MaxPool": max_pool,
     "Resize": resize, "Upsample": resize, "Pad": pad,
     "Conv": conv,

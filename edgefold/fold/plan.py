@@ -37,6 +37,7 @@ class RawOp:
     raw_inputs: tuple[tuple[int, str], ...]  # (input position, raw key)
     outputs: tuple[str, ...]  # original output names: each becomes the key of its raw twin
     patched_inputs: tuple[tuple[int, np.ndarray], ...] = ()  # e.g. Resize sizes with the raw channel count
+    keep_outputs: bool = False  # the outputs are not image data (a Shape): they keep their names and readers
 
 
 @dataclass(frozen=True)
