@@ -155,3 +155,21 @@ def test_fp16_engine_against_the_original(folded_pair, tmp_path):
     (tmp_path / "f.json").write_text(json.dumps({"input_contract": contract, "source_inputs": sources,
                                                  "precision": "fp32" if major >= 11 else "fp16"}))
     assert main(["compare", str(src), str(engine)]) == 0
+
+
+def test_multi_camera_model_is_compared_on_every_folded_input(tmp_path):
+    from tests.models import normalise
+    from tests.test_patterns import rep_concat_cast
+
+    b = ModelBuilder()
+    left, right = b.input("left", [1, 1, 32, 40], np.uint8), b.input("right", [1, 1, 32, 40], np.uint8)
+    gain = b.input("gain", [1, 8, 1, 1], np.float32)
+    yl = b.conv(normalise(b, rep_concat_cast(b, left)), 3, 8, k=3, name="stem_left")
+    yr = b.conv(normalise(b, rep_concat_cast(b, right)), 3, 8, k=3, name="stem_right")
+    src, out = tmp_path / "stereo.onnx", tmp_path / "stereo.folded.onnx"
+    onnx.save(b.model([b.op("Mul", [b.op("Add", [yl, yr]), gain])]), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    assert compare(str(src), str(out)).passed
+    approx = tmp_path / "approx.onnx"
+    assert main(["fold", str(src), "-o", str(approx), "-q", "--border", "approx"]) == 0
+    assert not compare(str(src), str(approx)).passed

@@ -105,6 +105,11 @@ def _dtype(elem: int) -> str:
 def _image_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits and len(i.type.tensor_type.shape.dim) in (3, 4)]
+    contracts = json.loads(_edgefold_meta(model).get("edgefold.input_contracts", "[]"))
+    sources = json.loads(_edgefold_meta(model).get("edgefold.source_inputs", "[]"))
+    if len(inputs) > 1 and (contracts or sources):  # a folded multi-camera model: the first folded input leads
+        first = {c["name"] for c in contracts[:1]} | {src["name"] for src in sources[:1]}
+        inputs = [i for i in inputs if i.name in first] or inputs
     if len(inputs) != 1:
         raise UsageError(f"{what}: expected one image input (N x C x H x W, N x H x W x C or N x H x W), found "
                          f"{len(inputs)}")
@@ -143,7 +148,10 @@ def _plain_feed(vi: onnx.ValueInfoProto) -> tuple[InputFeed, str, float]:
 
 def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channels: int,
                    options: CompareOptions) -> InputFeed:
-    """How the original receives a raw frame: as the fold recorded it, as declared, or replicated."""
+    """How the original receives a raw frame: as declared, as the fold recorded it, or replicated."""
+    sources = json.loads(candidate_meta.get("edgefold.source_inputs", "[]"))
+    if sources and not options.declares:
+        return InputFeed.from_json(sources[0])
     vi = _image_input(reference, "reference")
     feed, _, _ = _plain_feed(vi)
     channels = feed.affine.out_channels
@@ -155,9 +163,6 @@ def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channel
         except ValueError as err:
             raise UsageError(f"reference input '{vi.name}': {err}") from None
         return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis, aff)
-    sources = json.loads(candidate_meta.get("edgefold.source_inputs", "[]"))
-    if sources:
-        return InputFeed.from_json(sources[0])
     if channels == raw_channels:
         return feed
     if raw_channels == 1:
@@ -209,9 +214,21 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         run_candidate = runners.onnx_runner(candidate, "candidate")
     ref_feed = reference_feed(reference, meta, feed.affine.in_channels, options)
     frames = _frames(options, feed, order, pixel_max)
-    ref_results = runners.run(runners.onnx_runner(reference, "reference"), [{ref_feed.name: ref_feed.tensor(f)}
-                                                                           for _, f in frames])
-    cand_results = runners.run(run_candidate, [{feed.name: feed.tensor(f)} for _, f in frames])
+    ref_feeds = [{ref_feed.name: ref_feed.tensor(f)} for _, f in frames]
+    cand_feeds = [{feed.name: feed.tensor(f)} for _, f in frames]
+    # more folded inputs (a stereo pair): each gets frames of its own contract, the same for both models
+    for k, (extra_ref, extra_cand) in enumerate(_more_chains(meta)):
+        h, w = extra_cand.static_size() or options.size or (160, 224)
+        extra = [synthetic_frames(h, w, extra_cand.affine.in_channels, pixel_max, seed=200 + k + i)[i % 5]
+                 for i in range(len(frames))]
+        for fr, fc, x in zip(ref_feeds, cand_feeds, extra):
+            fr[extra_ref.name], fc[extra_cand.name] = extra_ref.tensor(x), extra_cand.tensor(x)
+    side = _side_inputs(reference, set(ref_feeds[0]))
+    for fr, fc in zip(ref_feeds, cand_feeds):
+        fr.update(side)
+        fc.update(side)
+    ref_results = runners.run(runners.onnx_runner(reference, "reference"), ref_feeds)
+    cand_results = runners.run(run_candidate, cand_feeds)
     tol = tolerance_for(precision, options.atol, options.rtol)
     names = list(ref_results[0].keys())
     missing = [n for n in names if n not in cand_results[0]]
@@ -230,6 +247,34 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, {s.name: tol.numeric_limit(s) for s in stats})
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
+
+
+def _more_chains(meta: dict) -> list[tuple[InputFeed, InputFeed]]:
+    """(original, folded) feeds of every folded input after the first, from the fold's metadata."""
+    contracts = json.loads(meta.get("edgefold.input_contracts", "[]"))
+    sources = json.loads(meta.get("edgefold.source_inputs", "[]"))
+    pairs = []
+    for c, src in zip(contracts[1:], sources[1:]):
+        folded = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
+                           ChannelAffine.identity(int(c["channels"])))
+        pairs.append((InputFeed.from_json(src), folded))
+    return pairs
+
+
+def _side_inputs(model: onnx.ModelProto, covered: set[str]) -> dict[str, np.ndarray]:
+    """Deterministic values for inputs that are not camera frames (a gain, a mask), fed to both models."""
+    inits = {t.name for t in model.graph.initializer}
+    rng = np.random.default_rng(7)
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in covered or vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+        out[vi.name] = (rng.random(shape) + 0.5).astype(dtype) if dtype.kind == "f" else \
+            rng.integers(0, 2, shape).astype(dtype)
+    return out
 
 
 def _sidecar(engine_path: str) -> dict:
