@@ -200,3 +200,19 @@ def test_unexpected_errors_are_one_line_exit_5(model_path, tmp_path, monkeypatch
     assert main(["fold", str(model_path), "-o", str(tmp_path / "o.onnx")]) == 5
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (KeyError" in err and not (tmp_path / "o.onnx").exists()
+
+
+def test_models_too_large_for_one_protobuf_take_the_external_data_path(tmp_path, monkeypatch):
+    """The > 2 GB path, exercised by lowering the threshold: the self-check loads from files, the folded model
+    is written with its NAME.data beside it, and it loads back equal."""
+    import edgefold.graph.io as io_module
+
+    monkeypatch.setattr(io_module, "EXTERNAL_DATA_THRESHOLD", 1000)
+    m = gray_model("concat")
+    src = tmp_path / "big.onnx"
+    onnx.save(m, str(src), save_as_external_data=True, location="big.onnx.data", size_threshold=0)
+    out = tmp_path / "big.folded.onnx"
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    assert (tmp_path / "big.folded.onnx.data").is_file()
+    x = gray_frame(40, 52)
+    assert_same(gray_model("concat"), onnx.load(str(out)), {"image": x}, {"image": x})

@@ -91,9 +91,17 @@ def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
     if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         return model.SerializeToString()
     path = Path(tmp_dir) / "model.onnx"
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+    onnx.save_model(_copy(model), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="model.onnx.data", size_threshold=1024)
     return str(path)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx's external-data saving moves tensor data out of the proto it is given; save a copy instead, so
+    the caller's model still holds its weights afterwards."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> None:
@@ -108,9 +116,10 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str |
         tmp_model = Path(tmp) / out.name
         data_name = out.name + ".data"
         if external:
-            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+            onnx.save_model(_copy(model), str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
-            os.replace(Path(tmp) / data_name, out.parent / data_name)
+            if (Path(tmp) / data_name).exists():  # absent when every tensor is small enough to stay inline
+                os.replace(Path(tmp) / data_name, out.parent / data_name)
         else:
             onnx.save_model(model, str(tmp_model))
         os.replace(tmp_model, out)

@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from edgefold.compare.frames import InputFeed
+from edgefold.graph.io import EXTERNAL_DATA_THRESHOLD, model_bytes_or_path
 
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 
@@ -95,11 +96,15 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
              "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory(prefix="edgefold-int8-") as tmp, _quiet_quantizer():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, str(src))
+        large = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
+        if large:  # the > 2 GB path: the quantiser reads and writes external data
+            src = Path(str(model_bytes_or_path(model, tmp + "/")))
+        else:
+            onnx.save(model, str(src))
         quantize_static(str(src), str(dst), _Reader(feed, frames, show_progress), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=QUANTIZED_OPS, per_channel=True, reduce_range=False,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                        calibrate_method=calib, extra_options=extra)
+                        calibrate_method=calib, extra_options=extra, use_external_data_format=large)
         out = onnx.load(str(dst))
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
