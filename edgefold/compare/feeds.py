@@ -1,0 +1,150 @@
+"""Which feed each model gets from a raw frame: the folded model's contract, the original's recorded or
+declared input map, the frames themselves, and inputs that are not frames."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from edgefold.compare.frames import InputFeed, load_images, synthetic_frames
+from edgefold.errors import UsageError
+from edgefold.fold.affine import ChannelAffine, declared
+from edgefold.graph.shapes import spatial_axes
+
+if TYPE_CHECKING:
+    from edgefold.compare import CompareOptions
+
+
+def edgefold_meta(model: onnx.ModelProto) -> dict:
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith("edgefold.")}
+
+
+def _dtype(elem: int) -> str:
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+
+
+def _image_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits and len(i.type.tensor_type.shape.dim) in (3, 4)]
+    contracts = json.loads(edgefold_meta(model).get("edgefold.input_contracts", "[]"))
+    sources = json.loads(edgefold_meta(model).get("edgefold.source_inputs", "[]"))
+    if len(inputs) > 1 and (contracts or sources):  # a folded multi-camera model: the first folded input leads
+        first = {c["name"] for c in contracts[:1]} | {src["name"] for src in sources[:1]}
+        inputs = [i for i in inputs if i.name in first] or inputs
+    if len(inputs) != 1:
+        raise UsageError(f"{what}: expected one image input (N x C x H x W, N x H x W x C or N x H x W), found "
+                         f"{len(inputs)}")
+    return inputs[0]
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple:
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim)
+
+
+def candidate_feed(model: onnx.ModelProto, what: str) -> tuple[InputFeed, str, float]:
+    """(feed, channel order, pixel max) of a candidate ONNX: its edgefold contract, else its own input."""
+    contracts = json.loads(edgefold_meta(model).get("edgefold.input_contracts", "[]"))
+    if contracts:
+        c = contracts[0]
+        feed = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
+                         ChannelAffine.identity(int(c["channels"])))
+        return feed, c["channel_order"], float(c["pixel_range"][1])
+    vi = _image_input(model, what)
+    return _plain_feed(vi)
+
+
+def _plain_feed(vi: onnx.ValueInfoProto) -> tuple[InputFeed, str, float]:
+    dims = _dims(vi)
+    if len(dims) == 3:  # N x H x W gray
+        return (InputFeed(vi.name, _dtype(vi.type.tensor_type.elem_type), dims, -1, ChannelAffine.identity(1)),
+                "gray", 255.0)
+    axis = 3 if spatial_axes(list(vi.type.tensor_type.shape.dim)) == (1, 2) else 1
+    channels = dims[axis]
+    if not isinstance(channels, int):
+        raise UsageError(f"input '{vi.name}': unknown channel count; export it with a fixed channel dimension")
+    dtype = _dtype(vi.type.tensor_type.elem_type)
+    return (InputFeed(vi.name, dtype, dims, axis, ChannelAffine.identity(channels)),
+            "gray" if channels == 1 else "as-original", 255.0)
+
+
+def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channels: int,
+                   options: CompareOptions) -> InputFeed:
+    """How the original receives a raw frame: as declared, as the fold recorded it, or replicated."""
+    sources = json.loads(candidate_meta.get("edgefold.source_inputs", "[]"))
+    if sources and not options.declares:
+        return InputFeed.from_json(sources[0])
+    vi = _image_input(reference, "reference")
+    feed, _, _ = _plain_feed(vi)
+    channels = feed.affine.out_channels
+    if options.declares:
+        order = options.channels or ("gray" if raw_channels == 1 and channels != 1 else "as-original")
+        try:
+            aff = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
+                           options.scale or 1.0)
+        except ValueError as err:
+            raise UsageError(f"reference input '{vi.name}': {err}") from None
+        return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis, aff)
+    if channels == raw_channels:
+        return feed
+    if raw_channels == 1:
+        return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis,
+                         ChannelAffine(np.ones((channels, 1)), np.zeros(channels)))
+    raise UsageError(f"reference input '{vi.name}' has {channels} channels, the candidate {raw_channels}; "
+                     f"declare the mapping with --gray/--rgb/--bgr and --mean/--std/--scale")
+
+
+def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixel_max: float
+                      ) -> list[tuple[str, np.ndarray]]:
+    channels = feed.affine.in_channels
+    out: list[tuple[str, np.ndarray]] = []
+    if options.images:
+        out += load_images(options.images, channels, feed.static_size(), "bgr" if order == "bgr" else "rgb")
+    if options.random or not options.images:
+        h, w = feed.static_size() or options.size or (160, 224)
+        n = options.random if options.random is not None else 4
+        kinds = ("black", "white", "edges", "page")
+        structured = synthetic_frames(h, w, channels, pixel_max, seed=0)[1:]
+        randoms = [synthetic_frames(h, w, channels, pixel_max, seed=100 + i)[0] for i in range(n)]
+        out += [(f"random-{i}", f) for i, f in enumerate(randoms)] + list(zip(kinds, structured))
+    return out
+
+
+def detect_precision(model: onnx.ModelProto) -> str:
+    ops = {n.op_type for n in model.graph.node}
+    if {"QuantizeLinear", "DequantizeLinear"} & ops:
+        return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
+    return "fp32"
+
+
+def more_chains(meta: dict) -> list[tuple[InputFeed, InputFeed]]:
+    """(original, folded) feeds of every folded input after the first, from the fold's metadata."""
+    contracts = json.loads(meta.get("edgefold.input_contracts", "[]"))
+    sources = json.loads(meta.get("edgefold.source_inputs", "[]"))
+    pairs = []
+    for c, src in zip(contracts[1:], sources[1:]):
+        folded = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
+                           ChannelAffine.identity(int(c["channels"])))
+        pairs.append((InputFeed.from_json(src), folded))
+    return pairs
+
+
+def side_inputs(model: onnx.ModelProto, covered: set[str]) -> dict[str, np.ndarray]:
+    """Deterministic values for inputs that are not camera frames (a gain, a mask), fed to both models."""
+    inits = {t.name for t in model.graph.initializer}
+    rng = np.random.default_rng(7)
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in covered or vi.name in inits:
+            continue
+        t = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+        out[vi.name] = (rng.random(shape) + 0.5).astype(dtype) if dtype.kind == "f" else \
+            rng.integers(0, 2, shape).astype(dtype)
+    return out
+
+
