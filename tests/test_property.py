@@ -50,8 +50,10 @@ STEPS = ["div_scalar", "mul_channel", "sub_channel", "add_scalar", "rsub", "flip
 @st.composite
 def chains(draw):
     replicate = draw(st.sampled_from(["concat", "tile", "expand", "broadcast"]))
+    pre = draw(st.lists(st.sampled_from(["div_scalar", "add_scalar", "avgpool", "crop"]), max_size=2))
     steps = draw(st.lists(st.sampled_from(STEPS), min_size=0, max_size=5))
-    return replicate, steps, draw(st.booleans()), draw(st.booleans())  # constants as Constant nodes; NHWC input
+    # pre: steps on the 1-channel tensor before it is replicated (x / 255 first, then x3, in some exports)
+    return replicate, pre + ["replicate"] + steps, draw(st.booleans()), draw(st.booleans())
 
 
 def build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes=False, nhwc=False):
@@ -64,15 +66,17 @@ def build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes=False, nhwc=Fa
         x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
     const = b.const
     b.const = lambda value, stem="c", as_node=const_nodes: const(value, stem, as_node)  # type: ignore[method-assign]
-    if replicate == "concat":
-        x = b.op("Concat", [x, x, x], axis=1)
-    elif replicate == "tile":
-        x = b.op("Tile", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
-    elif replicate == "expand":
-        x = b.op("Expand", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
-    else:  # implicit broadcast against a per-channel constant
-        x = b.op("Sub", [x, b.const(rng.uniform(50, 200, (1, 3, 1, 1)).astype(np.float32))])
     for step in steps:
+        if step == "replicate":
+            if replicate == "concat":
+                x = b.op("Concat", [x, x, x], axis=1)
+            elif replicate == "tile":
+                x = b.op("Tile", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
+            elif replicate == "expand":
+                x = b.op("Expand", [x, b.const(np.array([1, 3, 1, 1], np.int64))])
+            else:  # implicit broadcast against a per-channel constant
+                x = b.op("Sub", [x, b.const(rng.uniform(50, 200, (1, 3, 1, 1)).astype(np.float32))])
+            continue
         c3 = (1, 3, 1, 1)
         if step == "div_scalar":
             x = b.op("Div", [x, b.const(np.float32(rng.uniform(0.5, 300)))])
@@ -112,7 +116,7 @@ def build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes=False, nhwc=Fa
 
 
 def spatial_after(steps, h, w):
-    for s in steps:
+    for s in (s for s in steps if s != "replicate"):
         if s == "avgpool":
             h, w = h - 1, w - 1
         elif s == "reflect_pad":
