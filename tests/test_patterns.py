@@ -410,3 +410,24 @@ def test_nhw_gray_input_that_the_graph_gives_a_channel_axis(insert, dynamic):
 
 def rep_concat_cast_float(b, x):
     return b.op("Concat", [x, x, x], axis=1)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("conv_pads", [0, 1])
+def test_keras_zero_padding_then_valid_conv(dynamic, conv_pads):
+    """Keras ResNet50: ZeroPadding2D(3) + Conv(7x7, s2, valid) - the Pad merges into the conv's padding."""
+    b = ModelBuilder(opset=13)
+    x = b.input("image", [1, 1, "h" if dynamic else 45, "w" if dynamic else 52], np.uint8)
+    n = normalise(b, rep_concat_cast(b, x))
+    n = b.op("Pad", [n, b.const(np.array([0, 0, 3, 2, 0, 0, 3, 4], np.int64))], mode="constant", name="zero_padding2d")
+    y = b.conv(n, 3, 16, k=7, stride=2, pad=conv_pads, name="conv1")
+    m = b.model([head(b, y, 16)])
+    folded, report = fold(m)
+    assert "zero_padding2d" not in {nd.name for nd in folded.graph.node}
+    stem = next(nd for nd in folded.graph.node if nd.name == "conv1")
+    pads = next(list(at.ints) for at in stem.attribute if at.name == "pads")
+    assert pads == [3 + conv_pads, 2 + conv_pads, 3 + conv_pads, 4 + conv_pads]
+    assert conv_weight(folded, "conv1").shape == (16, 1, 7, 7)
+    for size in ((45, 52), (30, 41)) if dynamic else ((45, 52),):
+        for x in frames(*size):
+            assert_same(m, folded, {"image": x}, {"image": x})

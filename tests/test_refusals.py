@@ -77,8 +77,9 @@ def test_maxpool_after_a_sign_flip():
 def test_constant_pad_in_the_normalised_domain():
     b = ModelBuilder(opset=18)
     _, x = _gray(b)
-    n = b.op("Pad", [normalise(b, x), b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], name="zero_pad")
-    with pytest.raises(UnsupportedGraph, match="'zero_pad' \\(Pad\\)"):
+    n = b.op("Pad", [normalise(b, x), b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)),
+                     b.const(np.float32(-1.0))], name="minus_one_pad")
+    with pytest.raises(UnsupportedGraph, match="'minus_one_pad' \\(Pad\\).*non-zero"):
         fold(_finish(b, n))
 
 
@@ -194,3 +195,12 @@ def test_input_size_that_contradicts_a_fixed_size():
     _, x = _gray(b)  # 24 x 24 fixed
     with pytest.raises(UsageError, match="fixed size 24"):
         fold(_finish(b, normalise(b, x)), FoldOptions(input_size=(32, 24)))
+
+
+def test_zero_pad_followed_by_something_other_than_a_conv():
+    b = ModelBuilder(opset=18)
+    _, x = _gray(b)
+    n = b.op("Pad", [normalise(b, x), b.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64))], name="zpad")
+    n = b.op("AveragePool", [n], kernel_shape=[2, 2], strides=[2, 2], name="pool_after_pad")
+    with pytest.raises(UnsupportedGraph, match="'pool_after_pad'.*zero-padded"):
+        fold(_finish(b, n))

@@ -237,6 +237,10 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{t}' inside a subgraph", lin[t].via)
         if not touched:
             continue
+        padded = next((t for t in touched if lin[t].zero_pads is not None), None)
+        if padded is not None and node.op_type != "Conv":
+            raise Refusal(f"node {ctx.label} reads the zero-padded tensor '{padded}'; only a Conv may follow a zero "
+                          f"Pad of the normalised tensor", lin[padded].via)
         recogniser = RECOGNISERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if recogniser is None:
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{touched[0]}' and is not a per-pixel "

@@ -6,6 +6,7 @@ or a terminal conv) or raises ``Refusal`` naming the node. The registry at the b
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,7 +110,7 @@ def _with(lin: Lin, affine: ChannelAffine | None = None, **kw) -> Lin:
     return Lin(raw=kw.get("raw", lin.raw), affine=affine if affine is not None else lin.affine,
                axis=kw.get("axis", lin.axis), rank=kw.get("rank", lin.rank),
                is_float=kw.get("is_float", lin.is_float), via=kw.get("via", lin.via),
-               int_range=kw.get("int_range", lin.int_range))
+               int_range=kw.get("int_range", lin.int_range), zero_pads=kw.get("zero_pads", lin.zero_pads))
 
 
 # ---- channel-affine ops ---------------------------------------------------------------------------
@@ -440,15 +441,23 @@ def resize(ctx: NodeCtx) -> Step:
 def pad(ctx: NodeCtx) -> Step:
     lin = ctx.only_data_lin()
     mode = ctx.attrs.get("mode", b"constant").decode()
-    if mode == "constant":
-        raise ctx.refuse("pads with a constant in the normalised domain, which is not a raw pixel value", lin)
     pads = (ctx.require_const(1, "pads").astype(np.int64).reshape(-1) if ctx.index.opset >= 11
             else np.asarray(ctx.attrs["pads"]))
     if ctx.index.opset >= 18 and ctx.input(3):
         raise ctx.refuse("pads selected axes (axes input) - not supported", lin)
     if pads[lin.axis] or pads[lin.axis + lin.rank]:
         raise ctx.refuse("pads the channel axis", lin)
-    return _raw(ctx, lin, ctx.single_output(lin))
+    if mode != "constant":
+        return _raw(ctx, lin, ctx.single_output(lin))
+    value = ctx.const_in(2) if ctx.index.opset >= 11 and ctx.input(2) else np.asarray(ctx.attrs.get("value", 0.0))
+    if value is None or np.any(np.asarray(value) != 0):
+        raise ctx.refuse("pads with a non-zero constant in the normalised domain, which is not a raw pixel value", lin)
+    # zero padding (Keras ZeroPadding2D, explicit SAME padding): the same as the conv's own padding
+    if lin.axis != 1 or lin.rank != 4 or pads[0] or pads[4] or np.any(pads < 0):
+        raise ctx.refuse("zero-pads other than the spatial axes of an NCHW tensor", lin)
+    add = (int(pads[2]), int(pads[3]), int(pads[6]), int(pads[7]))
+    old = lin.zero_pads or (0, 0, 0, 0)
+    return Step({ctx.single_output(lin): _with(lin, zero_pads=tuple(a + b for a, b in zip(old, add)))})
 
 
 # ---- convolutions -------------------------------------------------------------------------------
@@ -469,7 +478,16 @@ def conv(ctx: NodeCtx) -> Step:
                          f"{lin.affine.out_channels}", lin)
     out = ctx.single_output(lin)
     pointwise = (w.shape[2:] == (1, 1) and all(s == 1 for s in a.get("strides", [1, 1]))
-                 and not any(a.get("pads", [])) and a.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID"))
+                 and not any(a.get("pads", [])) and a.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
+                 and lin.zero_pads is None)
+    override = None
+    if lin.zero_pads is not None:  # merge the Pad node into the conv's padding
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+            raise ctx.refuse("reads a zero-padded tensor with auto_pad SAME; give the conv explicit pads", lin)
+        own = list(a.get("pads", [0, 0, 0, 0])) if a.get("auto_pad", b"NOTSET") != b"VALID" else [0, 0, 0, 0]
+        t, lft, bt, r = lin.zero_pads
+        a = {**a, "pads": [own[0] + t, own[1] + lft, own[2] + bt, own[3] + r], "auto_pad": b"NOTSET"}
+        override = {"pads": list(a["pads"])}
     if pointwise and ctx.node_id not in ctx.terminal_ids:
         matrix = border.grouped_matrix(w[:, :, 0, 0].astype(np.float64), group)
         offset = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
@@ -477,8 +495,14 @@ def conv(ctx: NodeCtx) -> Step:
                     arithmetic=True)
     in_shape = ctx.index.shapes.get(ctx.input(0))
     spatial = tuple(in_shape[2:]) if in_shape and len(in_shape) == 4 else (None, None)
+    if lin.zero_pads is not None:  # the conv now reads the unpadded tensor
+        t, lft, bt, r = lin.zero_pads
+        spatial = tuple(d - p0 - p1 if isinstance(d, int) else None
+                        for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
     fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
                             ctx.index.opset)
+    if override is not None:
+        fold = dataclasses.replace(fold, attrs_override={**(fold.attrs_override or {}), **override})
     return Step({}, terminal=fold)
 
 

@@ -24,6 +24,9 @@ class Lin:
     is_float: bool
     via: tuple[int, ...] = ()  # 1x1 convs treated as affine on the way, for backtracking
     int_range: tuple[int, int] | None = None  # value range of an integer tensor (the input's dtype range)
+    # zero padding of the normalised tensor by a Pad node (top, left, bottom, right), merged into the conv
+    # that reads it: the conv's own padding is the same thing, so the border term covers both
+    zero_pads: tuple[int, int, int, int] | None = None
 
 
 RAW_INPUT = "<raw input>"
