@@ -5,8 +5,8 @@ or a terminal conv) or raises ``Refusal`` naming the node. The registry at the b
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
