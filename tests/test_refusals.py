@@ -204,3 +204,18 @@ def test_zero_pad_followed_by_something_other_than_a_conv():
     n = b.op("AveragePool", [n], kernel_shape=[2, 2], strides=[2, 2], name="pool_after_pad")
     with pytest.raises(UnsupportedGraph, match="'pool_after_pad'.*zero-padded"):
         fold(_finish(b, n))
+
+
+def test_float16_model_is_refused_with_the_way_forward():
+    from onnx import helper
+
+    b = ModelBuilder()
+    x = b.input("image", [1, 1, 24, 24], np.float16)
+    n = b.op("Div", [b.op("Concat", [x, x, x], axis=1), b.const(np.float16(255.0))], name="div16")
+    w = (np.random.default_rng(0).standard_normal((8, 3, 3, 3)) * 0.1).astype(np.float16)
+    y = b.op("Conv", [n, b.const(w)], pads=[1, 1, 1, 1])
+    out = helper.make_tensor_value_info(y, onnx.TensorProto.FLOAT16, None)  # the builder's outputs are float32
+    m = helper.make_model(helper.make_graph(b.nodes, "g", b.inputs, [out], initializer=b.inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedGraph, match="'div16'.*float32 model"):
+        fold(m)

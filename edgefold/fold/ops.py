@@ -130,6 +130,9 @@ def arithmetic(ctx: NodeCtx) -> Step:
     assert lin is not None
     lin_first = a is not None
     if not lin.is_float:
+        if lin.int_range is None:  # float16 / float64 inputs
+            raise ctx.refuse(f"{op} computes in a float type other than float32; fold the float32 model "
+                             f"(edgefold build makes the FP16 engine from it)", lin)
         raise ctx.refuse(f"{op} on an integer tensor wraps around; cast the input to float first", lin)
     k = per_channel(ctx, ctx.require_const(1 if lin_first else 0, f"{op} operand"), lin)
     if op == "Add":
