@@ -159,3 +159,17 @@ def test_nhw_models_through_runtime_compare_and_build(tmp_path, capsys):
     assert main(["compare", str(src), str(out)]) == 0
     assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "nhw.engine"), "--no-engine"]) == 0
     capsys.readouterr()
+
+
+def test_bench_baseline_engine_gets_the_cpu_preprocessing_users_run_today():
+    """With an engine of the original model as baseline, bench times numpy replicate + normalise into it."""
+    from edgefold.cli.bench import _engine_baseline_feed
+    from edgefold.compare import CompareOptions
+
+    contract = {"name": "input", "dtype": "float32", "layout": "NCHW", "channels": 3, "shape": [1, 3, 4, 5],
+                "channel_axis": 1}
+    opts = CompareOptions(channels="gray", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=255.0)
+    feed = _engine_baseline_feed(contract, 1, opts)
+    frame = np.arange(20, dtype=np.float64).reshape(1, 4, 5)
+    expected = (np.repeat(frame[None], 3, axis=1) / 255 - MEAN4) / STD4
+    np.testing.assert_allclose(feed.tensor(frame), expected, rtol=1e-6)

@@ -27,6 +27,22 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _engine_baseline_feed(contract: dict, raw_channels: int, options):  # noqa: ANN001, ANN202
+    from edgefold.compare.frames import InputFeed
+    from edgefold.errors import UsageError
+    from edgefold.fold.affine import declared
+
+    channels = int(contract["channels"])
+    order = options.channels or ("gray" if raw_channels == 1 and channels != 1 else "as-original")
+    try:
+        affine = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
+                          options.scale or 1.0)
+    except ValueError as err:
+        raise UsageError(f"--baseline engine input '{contract['name']}': {err}") from None
+    return InputFeed(contract["name"], contract["dtype"], tuple(contract["shape"]), int(contract["channel_axis"]),
+                     affine)
+
+
 def _stats(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), float(np.percentile(ms, 90))
 
@@ -54,14 +70,16 @@ def run(args: argparse.Namespace) -> int:
             folded_meta = load_model(args.model).metadata_props if args.model.endswith(".onnx") else []
             meta = {p.key: p.value for p in folded_meta}
         options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale)
-        feed = reference_feed(load_model(args.baseline), meta, channels, options) \
-            if args.baseline.endswith(".onnx") else None
+        if args.baseline.endswith(".onnx"):
+            feed = reference_feed(load_model(args.baseline), meta, channels, options)
+        else:  # an engine of the original model: its sidecar contract, the declared preprocessing on the CPU
+            feed = _engine_baseline_feed(baseline.contract, channels, options)
         times["baseline"] = []
     raw_chw = frame[None].astype(np.float64) if channels == 1 else np.moveaxis(frame, -1, 0).astype(np.float64)
 
     def run_baseline() -> None:
         t0 = time.perf_counter()
-        x = feed.tensor(raw_chw) if feed is not None else baseline.prepare(frame)  # type: ignore[union-attr]
+        x = feed.tensor(raw_chw)  # type: ignore[union-attr]
         t1 = time.perf_counter()
         baseline.run(x)  # type: ignore[union-attr]
         t2 = time.perf_counter()
