@@ -81,10 +81,12 @@ class Report:
         lines = []
         for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
             c = chain.contract
-            ops = ",".join(op for _, op in removed) or "-"
+            ops = ",".join(op for _, op in removed)
+            what = f"removed {len(removed)} nodes [{ops}]" if removed else "folded the declared preprocessing"
+            if removed and not chain.input_affine.is_identity():
+                what += " and the declared preprocessing"
             lines.append(f"input '{chain.input_name}' -> '{c.name}' {c.dtype} {c.layout} {c.channels}ch "
-                         f"({c.channel_order}, pixels {c.pixel_range[0]:g}..{c.pixel_range[1]:g}); "
-                         f"removed {len(removed)} nodes [{ops}]")
+                         f"({c.channel_order}, pixels {c.pixel_range[0]:g}..{c.pixel_range[1]:g}); {what}")
             for r in convs:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
