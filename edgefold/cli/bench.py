@@ -28,19 +28,13 @@ def add_parser(sub) -> None:
 
 
 def _engine_baseline_feed(contract: dict, raw_channels: int, options):  # noqa: ANN001, ANN202
+    from edgefold.compare.feeds import declared_feed
     from edgefold.compare.frames import InputFeed
-    from edgefold.errors import UsageError
-    from edgefold.fold.affine import declared
+    from edgefold.fold.affine import ChannelAffine
 
-    channels = int(contract["channels"])
-    order = options.channels or ("gray" if raw_channels == 1 and channels != 1 else "as-original")
-    try:
-        affine = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
-                          options.scale or 1.0)
-    except ValueError as err:
-        raise UsageError(f"--baseline engine input '{contract['name']}': {err}") from None
-    return InputFeed(contract["name"], contract["dtype"], tuple(contract["shape"]), int(contract["channel_axis"]),
-                     affine)
+    plain = InputFeed(contract["name"], contract["dtype"], tuple(contract["shape"]), int(contract["channel_axis"]),
+                      ChannelAffine.identity(int(contract["channels"])))
+    return declared_feed(plain, raw_channels, options)
 
 
 def _stats(ms: list[float]) -> tuple[float, float]:

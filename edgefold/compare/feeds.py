@@ -69,6 +69,18 @@ def _plain_feed(vi: onnx.ValueInfoProto) -> tuple[InputFeed, str, float]:
             "gray" if channels == 1 else "as-original", 255.0)
 
 
+def declared_feed(feed: InputFeed, raw_channels: int, options: CompareOptions) -> InputFeed:
+    """``feed`` receiving a raw frame through the declared replication/order and normalisation."""
+    channels = feed.affine.out_channels
+    order = options.channels or ("gray" if raw_channels == 1 and channels != 1 else "as-original")
+    try:
+        aff = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
+                       options.scale or 1.0)
+    except ValueError as err:
+        raise UsageError(f"input '{feed.name}': {err}") from None
+    return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis, aff)
+
+
 def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channels: int,
                    options: CompareOptions) -> InputFeed:
     """How the original receives a raw frame: as declared, as the fold recorded it, or replicated."""
@@ -79,13 +91,7 @@ def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channel
     feed, _, _ = _plain_feed(vi)
     channels = feed.affine.out_channels
     if options.declares:
-        order = options.channels or ("gray" if raw_channels == 1 and channels != 1 else "as-original")
-        try:
-            aff = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
-                           options.scale or 1.0)
-        except ValueError as err:
-            raise UsageError(f"reference input '{vi.name}': {err}") from None
-        return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis, aff)
+        return declared_feed(feed, raw_channels, options)
     if channels == raw_channels:
         return feed
     if raw_channels == 1:
