@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefold.demo import demo_model, sample_image
     from edgefold.fold import FoldOptions, fold
-    from edgefold.fold.verify import session
     from edgefold.graph.build import IMAGENET_MEAN, IMAGENET_STD
     from edgefold.graph.io import save_model, write_text_atomic
+    from edgefold.graph.ort import session
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {folded_path} and {out / 'fold.json'}")
 
     with_pre = onnx.load(str(original_path))
-    s_orig, s_fold = session(with_pre, str(out), optimize=True), session(folded, str(out), optimize=True)
+    s_orig, s_fold = session(with_pre, optimize=True), session(folded, optimize=True)
     x = frame[None, None]
     ref = s_orig.run(None, {"image": x})
     got = s_fold.run(None, {"image": x})

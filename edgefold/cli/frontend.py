@@ -62,16 +62,11 @@ def run(args: argparse.Namespace) -> int:
 
 def check_prepended(original, model, spec, dtype: str, tolerance: float = 1e-4) -> float:  # noqa: ANN001
     """Run (front end -> original) and the merged model on the same frames in onnxruntime."""
-    import onnxruntime as ort
-
     from edgefold.frontend.graph import frontend_model
+    from edgefold.graph.ort import session
 
     front = frontend_model(spec, "image", "float32")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 4
-    sess = lambda m: ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])  # noqa: E731
-    s_front, s_orig, s_new = sess(front), sess(original), sess(model)
+    s_front, s_orig, s_new = session(front), session(original), session(model)
     dims = original.graph.input[0].type.tensor_type.shape.dim
     h8 = dims[2].dim_value or 12
     w8 = dims[3].dim_value or 16

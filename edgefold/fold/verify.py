@@ -3,7 +3,6 @@ equal the original fed the same frames as it expects them, on frames that exerci
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +13,7 @@ from edgefold.compare.metrics import OutputStats, output_stats
 from edgefold.errors import UnsupportedGraph, VerificationFailed
 from edgefold.fold.affine import ChannelAffine
 from edgefold.fold.plan import ChainPlan
-from edgefold.graph.io import model_bytes_or_path
+from edgefold.graph.ort import session
 
 
 @dataclass(frozen=True)
@@ -56,16 +55,6 @@ def frame_sizes(chain: ChainPlan, fallback: tuple[tuple[int, int], ...]) -> tupl
         return (tuple(spatial),)  # type: ignore[return-value]
     return tuple((spatial[0] if isinstance(spatial[0], int) else h, spatial[1] if isinstance(spatial[1], int) else w)
                  for h, w in fallback)
-
-
-def session(model: onnx.ModelProto, tmp: str, optimize: bool = False):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize \
-        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 4
-    return ort.InferenceSession(model_bytes_or_path(model, tmp), so, providers=["CPUExecutionProvider"])
 
 
 def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[list[np.ndarray]],
@@ -114,32 +103,30 @@ def _quiet():
 
 def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
             fallback_sizes: tuple[tuple[int, int], ...], rtol: float, atol: float) -> Verification:
-    with tempfile.TemporaryDirectory(prefix="edgefold-verify-") as tmp:
-        try:
-            s_orig = session(original, tmp + "/")
-        except Exception as err:
-            raise _OriginalFailed() from err
-        with tempfile.TemporaryDirectory(prefix="edgefold-verify-") as tmp2:
-            s_fold = session(folded, tmp2 + "/")
-            other = _other_inputs(s_orig, chains)
-            sizes = frame_sizes(chains[0], fallback_sizes)
-            names = [o.name for o in s_orig.get_outputs()]
-            ref, got = [], []
-            for size in sizes:
-                per_chain = [synthetic_frames(size[0], size[1], c.contract.channels, c.contract.pixel_range[1], seed=i)
-                             for i, c in enumerate(chains)]
-                for f in range(len(per_chain[0])):
-                    feed_o = dict(other)
-                    feed_f = dict(other)
-                    for chain, frames in zip(chains, per_chain):
-                        feed_original, feed_folded = chain_feeds(chain)
-                        feed_o[feed_original.name] = feed_original.tensor(frames[f])
-                        feed_f[feed_folded.name] = feed_folded.tensor(frames[f])
-                    try:
-                        ref.append(s_orig.run(names, feed_o, _quiet()))
-                    except Exception as err:
-                        raise _OriginalFailed() from err
-                    got.append(s_fold.run(names, feed_f, _quiet()))
+    try:
+        s_orig = session(original)
+    except Exception as err:
+        raise _OriginalFailed() from err
+    s_fold = session(folded)
+    other = _other_inputs(s_orig, chains)
+    sizes = frame_sizes(chains[0], fallback_sizes)
+    names = [o.name for o in s_orig.get_outputs()]
+    ref, got = [], []
+    for size in sizes:
+        per_chain = [synthetic_frames(size[0], size[1], c.contract.channels, c.contract.pixel_range[1], seed=i)
+                     for i, c in enumerate(chains)]
+        for f in range(len(per_chain[0])):
+            feed_o = dict(other)
+            feed_f = dict(other)
+            for chain, frames in zip(chains, per_chain):
+                feed_original, feed_folded = chain_feeds(chain)
+                feed_o[feed_original.name] = feed_original.tensor(frames[f])
+                feed_f[feed_folded.name] = feed_folded.tensor(frames[f])
+            try:
+                ref.append(s_orig.run(names, feed_o, _quiet()))
+            except Exception as err:
+                raise _OriginalFailed() from err
+            got.append(s_fold.run(names, feed_f, _quiet()))
     errors = compare_outputs(names, ref, got, rtol, atol)
     return Verification(len(ref), tuple(sizes), tuple(errors), all(e.passed for e in errors),
                         f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")

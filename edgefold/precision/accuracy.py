@@ -7,14 +7,7 @@ import onnx
 from edgefold.compare.frames import InputFeed
 from edgefold.compare.metrics import OutputStats, output_stats
 from edgefold.compare.tolerance import Tolerance
-
-
-def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 4
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+from edgefold.graph.ort import session
 
 
 def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],
@@ -22,7 +15,7 @@ def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFe
     """Per-output statistics over the frames, each with its verdict under ``tolerance``."""
     if not frames:
         return ()
-    s_ref, s_prep = _session(reference), _session(prepared)
+    s_ref, s_prep = session(reference, optimize=True), session(prepared, optimize=True)
     names = [o.name for o in s_ref.get_outputs()]
     refs = [s_ref.run(names, {feed.name: feed.tensor(f)}) for f in frames]
     gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]

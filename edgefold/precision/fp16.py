@@ -17,7 +17,7 @@ FP16_SAFE_MAX = 32768.0  # half of fp16's 65504: headroom for frames brighter th
 
 def overflowing_nodes(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> list[str]:
     """Names of nodes with a float output whose magnitude exceeds FP16_SAFE_MAX on these frames."""
-    import onnxruntime as ort
+    from edgefold.graph.ort import session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -28,10 +28,7 @@ def overflowing_nodes(model: onnx.ModelProto, feed: InputFeed, frames: list[np.n
             if out and out not in existing:
                 probe.graph.output.add(name=out)
                 producer[out] = node.name
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.log_severity_level = 4
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(probe)
     names = [o.name for o in sess.get_outputs()]
     peak: dict[str, float] = {}
     for frame in frames:

@@ -1,0 +1,24 @@
+"""onnxruntime sessions on the CPU, for every check edgefold runs (models over 2 GB included)."""
+from __future__ import annotations
+
+import tempfile
+
+import onnx
+
+from edgefold.graph.io import model_bytes_or_path
+
+
+def session(model: onnx.ModelProto, *, optimize: bool = False, threads: int | None = None):  # noqa: ANN201
+    """A CPU session. ``optimize=False`` (graph optimisations off) is what the equivalence checks use; a model
+    too large for one protobuf goes through a temporary file with external data, read at creation."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize \
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 4
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory(prefix="edgefold-ort-") as tmp:
+        return ort.InferenceSession(model_bytes_or_path(model, tmp), so, providers=["CPUExecutionProvider"])
