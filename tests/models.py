@@ -12,6 +12,10 @@ MEAN4 = IMAGENET_MEAN.reshape(1, 3, 1, 1)
 STD4 = IMAGENET_STD.reshape(1, 3, 1, 1)
 
 
+# the ImageNet normalisation as fold/compare/build flags
+NORM_FLAGS = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255"]
+
+
 def normalise(b: ModelBuilder, x: str, as_node: bool = False) -> str:
     x = b.op("Div", [x, b.const(np.float32(255.0), "k255", as_node)])
     x = b.op("Sub", [x, b.const(MEAN4, "mean", as_node)])

@@ -11,17 +11,7 @@ from PIL import Image
 from edgefold.cli.main import main
 from edgefold.compare import CompareOptions, compare
 from edgefold.graph.build import ModelBuilder
-from tests.models import gray_model, head
-
-NORM = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255"]
-
-
-@pytest.fixture
-def folded_pair(tmp_path):
-    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
-    onnx.save(gray_model("concat", h=48, w=64), str(src))
-    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
-    return src, out
+from tests.models import NORM_FLAGS, gray_model, head
 
 
 def _bare(tmp_path, h=32, w=40):
@@ -75,14 +65,14 @@ def test_perturbed_weight_fails(folded_pair, tmp_path):
 def test_bare_original_and_channel_order(tmp_path, fold_order, compare_order, code):
     src = _bare(tmp_path)
     out = tmp_path / "f.onnx"
-    assert main(["fold", str(src), "-o", str(out), f"--{fold_order}", *NORM, "-q"]) == 0
-    assert main(["compare", str(src), str(out), f"--{compare_order}", *NORM]) == code
+    assert main(["fold", str(src), "-o", str(out), f"--{fold_order}", *NORM_FLAGS, "-q"]) == 0
+    assert main(["compare", str(src), str(out), f"--{compare_order}", *NORM_FLAGS]) == code
 
 
 def test_bare_original_gray_without_flags_uses_the_fold_metadata(tmp_path):
     src = _bare(tmp_path)
     out = tmp_path / "f.onnx"
-    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM, "--input-dtype", "uint8", "-q"]) == 0
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM_FLAGS, "--input-dtype", "uint8", "-q"]) == 0
     result = compare(str(src), str(out))
     assert result.passed
     assert result.feeds[0].affine.matrix.shape == (3, 1) and result.feeds[1].dtype == "uint8"

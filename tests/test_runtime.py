@@ -13,17 +13,7 @@ from edgefold.errors import UsageError
 from edgefold.graph.build import ModelBuilder
 from edgefold.runtime import Engine, EngineMismatch
 from edgefold.runtime.trt_backend import check_sidecar
-from tests.models import MEAN4, STD4, gray_model, head, run
-
-NORM = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255"]
-
-
-@pytest.fixture
-def folded(tmp_path):
-    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
-    onnx.save(gray_model("concat", h=48, w=64), str(src))
-    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
-    return src, out
+from tests.models import MEAN4, NORM_FLAGS, STD4, head, run
 
 
 def _bare_dynamic(tmp_path):
@@ -34,8 +24,8 @@ def _bare_dynamic(tmp_path):
     return p
 
 
-def test_engine_on_a_gray_frame_equals_the_original(folded):
-    src, out = folded
+def test_engine_on_a_gray_frame_equals_the_original(folded_pair):
+    src, out = folded_pair
     frame = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
     with Engine(out) as engine:
         assert engine.backend_name == "onnxruntime" and engine.contract["channels"] == 1
@@ -48,7 +38,7 @@ def test_engine_on_a_gray_frame_equals_the_original(folded):
 def test_batches_and_dynamic_sizes_within_the_model(tmp_path):
     src = _bare_dynamic(tmp_path)
     out = tmp_path / "g.onnx"
-    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM, "--input-dtype", "uint8", "-q"]) == 0
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM_FLAGS, "--input-dtype", "uint8", "-q"]) == 0
     frames = np.random.default_rng(1).integers(0, 256, (3, 37, 53)).astype(np.uint8)
     with Engine(out) as engine:
         got = list(engine.infer(frames).values())[0]
@@ -62,7 +52,7 @@ def test_batches_and_dynamic_sizes_within_the_model(tmp_path):
 def test_colour_contract_takes_hwc_frames(tmp_path):
     src = _bare_dynamic(tmp_path)
     out = tmp_path / "bgr.onnx"
-    assert main(["fold", str(src), "-o", str(out), "--bgr", *NORM, "--input-dtype", "uint8", "-q"]) == 0
+    assert main(["fold", str(src), "-o", str(out), "--bgr", *NORM_FLAGS, "--input-dtype", "uint8", "-q"]) == 0
     bgr = np.random.default_rng(2).integers(0, 256, (33, 41, 3)).astype(np.uint8)
     with Engine(out) as engine:
         got = list(engine.infer(bgr).values())[0]
@@ -76,8 +66,8 @@ def test_colour_contract_takes_hwc_frames(tmp_path):
     (np.zeros((48, 64, 3), np.uint8), "looks like colour"),
     (np.zeros((1, 1, 1, 48, 64), np.uint8), "H x W or N x H x W"),
 ])
-def test_bad_frames_are_clear_errors(folded, frame, match):
-    with Engine(folded[1]) as engine, pytest.raises(UsageError, match=match):
+def test_bad_frames_are_clear_errors(folded_pair, frame, match):
+    with Engine(folded_pair[1]) as engine, pytest.raises(UsageError, match=match):
         engine.infer(frame)
 
 
@@ -104,12 +94,12 @@ def test_sidecar_mismatch_is_a_clear_error_not_a_crash():
     check_sidecar({**side, "build_plan": {"version_compatible": True, "hardware_compat": "ampere+"}}, "11.4.1", "8.6")
 
 
-def test_infer_cli_prints_top_k_and_writes_outputs(folded, tmp_path, capsys):
+def test_infer_cli_prints_top_k_and_writes_outputs(folded_pair, tmp_path, capsys):
     from skimage import data
 
     img = tmp_path / "camera.png"
     Image.fromarray(data.camera()).save(img)
-    _, out = folded
+    _, out = folded_pair
     assert main(["infer", str(out), str(img)]) == 2  # 512x512 photo, 48x64 model
     assert "pass --resize" in capsys.readouterr().err
     res = tmp_path / "res"
@@ -123,7 +113,7 @@ def test_infer_cli_prints_top_k_and_writes_outputs(folded, tmp_path, capsys):
 def test_bench_cli_runs_both_pipelines_side_by_side(tmp_path, capsys):
     src = _bare_dynamic(tmp_path)
     out = tmp_path / "g.onnx"
-    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM, "--input-dtype", "uint8", "-q",
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM_FLAGS, "--input-dtype", "uint8", "-q",
                  "--input-size", "96x128"]) == 0
     assert main(["bench", str(out), "--baseline", str(src), "--frames", "3", "--warmup", "1"]) == 0
     text = capsys.readouterr().out
@@ -131,9 +121,9 @@ def test_bench_cli_runs_both_pipelines_side_by_side(tmp_path, capsys):
 
 
 @pytest.mark.gpu
-def test_tensorrt_backend_matches_onnxruntime(folded, tmp_path):
+def test_tensorrt_backend_matches_onnxruntime(folded_pair, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
-    src, out = folded
+    src, out = folded_pair
     engine_path = tmp_path / "f.engine"
     assert main(["build", str(out), "--fp32", "-o", str(engine_path)]) == 0
     frame = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
