@@ -156,9 +156,12 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {})
 
+    ref_calib = accuracy.reference_outputs(fp32, feed, list(calib.frames))  # once, for every candidate
+    ref_held = accuracy.reference_outputs(fp32, feed, list(held_out.frames))
+
     def evaluate(strategy: str, model: onnx.ModelProto) -> Candidate:
-        return Candidate(strategy, model, accuracy.measure(fp32, model, feed, list(calib.frames), tol),
-                         accuracy.measure(fp32, model, feed, list(held_out.frames), tol))
+        return Candidate(strategy, model, accuracy.measure_against(ref_calib, model, feed, list(calib.frames), tol),
+                         accuracy.measure_against(ref_held, model, feed, list(held_out.frames), tol))
 
     key = _cache_key(model_path, options, calib)
     cached = _cached_prepared(options, key)

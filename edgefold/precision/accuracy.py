@@ -10,20 +10,34 @@ from edgefold.compare.tolerance import Tolerance
 from edgefold.graph.ort import session
 
 
-def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],
-            tolerance: Tolerance) -> tuple[OutputStats, ...]:
-    """Per-output statistics over the frames, each with its verdict under ``tolerance``."""
+def reference_outputs(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]
+                      ) -> tuple[list[str], list[list[np.ndarray]]]:
+    """(output names, outputs per frame) of the reference model, computed once for every candidate."""
+    if not frames:
+        return [], []
+    s_ref = session(model, optimize=True)
+    names = [o.name for o in s_ref.get_outputs()]
+    return names, [s_ref.run(names, {feed.name: feed.tensor(f)}) for f in frames]
+
+
+def measure_against(reference: tuple[list[str], list[list[np.ndarray]]], prepared: onnx.ModelProto,
+                    feed: InputFeed, frames: list[np.ndarray], tolerance: Tolerance) -> tuple[OutputStats, ...]:
+    """Per-output statistics of ``prepared`` against precomputed reference outputs, each with its verdict."""
+    names, refs = reference
     if not frames:
         return ()
-    s_ref, s_prep = session(reference, optimize=True), session(prepared, optimize=True)
-    names = [o.name for o in s_ref.get_outputs()]
-    refs = [s_ref.run(names, {feed.name: feed.tensor(f)}) for f in frames]
+    s_prep = session(prepared, optimize=True)
     gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]
     out = []
     for k, name in enumerate(names):
         s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots])
         out.append(s.with_verdict(tolerance.passes(s)))
     return tuple(out)
+
+
+def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],
+            tolerance: Tolerance) -> tuple[OutputStats, ...]:
+    return measure_against(reference_outputs(reference, feed, frames), prepared, feed, frames, tolerance)
 
 
 def score(stats: tuple[OutputStats, ...]) -> float:
