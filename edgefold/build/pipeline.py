@@ -23,7 +23,8 @@ from edgefold.compare.frames import InputFeed, synthetic_frames
 from edgefold.compare.metrics import OutputStats
 from edgefold.compare.tolerance import tolerance_for
 from edgefold.errors import MissingTensorRT, UnsupportedGraph, UsageError, VerificationFailed
-from edgefold.graph.io import load_model, save_model, write_bytes_atomic, write_text_atomic
+from edgefold.graph.io import load_model, save_model
+from edgefold.graph.outputs import RunOutputs
 from edgefold.graph.shapes import spatial_axes
 from edgefold.precision import accuracy
 from edgefold.precision.calib import CalibSet, load_calibration
@@ -141,8 +142,16 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         raise UsageError(f"--trt-version {options.trt_major}, but TensorRT {installed} is installed; drop the flag "
                          f"or use --no-engine")
     target = options.trt_major or installed or 10
-    if not Path(options.output).resolve().parent.is_dir():
-        raise UsageError(f"{Path(options.output).parent}: output folder does not exist")
+    stem = options.stem
+    prepared_path, sidecar_path, script_path = f"{stem}.prepared.onnx", f"{stem}.json", f"{stem}.trtexec.sh"
+    outputs = RunOutputs(make_folders=True)  # a missing engines/ folder is created, as trtexec does
+    outputs.protect_model(model_path)
+    outputs.protect(options.calib, "a calibration frame")
+    if options.engine:
+        outputs.claim(options.output, "-o")
+    outputs.claim_model(prepared_path, "-o (NAME.prepared.onnx)")
+    outputs.claim(sidecar_path, "-o (NAME.json)")
+    outputs.claim(script_path, "-o (NAME.trtexec.sh)")
     original = load_model(model_path)
     already_folded = "edgefold.folded_convs" in _meta(original)
     fold = options.fold and not already_folded
@@ -203,8 +212,6 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
                                  + (f", map IoU {worst.map_iou:.0%}" if worst.map_iou is not None else "")
                                  + "; nothing written - more calibration frames, --int8-strategy, --fp16, or "
                                    "--accept-accuracy-drop")
-    stem = options.stem
-    prepared_path, sidecar_path, script_path = f"{stem}.prepared.onnx", f"{stem}.json", f"{stem}.trtexec.sh"
     plan = plan_engine(options, Path(prepared_path).name, Path(options.output).name, target)
     sidecar = _sidecar(model_path, options, chosen, plan, calib, held_out, fp32)
     sidecar["cache_key"] = key
@@ -224,14 +231,15 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         engine_info = {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
                        "dla_core": options.dla_core, **trt_layer.device_info()}
     sidecar["engine"] = engine_info
-    save_model(chosen.model, prepared_path, source=model_path)
-    write_text_atomic(sidecar_path, json.dumps(sidecar, indent=2, default=_plain))
-    write_text_atomic(script_path, plan.trtexec_script())
-    Path(script_path).chmod(0o755)
     files = [prepared_path, sidecar_path, script_path]
-    if engine_bytes is not None:
-        write_bytes_atomic(options.output, engine_bytes)
-        files.insert(0, options.output)
+    with outputs:
+        if engine_bytes is not None:
+            outputs.stage_bytes(options.output, engine_bytes)
+            files.insert(0, options.output)
+        outputs.stage_model(prepared_path, chosen.model)
+        outputs.stage_text(sidecar_path, json.dumps(sidecar, indent=2, default=_plain))
+        outputs.stage_text(script_path, plan.trtexec_script())
+    Path(script_path).chmod(0o755)
     return BuildResult(plan, chosen, tuple(c for c in candidates if c is not chosen), sidecar,
                        engine_bytes is not None, tuple(files))
 

@@ -42,16 +42,27 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgefold.compare import CompareOptions, compare
     from edgefold.compare.heatmap import heatmap_for
-    from edgefold.graph.io import write_text_atomic
+    from edgefold.graph.outputs import RunOutputs
 
+    outputs = RunOutputs()
+    outputs.protect_model(args.reference)
+    outputs.protect_model(args.candidate)
+    if args.candidate.endswith(".engine"):
+        outputs.protect(args.candidate[: -len(".engine")] + ".json", "the engine's sidecar")
+    outputs.protect(args.images, "an input image")
+    outputs.claim(args.report, "--report")
+    outputs.claim(args.heatmap, "--heatmap")
     options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                              images=args.images, random=args.random, size=args.size, precision=args.precision,
                              atol=dict(args.atol or []), rtol=dict(args.rtol or []), map_threshold=args.map_threshold)
     result = compare(args.reference, args.candidate, options)
     print(result.to_text())
-    if args.report:
-        write_text_atomic(args.report, result.dumps())
+    with outputs:
+        if args.report:
+            outputs.stage_text(args.report, result.dumps())
+        if args.heatmap:
+            drawn, png = heatmap_for(result)
+            outputs.stage_bytes(args.heatmap, png)
     if args.heatmap:
-        drawn = heatmap_for(result, args.heatmap)
         print(f"heatmap of '{drawn}' written to {args.heatmap}", file=sys.stderr)
     return EXIT_OK if result.passed else EXIT_MISMATCH

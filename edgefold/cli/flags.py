@@ -2,13 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def floats(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def size(text: str) -> tuple[int, int]:
@@ -32,4 +46,4 @@ def add_camera_flags(p: argparse.ArgumentParser) -> None:
                        help="the camera gives 3 channels in reversed (BGR) order")
     p.add_argument("--mean", type=floats, help="per-channel mean a bare model expects, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=floats, help="per-channel std, e.g. 0.229,0.224,0.225")
-    p.add_argument("--scale", type=float, help="pixel divisor before mean/std, e.g. 255")
+    p.add_argument("--scale", type=finite, help="pixel divisor before mean/std, e.g. 255")

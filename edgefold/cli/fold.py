@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from edgefold.cli.flags import add_camera_flags, size
-from edgefold.errors import EXIT_OK, EdgefoldError, UsageError, VerificationFailed
+from edgefold.errors import EXIT_OK, VerificationFailed
 from edgefold.fold.options import FoldOptions
 
 
@@ -37,25 +37,29 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgefold.fold import fold
-    from edgefold.graph.io import save_model, write_text_atomic
+    from edgefold.graph.outputs import RunOutputs
 
     options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
                           input_size=args.input_size, verify=not args.no_verify,
                           verify_sizes=tuple(args.verify_size) if args.verify_size else None)
-    if args.report and args.report == args.output:
-        raise UsageError("--report and -o name the same file")
-    try:
-        folded, report = fold(args.model, options)
-    except VerificationFailed as err:
-        if args.report and err.report is not None:
-            write_text_atomic(args.report, err.report.dumps())  # type: ignore[attr-defined]
-        raise
-    except EdgefoldError:
-        raise
-    save_model(folded, args.output, source=args.model)
-    if args.report:
-        write_text_atomic(args.report, report.dumps())
+    outputs = RunOutputs()
+    outputs.protect_model(args.model)
+    outputs.claim_model(args.output, "-o")
+    outputs.claim(args.report, "--report")
+    with outputs:
+        try:
+            folded, report = fold(args.model, options)
+        except VerificationFailed as err:
+            if args.report and err.report is not None:  # the report says where it failed; the model is not written
+                failed = RunOutputs()
+                failed.claim(args.report, "--report")
+                with failed:
+                    failed.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]
+            raise
+        outputs.stage_model(args.output, folded)
+        if args.report:
+            outputs.stage_text(args.report, report.dumps())
     if not args.quiet:
         print(report.to_text())
         print(f"wrote {args.output}", file=sys.stderr)

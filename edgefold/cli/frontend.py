@@ -40,21 +40,27 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgefold.frontend.dct import DctSpec
     from edgefold.frontend.graph import frontend_model, prepend
-    from edgefold.graph.io import load_model, save_model
+    from edgefold.graph.io import load_model
+    from edgefold.graph.outputs import RunOutputs
 
+    outputs = RunOutputs()
+    outputs.protect_model(args.model)
+    outputs.claim_model(args.output, "-o")
     spec = DctSpec(components=args.components, order=args.order, select=args.select, select_low=args.select_low,
                    level_shift=not args.no_level_shift)
     n = len(spec.channels())
     if not args.model:
         model = frontend_model(spec, args.input_name or "image", args.input_dtype)
-        save_model(model, args.output)
+        with outputs:
+            outputs.stage_model(args.output, model)
         print(f"DCT front end: {spec.raw_channels}-channel {args.input_dtype} pixels -> {n} coefficient channels "
               f"({spec.components}, {spec.order}) as one 8x8/s8 conv; wrote {args.output}")
         return EXIT_OK
     original = load_model(args.model)
     model, merged = prepend(original, spec, args.input_name, args.input_dtype)
     err = check_prepended(original, model, spec, args.input_dtype)
-    save_model(model, args.output, source=args.model)
+    with outputs:
+        outputs.stage_model(args.output, model)
     print(f"{args.model}: raw {spec.raw_channels}-channel pixels in; {merged}; max |difference| from running "
           f"the front end and the model separately: {err:.3g} of max |output|; wrote {args.output}")
     return EXIT_OK

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from pathlib import Path
 
@@ -42,25 +43,34 @@ def describe(name: str, value: np.ndarray, top: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from edgefold.compare.frames import read_image
-    from edgefold.graph.io import write_text_atomic
+    from edgefold.graph.outputs import RunOutputs
     from edgefold.runtime import Engine
 
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: output folder does not exist")
+    outputs = RunOutputs()
+    outputs.protect_model(args.model)
+    for path in args.images:
+        outputs.protect(path, f"the input image {path}")
     summary = {}
-    with Engine(args.model) as engine:
+    with outputs, Engine(args.model) as engine:
         size = static_size(engine.contract)
         for path in args.images:
             frame = read_image(path, int(engine.contract["channels"]), size, args.resize)
-            outputs = engine.infer(frame)
+            result = engine.infer(frame)
             print(f"{path} ({engine.backend_name}):")
-            for name, value in outputs.items():
+            for name, value in result.items():
                 print(describe(name, value, args.top))
                 if out_dir is not None:
-                    np.save(out_dir / f"{Path(path).stem}.{name.replace('/', '_')}.npy", value)
+                    target = out_dir / f"{Path(path).stem}.{name.replace('/', '_')}.npy"
+                    outputs.claim(target, "--out")
+                    buf = io.BytesIO()
+                    np.save(buf, value)
+                    outputs.stage_bytes(target, buf.getvalue())
             summary[path] = {n: {"shape": list(v.shape), "min": float(v.min()), "max": float(v.max())}
-                             for n, v in outputs.items()}
-    if out_dir is not None:
-        write_text_atomic(out_dir / "outputs.json", json.dumps(summary, indent=2))
+                             for n, v in result.items()}
+        if out_dir is not None:
+            outputs.claim(out_dir / "outputs.json", "--out")
+            outputs.stage_text(out_dir / "outputs.json", json.dumps(summary, indent=2))
     return EXIT_OK

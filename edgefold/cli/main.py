@@ -1,18 +1,41 @@
-"""``edgefold VERB ...``: dispatch, logging set-up and the one place errors become exit codes."""
+"""``edgefold VERB ...``: dispatch, warnings kept off stderr without -v, and the one place errors become exit codes."""
 from __future__ import annotations
 
 import argparse
-import logging
+import re
 import sys
+import warnings
 
 from edgefold.errors import EXIT_INTERNAL, EXIT_USAGE, EdgefoldError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"edgefold: error: {message}", file=sys.stderr)
+        print(f"edgefold: error: {printable(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+_NUMBERS = re.compile(r"^-[0-9.][0-9.eE+-]*(,[-+]?[0-9.][0-9.eE+-]*)*$")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--std -1,-1,-1`` as ``--std=-1,-1,-1``: argparse takes a negative number list for a flag. And
+    ``-v`` anywhere (``edgefold fold m.onnx -v``) means the top-level flag."""
+    verbose = [a for a in argv if a in ("-v", "--verbose")]
+    out: list[str] = verbose[:1]
+    for arg in argv:
+        if arg in ("-v", "--verbose"):
+            continue
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBERS.match(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def printable(text: str) -> str:
+    """One line, no control characters: names from a model or a path are echoed safely."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +62,19 @@ def _quiet_polygraphy(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="edgefold: %(message)s")
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     _quiet_polygraphy(args.verbose)
+    with warnings.catch_warnings():
+        if not args.verbose:  # numpy/onnx/onnxruntime warnings are not the user's business; -v shows them
+            warnings.simplefilter("ignore")
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args))
     except EdgefoldError as err:
-        print(f"edgefold: error: {err}", file=sys.stderr)
+        print(f"edgefold: error: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("edgefold: interrupted", file=sys.stderr)
@@ -56,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the one place unexpected errors become an exit code
         if args.verbose:
             raise
-        where = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+        where = f"{type(err).__name__}: {printable(str(err).splitlines()[0][:200]) if str(err) else ''}"
         print(f"edgefold: internal error ({where}); nothing written. Please report it with the model; -v shows the "
               f"traceback", file=sys.stderr)
         return EXIT_INTERNAL

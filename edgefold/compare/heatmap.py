@@ -1,8 +1,6 @@
 """Where the error lives: a PNG of the largest per-pixel error of a spatial output, border ring outlined."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgefold.compare.metrics import ring_width
@@ -17,11 +15,9 @@ def _hot(v: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
 
 
-def write_heatmap(path: str | Path, name: str, error: np.ndarray, title: str) -> None:
-    """``error``: (H, W) max |reference - candidate| over frames and channels."""
+def heatmap_png(name: str, error: np.ndarray, title: str) -> bytes:
+    """``error``: (H, W) max |reference - candidate| over frames and channels; returns a PNG."""
     from PIL import Image, ImageDraw
-
-    from edgefold.graph.io import write_bytes_atomic
 
     peak = float(error.max())
     img = _hot(error / peak if peak > 0 else error)
@@ -38,16 +34,15 @@ def write_heatmap(path: str | Path, name: str, error: np.ndarray, title: str) ->
 
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def heatmap_for(comparison, path: str) -> str:
-    """Draw the spatial output with the largest relative error; returns its name."""
+def heatmap_for(comparison) -> tuple[str, bytes]:
+    """Draw the spatial output with the largest relative error: (its name, the PNG)."""
     spatial = [o for o in comparison.outputs if o.name in comparison.errors]
     if not spatial:
         raise UsageError("--heatmap: the models have no spatial (N, C, H, W) output to draw")
     worst = max(spatial, key=lambda o: o.max_rel)
     where = f"border ring (cyan) {worst.border_max:.3g}, interior {worst.interior_max:.3g}" \
         if worst.border_max is not None else ""
-    write_heatmap(path, worst.name, comparison.errors[worst.name], where)
-    return worst.name
+    return worst.name, heatmap_png(worst.name, comparison.errors[worst.name], where)

@@ -47,6 +47,7 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     index = GraphIndex(model)
     plan = plan_fold(index, options)
     _check_names(index, plan)
+    _check_finite(index, plan)
     folded = apply_plan(model, plan)
     verification = None
     if options.verify:
@@ -60,6 +61,32 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
                                  f"({w.max_rel:.2g} of max |output|) in output '{w.name}'{where}; nothing "
                                  f"written - please report this model", report)
     return folded, report
+
+
+def _check_finite(index, plan) -> None:  # noqa: ANN001
+    """A weight, bias or preprocessing constant of +-inf or NaN cannot be folded into a model that equals the
+    original (inf * 0 on the border is NaN): refuse it up front, naming the tensor."""
+    import numpy as np
+
+    from edgefold.errors import UnsupportedGraph
+
+    for chain in plan.chains:
+        for conv in chain.convs:
+            node = index.nodes[conv.node_id]
+            for role, name in zip(("weight", "bias"), list(node.input)[1:3]):
+                value = index.constant(name)
+                if value is not None and not np.all(np.isfinite(value)):
+                    raise UnsupportedGraph(f"conv {index.node_label(node)}: its {role} '{name}' holds inf or NaN; "
+                                           f"fix the model's weights (a fold cannot stay equal to it)")
+            arrays = [conv.weight, conv.affine.matrix, conv.affine.offset] + ([] if conv.bias is None else [conv.bias])
+            if not all(np.all(np.isfinite(a)) for a in arrays):
+                raise UnsupportedGraph(f"conv {index.node_label(node)}: folding the preprocessing of input "
+                                       f"'{chain.input_name}' gives inf or NaN weights (a constant of the chain is "
+                                       f"inf, NaN or too large); fix the model's preprocessing constants")
+        affine = chain.input_affine
+        if not (np.all(np.isfinite(affine.matrix)) and np.all(np.isfinite(affine.offset))):
+            raise UnsupportedGraph(f"input '{chain.input_name}': the preprocessing holds inf or NaN; fix its "
+                                   f"constants")
 
 
 def _check_names(index, plan) -> None:  # noqa: ANN001

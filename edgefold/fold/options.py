@@ -1,6 +1,7 @@
 """The one options object of ``edgefold fold``; the CLI maps its flags onto it."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from edgefold.errors import UsageError
@@ -34,6 +35,9 @@ class FoldOptions:
             raise UsageError(f"--border must be exact or approx, not {self.border!r}")
         if self.input_dtype not in (None, "uint8", "float32"):
             raise UsageError(f"--input-dtype must be uint8 or float32, not {self.input_dtype!r}")
+        for flag, values in (("--mean", self.mean), ("--std", self.std), ("--scale", (self.scale,))):
+            if values is not None and not all(v is None or math.isfinite(v) for v in values):
+                raise UsageError(f"{flag} must be finite numbers, got {values}")
         if self.std is not None and any(s == 0 for s in self.std):
             raise UsageError("--std has a zero: the normalisation would divide by zero")
         if self.scale is not None and self.scale == 0:

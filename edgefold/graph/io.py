@@ -19,7 +19,7 @@ from edgefold.errors import UsageError
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def _external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
+def external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
     out = []
     for tensor in _all_tensors(model):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -45,7 +45,7 @@ def _all_tensors(model: onnx.ModelProto):
 
 def check_external_data(model: onnx.ModelProto, base_dir: Path, source: Path) -> None:
     base = base_dir.resolve()
-    for tensor_name, location in _external_locations(model):
+    for tensor_name, location in external_locations(model):
         loc = Path(location)
         target = (base / loc).resolve()
         if not location or loc.is_absolute() or ".." in loc.parts or base not in target.parents:
@@ -70,7 +70,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not model.HasField("graph") or not model.graph.node:
         raise UsageError(f"{p}: not an ONNX model with a graph (no nodes found)")
     check_external_data(model, p.parent, p)
-    if _external_locations(model):
+    if external_locations(model):
         onnx.load_external_data_for_model(model, str(p.parent))
     check_wellformed(model, str(p))
     return model
@@ -91,12 +91,12 @@ def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
     if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
         return model.SerializeToString()
     path = Path(tmp_dir) / "model.onnx"
-    onnx.save_model(_copy(model), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+    onnx.save_model(copy_model(model), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="model.onnx.data", size_threshold=1024)
     return str(path)
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """onnx's external-data saving moves tensor data out of the proto it is given; save a copy instead, so
     the caller's model still holds its weights afterwards."""
     out = onnx.ModelProto()
@@ -116,7 +116,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str |
         tmp_model = Path(tmp) / out.name
         data_name = out.name + ".data"
         if external:
-            onnx.save_model(_copy(model), str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+            onnx.save_model(copy_model(model), str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
             if (Path(tmp) / data_name).exists():  # absent when every tensor is small enough to stay inline
                 os.replace(Path(tmp) / data_name, out.parent / data_name)
