@@ -21,23 +21,32 @@ from edgefold.build.spec import BuildOptions, EnginePlan, plan_engine
 from edgefold.compare import candidate_feed, detect_precision
 from edgefold.compare.frames import InputFeed, synthetic_frames
 from edgefold.compare.metrics import OutputStats
-from edgefold.compare.tolerance import tolerance_for
+from edgefold.compare.tolerance import Tolerance, tolerance_for
 from edgefold.errors import MissingTensorRT, UnsupportedGraph, UsageError, VerificationFailed
 from edgefold.graph.io import load_model, save_model
 from edgefold.graph.outputs import RunOutputs
 from edgefold.graph.shapes import spatial_axes
 from edgefold.precision import accuracy
 from edgefold.precision.calib import CalibSet, load_calibration
+from edgefold.precision.mixed import SearchResult
 
 MIN_QDQ_OPSET = 13  # per-channel QuantizeLinear
+AUTO_CALIB_METHODS = ("percentile", "minmax")  # --calib-method auto: both measured, the better one kept
+SENSITIVITY_FRAMES = 3  # calibration frames the per-layer sensitivity is measured on
 
 
 @dataclass(frozen=True)
 class Candidate:
-    strategy: str  # "fp32" | "fp16" | "recentre" | "float-first"
+    strategy: str  # "fp32" | "fp16" | "fp16-flag" | INT8 first conv: "recentre" | "float-first"
     model: onnx.ModelProto
     on_calibration: tuple[OutputStats, ...]
     on_held_out: tuple[OutputStats, ...]
+    search: SearchResult | None = None  # INT8: the layers the mixed-precision search kept in float
+    calib_method: str | None = None  # INT8: the activation calibrator
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy}/{self.calib_method}" if self.calib_method else self.strategy
 
     @property
     def passed(self) -> bool:
@@ -56,20 +65,108 @@ class BuildResult:
     def to_text(self) -> str:
         c = self.chosen
         reused = " - reused the calibrated model of the previous build" if self.sidecar.get("reused_calibration") else ""
-        lines = [f"prepared {self.sidecar['precision']} model ({c.strategy}) for TensorRT {self.plan.trt_major}.x{reused}"]
+        lines = [f"prepared {self.sidecar['precision']} model ({c.label}) for TensorRT {self.plan.trt_major}.x{reused}"]
+        int8 = self.sidecar.get("int8")
+        if int8:
+            kept, share = int8["kept_float"], int8.get("int8_mac_share")
+            line = f"  INT8 for {100 * share:.1f}% of conv/matmul MACs" if share is not None else "  INT8"
+            line += (f", {len(kept)} layer{'s' if len(kept) != 1 else ''} kept in FP16: {', '.join(kept)}" if kept
+                     else ", no layer kept in FP16")
+            if int8.get("search"):
+                line += f" (search: {len(int8['search']['steps'])} tries, {int8['search']['seconds']:.0f} s)"
+            lines.append(line)
         for label, stats in (("calibration", c.on_calibration), ("held-out", c.on_held_out)):
             for s in stats:
-                task = "".join([f", top-1 {100 * s.top1_agreement:.1f}%" if s.top1_agreement is not None else "",
-                                f", map IoU {100 * s.map_iou:.1f}%" if s.map_iou is not None else ""])
-                lines.append(f"  {label:11s} {s.name}: max rel error {s.max_rel:.3g}{task}  "
-                             f"{'ok' if s.passed else 'BELOW FLOOR'}")
+                lines.append(f"  {label:11s} {s.name}: {_figures(s)}  {'ok' if s.passed else 'BELOW FLOOR'}"
+                             f"{f' ({s.decided_by})' if s.decided_by else ''}")
         for o in self.others:
-            lines.append(f"  (also measured {o.strategy}: score {accuracy.score(o.on_held_out or o.on_calibration):.4f}"
-                         f" vs {accuracy.score(c.on_held_out or c.on_calibration):.4f} for {c.strategy})")
+            before = " before the search" if o.label == c.label else ""
+            lines.append(f"  (also measured {o.label}{before}: score {accuracy.score(o.on_held_out or o.on_calibration):.4f}"
+                         f" vs {accuracy.score(c.on_held_out or c.on_calibration):.4f} for {c.label})")
         lines += [f"wrote {f}" for f in self.files]
         if not self.engine_written:
             lines.append(f"no engine built (--no-engine): on the device run {self.files[-1]} or `edgefold build`")
         return "\n".join(lines)
+
+
+def _figures(s: OutputStats) -> str:
+    parts = [f"max rel error {s.max_rel:.3g}"]
+    if s.top1_agreement is not None:
+        parts.append(f"top-1 {100 * s.top1_agreement:.1f}%")
+    if s.map_iou is not None:
+        parts.append(f"map IoU {s.map_iou:.3f} (min {s.map_iou_min:.3f})")
+    if s.false_positive is not None:
+        parts.append(f"false positives {100 * s.false_positive:.2f}%")
+    if s.top1_agreement is None and s.map_iou is None and s.false_positive is None and s.cosine is not None:
+        parts.append(f"cosine {s.cosine:.4f}")
+    return ", ".join(parts)
+
+
+def _below_floor(options: BuildOptions, tol: Tolerance, chosen: Candidate) -> str:
+    """One line: the floor, the best figure reached and what to try next."""
+    failing = [s for s in chosen.on_calibration + chosen.on_held_out if not s.passed]
+    worst = failing[0] if failing else (chosen.on_calibration + chosen.on_held_out)[0]
+    kept = f" with {len(chosen.search.kept_float)} layers in FP16" if chosen.search else ""
+    hint = ("more calibration frames like the camera's, a lower --accuracy-floor, --search-budget, --fp16, or "
+            "--accept-accuracy-drop") if options.precision == "int8" else "--fp32, or --accept-accuracy-drop"
+    return (f"{options.precision} model below the accuracy floor ({tol.describe()}): best reached ({chosen.label}"
+            f"{kept}): output '{worst.name}' {_figures(worst)} - {worst.decided_by}; nothing written - try {hint}")
+
+
+def _int8_candidates(original: onnx.ModelProto, options: BuildOptions, fp32: onnx.ModelProto, feed: InputFeed,
+                     calib: CalibSet, fold: bool, evaluate) -> list[Candidate]:  # noqa: ANN001
+    """Every first-conv strategy x calibrator asked for, each quantised and measured."""
+    from edgefold.precision.int8 import quantize
+
+    strategies = [options.int8_strategy] if options.int8_strategy != "auto" else ["recentre", "float-first"]
+    if not fold:
+        strategies = [s for s in strategies if s != "recentre"] or ["float-first"]
+    methods = AUTO_CALIB_METHODS if options.calib_method == "auto" else (options.calib_method,)
+    out = []
+    for strategy in strategies:
+        if strategy == "recentre":
+            try:
+                base = _fold(original, options, -128.0)
+            except UnsupportedGraph:
+                if options.int8_strategy == "recentre":
+                    raise
+                continue  # e.g. a composed adapter: no re-centred fold; float-first is measured alone
+        else:
+            base = fp32
+        base = _upgrade_opset(base, feed, list(calib.frames))
+        for method in methods:
+            q = quantize(base, feed, list(calib.frames), strategy, method, options.show_progress)
+            out.append(dataclasses.replace(evaluate(strategy, q), calib_method=method))
+    return out
+
+
+def _mixed_precision(chosen: Candidate, feed: InputFeed, calib: CalibSet, ref_calib, evaluate,  # noqa: ANN001
+                     options: BuildOptions) -> Candidate:
+    """Keep the fewest most sensitive layers in float so the floor holds (precision/mixed.py)."""
+    from edgefold.graph.ort import session
+    from edgefold.precision import mixed
+
+    deadline = time.monotonic() + options.search_budget_s
+    probe = list(calib.frames)[:SENSITIVITY_FRAMES]
+
+    def run(model: onnx.ModelProto) -> list[list[np.ndarray]]:
+        s = session(model, optimize=True)
+        names = [o.name for o in s.get_outputs()]
+        return [s.run(names, {feed.name: feed.tensor(f)}) for f in probe]
+
+    ranking = mixed.rank_layers(chosen.model, run, ref_calib[1][: len(probe)], deadline, options.show_progress)
+    found: dict[int, Candidate] = {}
+
+    def passes(model: onnx.ModelProto) -> bool:
+        c = dataclasses.replace(evaluate(chosen.strategy, model), calib_method=chosen.calib_method)
+        found[id(model)] = c
+        return c.passed
+
+    result = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
+    if result is None:
+        return dataclasses.replace(chosen, search=mixed.SearchResult((), tuple(ranking), (), 0.0, True))
+    model, info = result
+    return dataclasses.replace(found[id(model)], search=info)
 
 
 def _sha256(path: str) -> str:
@@ -163,7 +260,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
                          f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:1x1x480x640/1x1x1080x1920/1x1x2048x2448), "
                          f"or one size for the fastest exact fold")
     calib, held_out = _frames(options, feed, pixel_max)
-    tol = tolerance_for(options.precision, {}, {})
+    tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
 
     ref_calib = accuracy.reference_outputs(fp32, feed, list(calib.frames))  # once, for every candidate
     ref_held = accuracy.reference_outputs(fp32, feed, list(held_out.frames))
@@ -176,7 +273,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     cached = _cached_prepared(options, key)
     candidates: list[Candidate] = []
     if cached is not None:
-        candidates.append(evaluate(json.loads(Path(f"{options.stem}.json").read_text())["strategy"], cached))
+        candidates.append(_reused(json.loads(Path(f"{options.stem}.json").read_text()), evaluate, cached))
     elif options.precision == "fp32" or (options.precision == "fp16" and options.fp16_flag):
         candidates.append(evaluate("fp32" if options.precision == "fp32" else "fp16-flag", fp32))
     elif options.precision == "fp16":
@@ -185,33 +282,12 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         model16, _ = to_fp16(fp32, feed, list(calib.frames) + list(held_out.frames))
         candidates.append(evaluate("fp16", model16))
     else:
-        from edgefold.precision.int8 import quantize
-
-        strategies = [options.int8_strategy] if options.int8_strategy != "auto" else ["recentre", "float-first"]
-        if not fold:
-            strategies = [s for s in strategies if s != "recentre"] or ["float-first"]
-        for strategy in strategies:
-            if strategy == "recentre":
-                try:
-                    base = _fold(original, options, -128.0)
-                except UnsupportedGraph:
-                    if options.int8_strategy == "recentre":
-                        raise
-                    continue  # e.g. a composed adapter: no re-centred fold; float-first is measured alone
-            else:
-                base = fp32
-            base = _upgrade_opset(base, feed, list(calib.frames))
-            q = quantize(base, feed, list(calib.frames), strategy, options.calib_method, options.show_progress)
-            candidates.append(evaluate(strategy, q))
+        candidates += _int8_candidates(original, options, fp32, feed, calib, fold, evaluate)
     chosen = max(candidates, key=lambda c: (c.passed, accuracy.score(c.on_held_out or c.on_calibration)))
+    if options.precision == "int8" and not chosen.passed and cached is None and options.mixed_precision:
+        chosen = _mixed_precision(chosen, feed, calib, ref_calib, evaluate, options)
     if not chosen.passed and not options.accept_accuracy_drop:
-        worst = min(chosen.on_calibration + chosen.on_held_out, key=lambda s: s.passed)
-        raise VerificationFailed(f"{options.precision} model below the accuracy floor ({tol.describe()}): output "
-                                 f"'{worst.name}' max rel error {worst.max_rel:.3g}"
-                                 + (f", top-1 {worst.top1_agreement:.0%}" if worst.top1_agreement is not None else "")
-                                 + (f", map IoU {worst.map_iou:.0%}" if worst.map_iou is not None else "")
-                                 + "; nothing written - more calibration frames, --int8-strategy, --fp16, or "
-                                   "--accept-accuracy-drop")
+        raise VerificationFailed(_below_floor(options, tol, chosen))
     plan = plan_engine(options, Path(prepared_path).name, Path(options.output).name, target)
     sidecar = _sidecar(model_path, options, chosen, plan, calib, held_out, fp32)
     sidecar["cache_key"] = key
@@ -238,10 +314,24 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
             files.insert(0, options.output)
         outputs.stage_model(prepared_path, chosen.model)
         outputs.stage_text(sidecar_path, json.dumps(sidecar, indent=2, default=_plain))
-        outputs.stage_text(script_path, plan.trtexec_script())
+        outputs.stage_text(script_path, plan.trtexec_script() + _script_notes(sidecar))
     Path(script_path).chmod(0o755)
     return BuildResult(plan, chosen, tuple(c for c in candidates if c is not chosen), sidecar,
                        engine_bytes is not None, tuple(files))
+
+
+def _reused(previous: dict, evaluate, model: onnx.ModelProto) -> Candidate:  # noqa: ANN001
+    """The previous build's prepared model, measured again, with what its sidecar says about how it was made."""
+    from edgefold.precision.mixed import SearchResult
+
+    int8 = previous.get("int8") or {}
+    search = int8.get("search") or {}
+    found = None if not int8.get("kept_float") else SearchResult(
+        tuple(int8["kept_float"]), tuple((n, float(v)) for n, v in search.get("sensitivity", [])),
+        tuple((int(k), bool(ok)) for k, ok in search.get("steps", [])), float(search.get("seconds", 0.0)),
+        bool(search.get("exhausted", False)))
+    return dataclasses.replace(evaluate(previous["strategy"], model), search=found,
+                               calib_method=(previous.get("calibration") or {}).get("method"))
 
 
 def _cache_key(model_path: str, options: BuildOptions, calib: CalibSet) -> str:
@@ -274,6 +364,50 @@ def _plain(value):  # noqa: ANN001, ANN202
     raise TypeError(type(value).__name__)
 
 
+def _int8_summary(chosen: Candidate, calib: CalibSet) -> dict:
+    """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
+    from edgefold.precision.mixed import quantized_layers
+    from edgefold.precision.weights import QUANTIZED_OPS
+
+    kept = list(chosen.search.kept_float) if chosen.search else []
+    share = None
+    try:
+        from edgefold.inspect.count import inventory
+
+        model = onnx.ModelProto()
+        model.CopyFrom(chosen.model)
+        if calib.frames and any(not d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[-2:]):
+            from edgefold.graph.shapes import specialise
+
+            model = specialise(model, tuple(np.shape(calib.frames[0])[-2:]))
+        for vi in model.graph.input:  # count one frame: a dynamic batch is 1
+            for d in vi.type.tensor_type.shape.dim:
+                if not d.dim_value:
+                    d.dim_value = 1
+        layers = [layer for layer in inventory(model).layers if layer.op in QUANTIZED_OPS]
+        macs = {layer.name: layer.macs for layer in layers if layer.macs is not None}
+        if macs and len(macs) == len(layers):
+            int8 = set(quantized_layers(chosen.model))
+            share = sum(v for n, v in macs.items() if n in int8) / max(1, sum(macs.values()))
+    except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
+        share = None
+    search = chosen.search
+    return {"kept_float": kept, "int8_mac_share": share,
+            "search": None if search is None else {
+                "steps": [list(step) for step in search.steps], "seconds": round(search.seconds, 1),
+                "exhausted": search.exhausted,
+                "sensitivity": [[n, v] for n, v in search.ranking[:20]]}}
+
+
+def _script_notes(sidecar: dict) -> str:
+    int8 = sidecar.get("int8") or {}
+    if not int8.get("kept_float"):
+        return ""
+    return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers have no Q/DQ and run in\n"
+            "# FP16 on TensorRT 10 (the FP16 flag is set with INT8) - no --layerPrecisions needed:\n"
+            + "".join(f"#   {name}\n" for name in int8["kept_float"]))
+
+
 def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, calib: CalibSet,
              held_out: CalibSet, fp32: onnx.ModelProto) -> dict:
     from edgefold import __version__
@@ -295,13 +429,14 @@ def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: En
         "prepared_precision": detect_precision(chosen.model),
         "strategy": chosen.strategy,
         "calibration": {"source": options.calib, "frames": list(calib.names), "held_out": list(held_out.names),
-                        "method": options.calib_method if options.precision == "int8" else None,
+                        "method": chosen.calib_method if options.precision == "int8" else None,
                         "digest": calib.digest()},
         "accuracy": {"reference": "fp32 folded model in onnxruntime",
-                     "floor": tolerance_for(options.precision, {}, {}).describe(),
+                     "floor": tolerance_for(options.precision, {}, {}, options.accuracy_floor).describe(),
                      "passed": chosen.passed, "accepted_drop": bool(options.accept_accuracy_drop and not chosen.passed),
                      "calibration": [s.to_json() for s in chosen.on_calibration],
                      "held_out": [s.to_json() for s in chosen.on_held_out]},
+        "int8": _int8_summary(chosen, calib) if options.precision == "int8" else None,
         "input_contract": contracts[0] if contracts else candidate_feed(fp32, model_path)[0].to_json(),
         "source_inputs": json.loads(meta.get("edgefold.source_inputs", "[]")),
         "outputs": outputs,

@@ -59,7 +59,7 @@ class BuildOptions:
     precision: str = "fp16"  # fp32 | fp16 | int8
     calib: str | None = None
     calib_count: int = 300
-    calib_method: str = "percentile"  # percentile | minmax | entropy
+    calib_method: str = "auto"  # auto (percentile and minmax, both measured) | percentile | minmax | entropy
     int8_strategy: str = "auto"  # auto | recentre | float-first
     shapes: tuple[ShapeProfile, ...] = ()
     fold: bool = True
@@ -75,6 +75,9 @@ class BuildOptions:
     hardware_compat: str | None = None  # ampere+
     version_compatible: bool = False
     accept_accuracy_drop: bool = False
+    accuracy_floor: dict[str, float] = field(default_factory=dict)  # top1 / iou / fp / cosine overrides
+    mixed_precision: bool = True  # INT8 below the floor: search which layers to keep in FP16
+    search_budget_s: float = 600.0
     show_progress: bool = False
 
     def __post_init__(self) -> None:
@@ -84,8 +87,10 @@ class BuildOptions:
             raise UsageError("--int8 needs --calib (a folder of camera frames or an .npy stack)")
         if self.int8_strategy not in ("auto", "recentre", "float-first"):
             raise UsageError(f"--int8-strategy must be auto, recentre or float-first, not {self.int8_strategy!r}")
-        if self.calib_method not in ("percentile", "minmax", "entropy"):
-            raise UsageError(f"--calib-method must be percentile, minmax or entropy, not {self.calib_method!r}")
+        if self.calib_method not in ("auto", "percentile", "minmax", "entropy"):
+            raise UsageError(f"--calib-method must be auto, percentile, minmax or entropy, not {self.calib_method!r}")
+        if not self.search_budget_s > 0:
+            raise UsageError("--search-budget must be a positive number of seconds")
         if not self.output.endswith(".engine"):
             raise UsageError(f"-o {self.output}: name the engine NAME.engine (companions are NAME.*)")
         if self.fp16_flag and self.trt_major is not None and self.trt_major >= 11:

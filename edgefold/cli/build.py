@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgefold.cli.flags import add_camera_flags
+from edgefold.cli.flags import add_camera_flags, add_floor_flag, finite
 from edgefold.errors import EXIT_OK
 
 
@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engine")
     p.add_argument("--calib", help="calibration frames: a folder of images or an .npy stack (needed for --int8)")
     p.add_argument("--calib-count", type=int, default=300, help="use at most N calibration frames (default 300)")
-    p.add_argument("--calib-method", choices=("percentile", "minmax", "entropy"), default="percentile")
+    p.add_argument("--calib-method", choices=("auto", "percentile", "minmax", "entropy"), default="auto",
+                   help="activation calibrator; auto measures percentile and minmax and keeps the better")
     p.add_argument("--int8-strategy", choices=("auto", "recentre", "float-first"), default="auto",
                    help="first conv: re-centred lossless int8 input, or kept in float; auto measures both")
     p.add_argument("--shapes", action="append", metavar="NAME:MIN/OPT/MAX",
@@ -41,6 +42,11 @@ def add_parser(sub) -> None:
     p.add_argument("--hardware-compat", choices=("ampere+",), help="engine portable across Ampere and newer GPUs")
     p.add_argument("--version-compatible", action="store_true", help="engine loadable by later TensorRT versions")
     p.add_argument("--accept-accuracy-drop", action="store_true", help="write the result even below the floor")
+    add_floor_flag(p)
+    p.add_argument("--no-mixed-precision", action="store_true",
+                   help="INT8 below the floor: fail instead of searching which layers to keep in FP16")
+    p.add_argument("--search-budget", type=finite, default=600.0, metavar="SECONDS",
+                   help="time limit of the mixed-precision search (default 600)")
     p.set_defaults(run=run)
 
 
@@ -59,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         timing_cache=args.timing_cache, workspace_mib=args.workspace, opt_level=args.opt_level, dla_core=args.dla,
         gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,
         version_compatible=args.version_compatible, accept_accuracy_drop=args.accept_accuracy_drop,
+        accuracy_floor=args.accuracy_floor or {}, mixed_precision=not args.no_mixed_precision,
+        search_budget_s=args.search_budget,
         show_progress=True)
     result = build(args.model, options)
     print(result.to_text())

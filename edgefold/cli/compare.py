@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgefold.cli.flags import add_camera_flags, size
+from edgefold.cli.flags import add_camera_flags, add_floor_flag, size
 from edgefold.errors import EXIT_MISMATCH, EXIT_OK
 
 
@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rtol", type=_tol, action="append", metavar="[OUT=]V",
                    help="tolerance relative to max |reference| of the output")
     p.add_argument("--map-threshold", type=float, help="threshold for dense-map agreement (default: mid-range)")
+    add_floor_flag(p)
     p.add_argument("--report", help="write the comparison as JSON here")
     p.add_argument("--heatmap", help="write a PNG of where the error lives (the worst spatial output)")
     p.set_defaults(run=run)
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     outputs.claim(args.heatmap, "--heatmap")
     options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                              images=args.images, random=args.random, size=args.size, precision=args.precision,
-                             atol=dict(args.atol or []), rtol=dict(args.rtol or []), map_threshold=args.map_threshold)
+                             atol=dict(args.atol or []), rtol=dict(args.rtol or []), map_threshold=args.map_threshold,
+                             floors=args.accuracy_floor or {})
     result = compare(args.reference, args.candidate, options)
     print(result.to_text())
     with outputs:

@@ -47,3 +47,19 @@ def add_camera_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", type=floats, help="per-channel mean a bare model expects, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=floats, help="per-channel std, e.g. 0.229,0.224,0.225")
     p.add_argument("--scale", type=finite, help="pixel divisor before mean/std, e.g. 255")
+
+
+def accuracy_floor(text: str) -> dict[str, float]:
+    from edgefold.compare.tolerance import Floors
+    from edgefold.errors import UsageError
+
+    try:
+        return Floors.parse(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("--accuracy-floor expects ", "expected ")) from None
+
+
+def add_floor_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accuracy-floor", type=accuracy_floor, metavar="KEY=V[,KEY=V]",
+                   help="task floors: top1 (agreement), iou (mean over frames with positives), fp (false-positive "
+                   "pixel rate on frames without), cosine (other outputs); e.g. iou=0.95,fp=0.005")

@@ -44,6 +44,7 @@ class CompareOptions:
     atol: dict[str, float] = field(default_factory=dict)  # per output name, "" for all
     rtol: dict[str, float] = field(default_factory=dict)
     map_threshold: float | None = None
+    floors: dict[str, float] = field(default_factory=dict)  # --accuracy-floor overrides: top1, iou, fp, cosine
 
     @property
     def declares(self) -> bool:
@@ -74,12 +75,13 @@ class Comparison:
                 "outputs": [o.to_json() for o in self.outputs]}
 
     def to_text(self) -> str:
-        head = ("output", "max abs", "max rel", "mean", "p99", "border", "interior", "top-1", "map IoU", "")
+        head = ("output", "max abs", "max rel", "mean", "p99", "border", "interior", "top-1", "map IoU", "false +",
+                "cosine", "")
         rows = []
         for o in self.outputs:
             rows.append((o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", f"{o.mean_abs:.3g}", f"{o.p99_abs:.3g}",
                          _f(o.border_max), _f(o.interior_max), _pct(o.top1_agreement), _pct(o.map_iou),
-                         "ok" if o.passed else "MISMATCH"))
+                         _pct(o.false_positive), _f(o.cosine), "ok" if o.passed else "MISMATCH"))
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         lines = [f"reference {self.reference} (onnxruntime fp32) vs candidate {self.candidate} ({self.precision}), "
                  f"{len(self.frames)} frames"]
@@ -134,7 +136,7 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         fc.update(side)
     ref_results = runners.run(runners.onnx_runner(reference, "reference"), ref_feeds)
     cand_results = runners.run(run_candidate, cand_feeds)
-    tol = tolerance_for(precision, options.atol, options.rtol)
+    tol = tolerance_for(precision, options.atol, options.rtol, options.floors)
     names = list(ref_results[0].keys())
     missing = [n for n in names if n not in cand_results[0]]
     if missing:
@@ -145,11 +147,12 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         refs = [r[name] for r in ref_results]
         gots = [c[name] for c in cand_results]
         s = output_stats(name, refs, gots, options.map_threshold)
-        stats.append(s.with_verdict(tol.passes(s)))
+        stats.append(tol.judge(s))
         if np.ndim(refs[0]) == 4 and s.max_abs != float("inf"):
             errors[name] = np.max([np.abs(np.asarray(r, np.float64) - g).max(axis=(0, 1)) for r, g in zip(refs, gots)],
                                   axis=0)
-    poly_ok = runners.polygraphy_verdict(ref_results, cand_results, {s.name: tol.numeric_limit(s) for s in stats})
+    limits = {s.name: tol.numeric_limit(s) if tol.numeric_decides_for(s) else float("inf") for s in stats}
+    poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
 

@@ -1,9 +1,23 @@
-"""Error statistics of a candidate's outputs against the reference's, and task-level agreement."""
+"""Error statistics of a candidate's outputs against the reference's, and task-level agreement.
+
+Task metrics judge what a user of the output sees, frame by frame:
+- classifier-shaped outputs (N, K): top-1 agreement over frames;
+- dense maps (N, C, H, W), thresholded at ``map_threshold`` (default: mid-range of the reference): IoU on
+  the frames whose reference map has positives (at least ``POSITIVE_FRACTION`` of its pixels), and the
+  false-positive rate - the fraction of pixels the candidate marks that the reference does not - on the
+  frames without (a text-free photo for a text detector). A frame without positives has no IoU: it
+  would be 0 % for one stray pixel and 100 % for none, which says nothing about the map;
+- every output: the cosine similarity of candidate and reference, the smallest over frames (raw
+  regression and detection heads, where no threshold applies).
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+POSITIVE_FRACTION = 1e-3  # a reference map "has positives" when at least 0.1 % of its pixels are above threshold
 
 
 def ring_width(h: int, w: int) -> int:
@@ -22,15 +36,23 @@ class OutputStats:
     interior_max: float | None
     reference_max: float
     top1_agreement: float | None  # classifier-shaped outputs: fraction of frames with the same argmax
-    map_iou: float | None  # dense maps: IoU of the reference and candidate thresholded at map_threshold
+    map_iou: float | None  # dense maps: mean IoU over the frames whose reference has positives
     map_threshold: float | None
     passed: bool = True
+    map_iou_min: float | None = None  # the worst of those frames
+    false_positive: float | None = None  # dense maps: candidate-only positive pixels on frames without positives
+    cosine: float | None = None  # smallest per-frame cosine similarity (1.0 = same direction)
+    frame_iou: tuple[float | None, ...] = ()  # per frame; None where the reference has no positives
+    frame_false_positive: tuple[float | None, ...] = ()  # per frame; None where the reference has positives
+    decided_by: str = ""  # which metric(s) the verdict rests on (set by the tolerance)
 
     def to_json(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["frame_iou"], d["frame_false_positive"] = list(self.frame_iou), list(self.frame_false_positive)
+        return d
 
-    def with_verdict(self, passed: bool) -> OutputStats:
-        return OutputStats(**{**self.__dict__, "passed": bool(passed)})
+    def with_verdict(self, passed: bool, decided_by: str = "") -> OutputStats:
+        return dataclasses.replace(self, passed=bool(passed), decided_by=decided_by or self.decided_by)
 
 
 def is_classifier(shape: tuple) -> bool:
@@ -68,15 +90,47 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
             top1.extend((flat_r.argmax(axis=1) == flat_g.argmax(axis=1)).tolist())
     d = np.concatenate(diffs) if diffs else np.zeros(1)
     r_cat = np.concatenate(r_all) if r_all else np.zeros(1)
-    g_cat = np.concatenate(g_all) if g_all else np.zeros(1)
     ref_max = float(np.abs(r_cat).max(initial=0.0))
     max_abs = float(d.max(initial=0.0)) if np.all(np.isfinite(d)) else float("inf")
-    iou = threshold = None
+    cosines = [cosine_similarity(r, g) for r, g in zip(r_all, g_all)]
+    iou = threshold = iou_min = false_pos = None
+    frame_iou: tuple[float | None, ...] = ()
+    frame_fp: tuple[float | None, ...] = ()
     if refs and is_dense_map(np.shape(refs[0])):
         threshold = map_threshold if map_threshold is not None else float((r_cat.min() + r_cat.max()) / 2)
-        a, b = r_cat > threshold, g_cat > threshold
-        union = int((a | b).sum())
-        iou = float((a & b).sum() / union) if union else 1.0
+        frame_iou, frame_fp = map_agreement(r_all, g_all, threshold)
+        ious = [v for v in frame_iou if v is not None]
+        fps = [v for v in frame_fp if v is not None]
+        iou = float(np.mean(ious)) if ious else None
+        iou_min = float(min(ious)) if ious else None
+        false_pos = float(np.mean(fps)) if fps else None
     return OutputStats(name, max_abs, max_abs / ref_max if ref_max else max_abs, float(d.mean()),
                        float(np.quantile(d, 0.99)), border, interior, ref_max,
-                       float(np.mean(top1)) if top1 else None, iou, threshold)
+                       float(np.mean(top1)) if top1 else None, iou, threshold, True, iou_min, false_pos,
+                       float(min(cosines)) if cosines else None, frame_iou, frame_fp)
+
+
+def cosine_similarity(r: np.ndarray, g: np.ndarray) -> float:
+    """1.0 for equal directions; two all-zero arrays agree (1.0), one all-zero against another does not (0.0)."""
+    nr, ng = float(np.linalg.norm(r)), float(np.linalg.norm(g))
+    if nr == 0.0 or ng == 0.0:
+        return 1.0 if nr == ng else 0.0
+    if not (np.isfinite(nr) and np.isfinite(ng)):
+        return 0.0
+    return float(np.dot(r, g) / (nr * ng))
+
+
+def map_agreement(refs: list[np.ndarray], gots: list[np.ndarray], threshold: float
+                  ) -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
+    """Per frame: IoU where the reference has positives, else the candidate's false-positive pixel rate."""
+    ious: list[float | None] = []
+    fps: list[float | None] = []
+    for r, g in zip(refs, gots):
+        a, b = np.asarray(r) > threshold, np.asarray(g) > threshold
+        if a.mean() >= POSITIVE_FRACTION:
+            ious.append(float((a & b).sum() / (a | b).sum()))
+            fps.append(None)
+        else:
+            ious.append(None)
+            fps.append(float((b & ~a).mean()) if b.size else 0.0)
+    return tuple(ious), tuple(fps)

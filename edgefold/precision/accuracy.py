@@ -31,7 +31,7 @@ def measure_against(reference: tuple[list[str], list[list[np.ndarray]]], prepare
     out = []
     for k, name in enumerate(names):
         s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots])
-        out.append(s.with_verdict(tolerance.passes(s)))
+        out.append(tolerance.judge(s))
     return tuple(out)
 
 
@@ -41,12 +41,14 @@ def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFe
 
 
 def score(stats: tuple[OutputStats, ...]) -> float:
-    """Higher is better: task agreement where it applies, else 1 - relative error."""
+    """Higher is better: the task metrics where they apply (false positives weigh 10x, so 1 % costs 0.1),
+    else the cosine similarity, else 1 - relative error."""
     parts = []
     for s in stats:
-        if s.top1_agreement is not None:
-            parts.append(s.top1_agreement)
-        if s.map_iou is not None:
-            parts.append(s.map_iou)
-        parts.append(1.0 - min(1.0, s.max_rel))
+        task = [v for v in (s.top1_agreement, s.map_iou) if v is not None]
+        if s.false_positive is not None:
+            task.append(1.0 - min(1.0, 10 * s.false_positive))
+        if not task:
+            task.append(s.cosine if s.cosine is not None else 1.0 - min(1.0, s.max_rel))
+        parts.extend(task)
     return float(np.mean(parts)) if parts else 0.0

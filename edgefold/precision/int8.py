@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 
 from edgefold.compare.frames import InputFeed
+from edgefold.errors import UsageError
 from edgefold.graph.io import EXTERNAL_DATA_THRESHOLD, model_bytes_or_path
-
-QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
 
 def _meta(model: onnx.ModelProto, key: str, default):
@@ -69,7 +69,8 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     if opset < 13:
-        raise ValueError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
+        raise UsageError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
+    model = weights_as_initializers(model)  # per-channel scales whatever the weights' storage
     first_convs = _meta(model, "edgefold.folded_convs", [])
     exclude = border_nodes(model)
     overrides = {}
@@ -79,10 +80,10 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
         raw = _meta(model, "edgefold.raw_tensors", [])
         offsets = _meta(model, "edgefold.raw_offset", [])
         if not raw or not offsets or offsets[0] != -128:
-            raise ValueError("recentre needs a model folded with raw_offset=-128")
+            raise UsageError("recentre needs a model folded with raw_offset=-128")
         overrides = {raw[0]: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}]}
     else:
-        raise ValueError(f"unknown INT8 strategy {strategy!r}")
+        raise UsageError(f"unknown INT8 strategy {strategy!r}")
     all_ops = sorted({n.op_type for n in model.graph.node})
     extra = {
         "ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False, "AddQDQPairToWeight": True,
@@ -102,7 +103,7 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
         else:
             onnx.save(model, str(src))
         quantize_static(str(src), str(dst), _Reader(feed, frames, show_progress), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OPS, per_channel=True, reduce_range=False,
+                        op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                         calibrate_method=calib, extra_options=extra, use_external_data_format=large)
         out = onnx.load(str(dst))

@@ -1,0 +1,236 @@
+"""INT8 a user can trust: task-aware floors, per-channel weights whatever their storage, mixed precision."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefold.compare.metrics import map_agreement, output_stats
+from edgefold.compare.tolerance import Floors, tolerance_for
+from edgefold.errors import UsageError
+from edgefold.graph.build import ModelBuilder
+from edgefold.precision import mixed
+from edgefold.precision.weights import QUANTIZED_OPS, weight_axis, weights_as_initializers
+from tests.models import run
+
+WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+
+
+# ---- metrics: IoU only where the reference has positives, false positives where it has none ----------------
+def _map(on: list[tuple[slice, slice]], shape=(1, 1, 64, 64)) -> np.ndarray:
+    m = np.zeros(shape, np.float32)
+    for rows, cols in on:
+        m[..., rows, cols] = 1.0
+    return m
+
+
+def test_frames_without_positives_have_no_iou_but_a_false_positive_rate():
+    text = _map([(slice(10, 20), slice(10, 40))])
+    empty = _map([])
+    ious, fps = map_agreement([text, empty], [text, empty], 0.5)
+    assert ious == (1.0, None) and fps == (None, 0.0)
+    stray = _map([(slice(0, 4), slice(0, 4))])  # 16 false pixels of 4096 on the empty frame
+    s = output_stats("map", [text, empty], [text, stray], 0.5)
+    assert s.map_iou == 1.0 and s.map_iou_min == 1.0  # the empty frame does not drag IoU to 0
+    assert s.false_positive == pytest.approx(16 / 4096)
+    assert s.frame_iou == (1.0, None) and s.frame_false_positive[1] == pytest.approx(16 / 4096)
+
+
+def test_iou_is_per_frame_mean_and_min():
+    a = _map([(slice(0, 10), slice(0, 10))])
+    half = _map([(slice(0, 10), slice(0, 5))])
+    s = output_stats("map", [a, a], [a, half], 0.5)
+    assert s.map_iou == pytest.approx(0.75) and s.map_iou_min == pytest.approx(0.5)
+
+
+def test_all_empty_maps_have_no_iou():
+    e = _map([])
+    s = output_stats("map", [e], [e], 0.5)
+    assert s.map_iou is None and s.false_positive == 0.0
+
+
+def test_int8_dense_map_is_judged_by_iou_and_false_positives_not_by_one_flipped_pixel():
+    ref = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(1, 1, 64, 64)
+    got = ref.copy()
+    got[0, 0, 0, 0] = 1.0  # one pixel flips: an error of 1 on a map whose maximum is 1
+    s = output_stats("prob", [ref], [got], 0.5)
+    tol = tolerance_for("int8", {}, {})
+    assert s.max_rel == pytest.approx(1.0)
+    ok, why = tol.verdict(s)
+    assert ok and "map IoU" in why and "max abs" not in why
+    strict = tolerance_for("int8", {}, {}, {"iou": 1.0})
+    assert not strict.passes(s)
+    assert not tolerance_for("fp16", {}, {}).passes(s)  # fp16 keeps its numeric bound
+
+
+def test_raw_heads_are_judged_by_cosine_under_int8():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(1, 84, 100)).astype(np.float32)  # YOLO-style raw output
+    near = ref + 0.01 * rng.normal(size=ref.shape).astype(np.float32)
+    far = ref + 1.0 * rng.normal(size=ref.shape).astype(np.float32)
+    tol = tolerance_for("int8", {}, {})
+    assert tol.verdict(output_stats("raw", [ref], [near]))[1].startswith("cosine")
+    assert tol.passes(output_stats("raw", [ref], [near]))
+    assert not tol.passes(output_stats("raw", [ref], [far]))
+
+
+def test_accuracy_floor_parsing():
+    assert Floors.parse("iou=0.95,fp=0.005") == {"iou": 0.95, "fp": 0.005}
+    for bad in ("iou", "iou=2", "speed=1", "iou=x"):
+        with pytest.raises(UsageError):
+            Floors.parse(bad)
+
+
+# ---- per-channel weights whatever the storage ---------------------------------------------------------
+def _constant_weight_model() -> onnx.ModelProto:
+    """Weights as Constant nodes (paddle2onnx), behind a Cast and an Identity, one shared by two convs."""
+    b = ModelBuilder(seed=1)
+    x = b.input("x", [1, 3, 16, 16], np.float32)
+    rng = np.random.default_rng(1)
+    w1 = b.const(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w1", True)
+    y = b.op("Conv", [x, w1], pads=[1, 1, 1, 1])
+    w16 = b.const(rng.normal(size=(8, 8, 1, 1)).astype(np.float16), "w16")
+    y = b.op("Relu", [b.op("Conv", [y, b.op("Cast", [w16], to=onnx.TensorProto.FLOAT)])])
+    wdw = b.op("Identity", [b.const(rng.normal(size=(8, 1, 3, 3)).astype(np.float32), "wdw", True)])
+    y = b.op("Conv", [y, wdw], group=8, pads=[1, 1, 1, 1])
+    shared = b.const(rng.normal(size=(8, 8, 1, 1)).astype(np.float32), "shared", True)
+    y = b.op("Conv", [b.op("Conv", [y, shared]), shared])
+    return b.model([y])
+
+
+def _check_per_channel(model: onnx.ModelProto) -> int:
+    """Every Q/DQ weight of a quantised op: per-channel on the output-channel axis, zero point 0."""
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    checked = 0
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS or len(node.input) < 2:
+            continue
+        dq = producer.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        weight = inits[q.input[0]] if q is not None and q.op_type == "QuantizeLinear" else inits[dq.input[0]]
+        scale = inits[dq.input[1]]
+        axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+        assert axis == weight_axis(node), node.name
+        assert scale.shape == (weight.shape[axis],), f"{node.name}: per-tensor weight scale {scale.shape}"
+        if len(dq.input) > 2 and dq.input[2]:
+            assert not inits[dq.input[2]].any()
+        checked += 1
+    return checked
+
+
+def test_constant_weights_become_initializers_and_the_model_is_unchanged():
+    m = _constant_weight_model()
+    w = weights_as_initializers(m)
+    assert not [n for n in w.graph.node if n.op_type in ("Constant", "Cast", "Identity")]
+    x = np.random.default_rng(2).normal(size=(1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(run(m, {"x": x})[0], run(w, {"x": x})[0])
+
+
+def test_every_quantised_weight_is_per_channel_whatever_its_storage():
+    from edgefold.compare.frames import InputFeed
+    from edgefold.fold.affine import ChannelAffine
+    from edgefold.precision.int8 import quantize
+
+    m = _constant_weight_model()
+    feed = InputFeed("x", "float32", (1, 3, 16, 16), 1, ChannelAffine.identity(3))
+    frames = [np.random.default_rng(i).normal(size=(3, 16, 16)) for i in range(4)]
+    q = quantize(m, feed, frames, "float-first", "minmax")
+    assert _check_per_channel(q) == 5
+
+
+@pytest.fixture(scope="module")
+def paddle_models():
+    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
+    if not wheels:
+        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
+    with zipfile.ZipFile(wheels[0]) as z:
+        return {name: onnx.load_from_string(z.read(f"rapidocr_onnxruntime/models/{name}"))
+                for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx")}
+
+
+def test_paddle2onnx_models_are_quantised_per_channel(paddle_models):
+    """Every Q/DQ weight of the prepared PP-OCR detector and classifier (weights stored as Constant nodes)."""
+    from onnx import version_converter
+
+    from edgefold.compare.frames import InputFeed
+    from edgefold.fold.affine import ChannelAffine
+    from edgefold.graph.shapes import specialise
+    from edgefold.precision.int8 import quantize
+
+    for name, model in paddle_models.items():
+        size = (64, 64) if "det" in name else (48, 192)
+        m = version_converter.convert_version(specialise(model, size), 13)
+        feed = InputFeed(m.graph.input[0].name, "float32", (1, 3, *size), 1, ChannelAffine.identity(3))
+        frames = [np.random.default_rng(i).uniform(-1, 1, (3, *size)) for i in range(2)]
+        q = quantize(m, feed, frames, "float-first", "minmax")
+        convs = sum(n.op_type == "Conv" for n in m.graph.node)
+        assert _check_per_channel(q) >= convs - 1, name  # every conv (the float-first one may stay float)
+
+
+# ---- mixed precision: the search keeps the layer that matters -----------------------------------------
+def _sensitive_model() -> onnx.ModelProto:
+    """Four 3x3 convs; conv 'c2' has one output channel 1000x larger than the rest, so its per-tensor input
+    activation range leaves the small channels a fraction of a code: quantising c3's input hurts most."""
+    b = ModelBuilder(seed=4)
+    x = b.input("x", [1, 4, 24, 24], np.float32)
+    y = b.op("Relu", [b.conv(x, 4, 8, k=3, pad=1, name="c1")])
+    y = b.op("Relu", [b.conv(y, 8, 8, k=3, pad=1, name="c2")])
+    y = b.op("Relu", [b.conv(y, 8, 8, k=3, pad=1, name="c3")])
+    y = b.conv(y, 8, 4, k=3, pad=1, name="c4")
+    model = b.model([y])
+    weight = {n.name: n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    for t in model.graph.initializer:  # make c2's first output channel huge (and c3 ignore it)
+        if t.name == weight["c2"]:
+            w = onnx.numpy_helper.to_array(t).copy()
+            w[0] *= 1000.0
+            t.CopyFrom(onnx.numpy_helper.from_array(w, t.name))
+        if t.name == weight["c3"]:
+            w = onnx.numpy_helper.to_array(t).copy()
+            w[:, 0] = 0.0
+            t.CopyFrom(onnx.numpy_helper.from_array(w, t.name))
+    return model
+
+
+def test_search_keeps_the_known_sensitive_layer_in_float():
+    import time
+
+    from edgefold.compare.frames import InputFeed
+    from edgefold.fold.affine import ChannelAffine
+    from edgefold.precision.int8 import quantize
+
+    m = _sensitive_model()
+    names = [n.name for n in m.graph.node if n.op_type == "Conv"]
+    feed = InputFeed("x", "float32", (1, 4, 24, 24), 1, ChannelAffine.identity(4))
+    frames = [np.random.default_rng(i).uniform(0, 1, (4, 24, 24)) for i in range(6)]
+    q = quantize(m, feed, frames, "float-first", "minmax")
+    assert set(mixed.quantized_layers(q)) == set(names)
+
+    def outputs(model):
+        return [run(model, {"x": feed.tensor(f)}) for f in frames[:3]]
+
+    reference = outputs(m)
+    ranking = mixed.rank_layers(q, outputs, reference, time.monotonic() + 60)
+    conv3 = "c3"
+    assert ranking[0][0] == conv3, ranking
+    full_error = mixed.output_error(reference, outputs(q))
+
+    def passes(model):
+        return mixed.output_error(reference, outputs(model)) < full_error / 10
+
+    found = mixed.search(q, ranking, passes, time.monotonic() + 60)
+    assert found is not None
+    model, result = found
+    assert result.kept_float == (conv3,)
+    assert conv3 not in mixed.quantized_layers(model)
+    # all float: no Q/DQ left, the fp32 model again
+    plain = mixed.keep_float(q, frozenset(names))
+    assert not [n for n in plain.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    np.testing.assert_allclose(outputs(plain)[0][0], reference[0][0], rtol=1e-5, atol=1e-5)
