@@ -234,3 +234,41 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
     plain = mixed.keep_float(q, frozenset(names))
     assert not [n for n in plain.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     np.testing.assert_allclose(outputs(plain)[0][0], reference[0][0], rtol=1e-5, atol=1e-5)
+
+
+def test_shapes_hint_follows_the_input_layout():
+    from edgefold.build.pipeline import _example_profile
+    from edgefold.compare.frames import InputFeed
+    from edgefold.fold.affine import ChannelAffine
+
+    nhwc = InputFeed("gray", "uint8", ("n", "h", "w", 1), 3, ChannelAffine.identity(1))
+    nchw = InputFeed("x", "uint8", ("n", 1, "h", "w"), 1, ChannelAffine.identity(1))
+    nhw = InputFeed("f", "uint8", ("n", "h", "w"), 0, ChannelAffine.identity(1))
+    assert _example_profile(nhwc).startswith("1x480x640x1/")
+    assert _example_profile(nchw).startswith("1x1x480x640/")
+    assert _example_profile(nhw).startswith("1x480x640/")
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_pytorch_exports_are_quantised_per_channel(tmp_path, dynamo):
+    """Conv, depthwise conv, ConvTranspose and Linear as PyTorch's exporters write them."""
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    from edgefold.compare.frames import InputFeed
+    from edgefold.fold.affine import ChannelAffine
+    from edgefold.precision.int8 import quantize
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, 1, 1, groups=8), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(8, 4, 2, 2), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 16 * 16, 5),
+    ).eval()
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 16, 16),), str(path), dynamo=dynamo, opset_version=18 if dynamo else 13,
+                      input_names=["x"], output_names=["y"])
+    m = onnx.load(str(path))
+    feed = InputFeed("x", "float32", (1, 3, 16, 16), 1, ChannelAffine.identity(3))
+    frames = [np.random.default_rng(i).uniform(0, 1, (3, 16, 16)) for i in range(4)]
+    q = quantize(m, feed, frames, "float-first", "minmax")
+    assert _check_per_channel(q) == 4

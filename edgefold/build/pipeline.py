@@ -89,6 +89,18 @@ class BuildResult:
         return "\n".join(lines)
 
 
+def _example_profile(feed: InputFeed) -> str:
+    """A MIN/OPT/MAX example in the input's own layout (NCHW, NHWC, or N x H x W)."""
+    channels = feed.affine.in_channels
+
+    def one(h: int, w: int) -> str:
+        dims = [1, h, w]
+        if len(feed.shape) == 4:
+            dims.insert(3 if feed.channel_axis in (3, -1) else 1, channels)
+        return "x".join(map(str, dims))
+    return "/".join(one(h, w) for h, w in ((480, 640), (1080, 1920), (2048, 2448)))
+
+
 def _figures(s: OutputStats) -> str:
     parts = [f"max rel error {s.max_rel:.3g}"]
     if s.top1_agreement is not None:
@@ -257,7 +269,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
         dims = "x".join(str(d) for d in feed.shape)
         raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
-                         f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:1x1x480x640/1x1x1080x1920/1x1x2048x2448), "
+                         f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{_example_profile(feed)}), "
                          f"or one size for the fastest exact fold")
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
