@@ -121,6 +121,10 @@ def test_rebuild_reuses_the_calibration(demo_path, photos, tmp_path):
     second = json.loads((tmp_path / "demo.int8.json").read_text())
     assert not first["reused_calibration"] and second["reused_calibration"]
     assert first["cache_key"] == second["cache_key"]
+    # another floor is another preparation (the search keeps the layers that floor needs): no reuse
+    assert _int8(demo_path, photos, tmp_path, "--accuracy-floor", "iou=0.5")[0] == 0
+    third = json.loads((tmp_path / "demo.int8.json").read_text())
+    assert not third["reused_calibration"] and third["cache_key"] != first["cache_key"]
 
 
 def test_accuracy_floor_fails_unless_accepted(demo_path, tmp_path, capsys):
