@@ -33,7 +33,7 @@ from edgefold.build.spec import BuildOptions, ShapeProfile  # noqa: E402
 from edgefold.compare.metrics import map_agreement  # noqa: E402
 from edgefold.fold.options import FoldOptions  # noqa: E402
 from edgefold.graph.ort import session  # noqa: E402
-from edgefold.precision.mixed import quantized_layers  # noqa: E402
+from edgefold.precision.mixed import int8_mac_share  # noqa: E402
 from tests.pages import photos, scanned_pages, text_page, write_folder  # noqa: E402
 
 SIZE = (640, 640)
@@ -83,22 +83,6 @@ def judge(ref_text, got_text, ref_free, got_free) -> tuple[float, float, float]:
     return float(np.mean(ious)), float(np.min(ious)), float(np.mean(fps))
 
 
-def mac_share(model: onnx.ModelProto) -> float | None:
-    from edgefold.inspect.count import inventory
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            if not d.dim_value:
-                d.dim_value = SIZE[axis - 2] if axis >= 2 else 1
-    layers = [layer for layer in inventory(m).layers if layer.op in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
-    if any(layer.macs is None for layer in layers):
-        return None
-    q = set(quantized_layers(model))
-    return sum(layer.macs for layer in layers if layer.name in q) / sum(layer.macs for layer in layers)  # type: ignore[misc]
-
-
 def ort_anchor(det: Path, calib: list[np.ndarray], method: str, tmp: Path) -> onnx.ModelProto:
     """The unfolded model, quantised as a user would with onnxruntime (TensorRT-legal settings)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -143,7 +127,7 @@ def main() -> None:
 
         def row(label: str, model: onnx.ModelProto, raw: bool, seconds: float, kept: int | str) -> None:
             iou, iou_min, fp = judge(ref_text, maps(model, held_text, raw), ref_free, maps(model, held_free, raw))
-            share = mac_share(model)
+            share = int8_mac_share(model, SIZE)
             rows.append((label, f"{iou:.3f}", f"{iou_min:.3f}", f"{100 * fp:.2f}%",
                          "-" if share is None else f"{100 * share:.1f}%", str(kept), f"{seconds:.0f}"))
             print(" | ".join(rows[-1]), flush=True)

@@ -380,29 +380,12 @@ def _plain(value):  # noqa: ANN001, ANN202
 
 def _int8_summary(chosen: Candidate, calib: CalibSet) -> dict:
     """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
-    from edgefold.precision.mixed import quantized_layers
-    from edgefold.precision.weights import QUANTIZED_OPS
+    from edgefold.precision.mixed import int8_mac_share
 
     kept = list(chosen.search.kept_float) if chosen.search else []
-    share = None
+    h, w = np.shape(calib.frames[0])[-2:] if calib.frames else (0, 0)
     try:
-        from edgefold.inspect.count import inventory
-
-        model = onnx.ModelProto()
-        model.CopyFrom(chosen.model)
-        if calib.frames and any(not d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[-2:]):
-            from edgefold.graph.shapes import specialise
-
-            model = specialise(model, tuple(np.shape(calib.frames[0])[-2:]))
-        for vi in model.graph.input:  # count one frame: a dynamic batch is 1
-            for d in vi.type.tensor_type.shape.dim:
-                if not d.dim_value:
-                    d.dim_value = 1
-        layers = [layer for layer in inventory(model).layers if layer.op in QUANTIZED_OPS]
-        macs = {layer.name: layer.macs for layer in layers if layer.macs is not None}
-        if macs and len(macs) == len(layers):
-            int8 = set(quantized_layers(chosen.model))
-            share = sum(v for n, v in macs.items() if n in int8) / max(1, sum(macs.values()))
+        share = int8_mac_share(chosen.model, (int(h), int(w)) if calib.frames else None)
     except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
         share = None
     search = chosen.search

@@ -35,6 +35,28 @@ def quantized_layers(model: onnx.ModelProto) -> list[str]:
     return out
 
 
+def int8_mac_share(model: onnx.ModelProto, size: tuple[int, int] | None) -> float | None:
+    """The share of Conv/ConvTranspose/Gemm/MatMul MACs that run in INT8, for one frame of ``size`` (H, W)
+    when the input is dynamic; None when a MAC count is unknown."""
+    from edgefold.graph.shapes import specialise
+    from edgefold.inspect.count import inventory
+
+    counted = onnx.ModelProto()
+    counted.CopyFrom(model)
+    if size is not None and any(not d.dim_value for d in counted.graph.input[0].type.tensor_type.shape.dim[-2:]):
+        counted = specialise(counted, size)
+    for vi in counted.graph.input:  # one frame: a dynamic batch is 1
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.dim_value:
+                d.dim_value = 1
+    layers = [layer for layer in inventory(counted).layers if layer.op in QUANTIZED_OPS]
+    if not layers or any(layer.macs is None for layer in layers):
+        return None
+    int8 = set(quantized_layers(model))
+    total = sum(layer.macs or 0 for layer in layers)
+    return sum(layer.macs or 0 for layer in layers if layer.name in int8) / total if total else None
+
+
 def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str]) -> onnx.ModelProto:
     """A copy where the named layers read their inputs without Q/DQ (float weights, float activations)."""
     out = onnx.ModelProto()
