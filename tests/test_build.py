@@ -166,6 +166,7 @@ def test_sidecar_contents(demo_path, photos, tmp_path):
     assert side["fold"]["folded_convs"] == ["stem_conv"]
     assert side["engine"] == {"built": False} and side["build_plan"]["trt_major"] in (10, 11)
     assert side["trtexec"] == "demo.int8.trtexec.sh"
+    assert 0.5 < side["int8"]["int8_mac_share"] <= 1.0 and isinstance(side["int8"]["kept_float"], list)
 
 
 @pytest.mark.parametrize("precision, major, strongly, fp16, int8", [

@@ -225,15 +225,18 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
     def passes(model):
         return mixed.output_error(reference, outputs(model)) < full_error / 10
 
-    found = mixed.search(q, ranking, passes, time.monotonic() + 60)
-    assert found is not None
-    model, result = found
+    model, result = mixed.search(q, ranking, passes, time.monotonic() + 60)
+    assert model is not None
     assert result.kept_float == (conv3,)
     assert conv3 not in mixed.quantized_layers(model)
     # all float: no Q/DQ left, the fp32 model again
     plain = mixed.keep_float(q, frozenset(names))
     assert not [n for n in plain.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     np.testing.assert_allclose(outputs(plain)[0][0], reference[0][0], rtol=1e-5, atol=1e-5)
+    # a floor nothing meets: no model, and the record says what was tried
+    model, result = mixed.search(q, ranking, lambda m: False, time.monotonic() + 60)
+    assert model is None and result.kept_float == () and [k for k, _ in result.steps] == [1, 2, 4]
+    assert not result.exhausted
 
 
 def test_shapes_hint_follows_the_input_layout():

@@ -118,7 +118,11 @@ def _below_floor(options: BuildOptions, tol: Tolerance, chosen: Candidate) -> st
     """One line: the floor, the best figure reached and what to try next."""
     failing = [s for s in chosen.on_calibration + chosen.on_held_out if not s.passed]
     worst = failing[0] if failing else (chosen.on_calibration + chosen.on_held_out)[0]
-    kept = f" with {len(chosen.search.kept_float)} layers in FP16" if chosen.search else ""
+    search = chosen.search
+    kept = "" if search is None else (
+        f" with {len(search.kept_float)} layers in FP16" if search.kept_float else
+        f" with INT8 everywhere; the FP16-layer search tried {', '.join(str(k) for k, _ in search.steps) or 'nothing'}"
+        f" of {len(search.ranking)} layers in FP16{' before --search-budget ran out' if search.exhausted else ''}")
     hint = ("more calibration frames like the camera's, a lower --accuracy-floor, --search-budget, --fp16, or "
             "--accept-accuracy-drop") if options.precision == "int8" else "--fp32, or --accept-accuracy-drop"
     return (f"{options.precision} model below the accuracy floor ({tol.describe()}): best reached ({chosen.label}"
@@ -174,11 +178,8 @@ def _mixed_precision(chosen: Candidate, feed: InputFeed, calib: CalibSet, ref_ca
         found[id(model)] = c
         return c.passed
 
-    result = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
-    if result is None:
-        return dataclasses.replace(chosen, search=mixed.SearchResult((), tuple(ranking), (), 0.0, True))
-    model, info = result
-    return dataclasses.replace(found[id(model)], search=info)
+    model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
+    return dataclasses.replace(chosen if model is None else found[id(model)], search=info)
 
 
 def _sha256(path: str) -> str:

@@ -132,8 +132,9 @@ def rank_layers(model: onnx.ModelProto, run: Callable[[onnx.ModelProto], list[li
 
 
 def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Callable[[onnx.ModelProto], bool],
-           deadline: float, progress: bool = False) -> tuple[onnx.ModelProto, SearchResult] | None:
-    """The smallest k such that the k most sensitive layers in float meet the floor (None: not even all)."""
+           deadline: float, progress: bool = False) -> tuple[onnx.ModelProto | None, SearchResult]:
+    """The smallest k such that the k most sensitive layers in float meet the floor, and the record of the
+    search; the model is None when no k tried did (the floor needs more than float layers, or time ran out)."""
     from tqdm import tqdm
 
     t0 = time.monotonic()
@@ -169,7 +170,5 @@ def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Cal
         else:
             lo = mid
     bar.close()
-    if hi is None:
-        return None
-    result = SearchResult(tuple(order[:hi]), tuple(ranking), tuple(steps), time.monotonic() - t0, exhausted)
-    return models[hi], result
+    result = SearchResult(tuple(order[:hi or 0]), tuple(ranking), tuple(steps), time.monotonic() - t0, exhausted)
+    return (None if hi is None else models[hi]), result
