@@ -52,10 +52,8 @@ def run(args: argparse.Namespace) -> int:
             folded, report = fold(args.model, options)
         except VerificationFailed as err:
             if args.report and err.report is not None:  # the report says where it failed; the model is not written
-                failed = RunOutputs()
-                failed.claim(args.report, "--report")
-                with failed:
-                    failed.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]
+                outputs.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]
+                outputs.commit()
             raise
         outputs.stage_model(args.output, folded)
         if args.report:

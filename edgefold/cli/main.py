@@ -18,7 +18,7 @@ class _Parser(argparse.ArgumentParser):
 _NUMBERS = re.compile(r"^-[0-9.][0-9.eE+-]*(,[-+]?[0-9.][0-9.eE+-]*)*$")
 
 
-def _join_negative_values(argv: list[str]) -> list[str]:
+def _normalise_argv(argv: list[str]) -> list[str]:
     """``--std -1,-1,-1`` as ``--std=-1,-1,-1``: argparse takes a negative number list for a flag. And
     ``-v`` anywhere (``edgefold fold m.onnx -v``) means the top-level flag."""
     verbose = [a for a in argv if a in ("-v", "--verbose")]
@@ -62,7 +62,7 @@ def _quiet_polygraphy(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
     _quiet_polygraphy(args.verbose)
     with warnings.catch_warnings():
         if not args.verbose:  # numpy/onnx/onnxruntime warnings are not the user's business; -v shows them
