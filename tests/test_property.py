@@ -44,7 +44,38 @@ def conv_configs(draw):
 
 
 STEPS = ["div_scalar", "mul_channel", "sub_channel", "add_scalar", "rsub", "flip_gather", "flip_slice",
-         "flip_split", "batchnorm", "avgpool", "resize", "crop", "maxpool", "reflect_pad"]
+         "flip_split", "batchnorm", "avgpool", "resize", "crop", "maxpool", "reflect_pad", "lanes"]
+SPATIAL = {"avgpool", "resize", "crop", "maxpool", "reflect_pad"}
+# channel by channel (issue 15): each channel selected with a scalar index, its own scalar arithmetic, then
+# put back by a stack (in a random channel order), in-place ScatterElements (indices from the update's shape,
+# as the dynamo exporter writes them), ScatterND or Where with a per-channel mask
+LANE_FORMS = ["stack", "scatter", "scatter_nd", "where"]
+
+
+def lanes(b, x, rng, after_spatial):  # noqa: ANN001, ANN201
+    form = rng.choice(["stack", "scatter_nd", "where"] if after_spatial else LANE_FORMS)
+    one = b.const(np.array([1], np.int64))
+    parts = []
+    for c in range(3):
+        lane = b.op("Gather", [x, b.const(np.array(c, np.int64))], axis=1)
+        for _ in range(rng.integers(0, 3)):
+            op = rng.choice(["Mul", "Add", "Sub", "Div"])
+            k = b.const(np.float32(rng.uniform(0.5, 2) * rng.choice([-1, 1])))
+            lane = b.op(op, [lane, k] if op == "Div" or rng.random() < 0.5 else [k, lane])
+        parts.append(b.op("Unsqueeze", [lane, one]))
+    order = rng.permutation(3)
+    if form == "stack":
+        return b.op("Concat", [parts[i] for i in order], axis=1)
+    for c in order:
+        if form == "scatter":
+            idx = b.op("Expand", [b.const(np.array(c, np.int64)), b.op("Shape", [parts[c]])])
+            x = b.op("ScatterElements", [x, idx, parts[c]], axis=1)
+        elif form == "scatter_nd":
+            x = b.op("ScatterND", [x, b.const(np.array([[[0, c]]], np.int64)), parts[c]])
+        else:
+            mask = b.const((np.arange(3) == c).reshape(1, 3, 1, 1))
+            x = b.op("Where", [mask, parts[c], x])
+    return x
 
 
 @st.composite
@@ -66,7 +97,10 @@ def build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes=False, nhwc=Fa
         x = b.op("Transpose", [x], perm=[0, 3, 1, 2])
     const = b.const
     b.const = lambda value, stem="c", as_node=const_nodes: const(value, stem, as_node)  # type: ignore[method-assign]
-    for step in steps:
+    for i, step in enumerate(steps):
+        if step == "lanes":
+            x = lanes(b, x, rng, after_spatial=bool(SPATIAL & set(steps[:i])))
+            continue
         if step == "replicate":
             if replicate == "concat":
                 x = b.op("Concat", [x, x, x], axis=1)

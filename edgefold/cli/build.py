@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     p.add_argument("--shapes", action="append", metavar="NAME:MIN/OPT/MAX",
                    help="shape profile, e.g. input:1x1x480x640/1x1x1080x1920/1x1x2048x2448")
     p.add_argument("--no-fold", action="store_true", help="build the model as it is")
-    add_camera_flags(p)
+    add_camera_flags(p, compose=True)
     p.add_argument("--input-dtype", choices=("uint8", "float32"), help="as for fold")
     p.add_argument("--no-engine", action="store_true", help="write everything but the engine (no TensorRT needed)")
     p.add_argument("--trt-version", type=int, choices=(8, 9, 10, 11), help="target TensorRT major (default: installed, "
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         calib_method=args.calib_method, int8_strategy=args.int8_strategy,
         shapes=tuple(ShapeProfile.parse(s) for s in args.shapes or []), fold=not args.no_fold,
         fold_options=FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
-                                 input_dtype=args.input_dtype),
+                                 compose=args.compose, input_dtype=args.input_dtype),
         engine=not args.no_engine, trt_major=args.trt_version, fp16_flag=args.fp16_flag,
         timing_cache=args.timing_cache, workspace_mib=args.workspace, opt_level=args.opt_level, dla_core=args.dla,
         gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,

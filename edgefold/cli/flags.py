@@ -35,8 +35,9 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def add_camera_flags(p: argparse.ArgumentParser) -> None:
-    """--gray/--rgb/--bgr and --mean/--std/--scale, with the meaning ``edgefold fold`` gives them."""
+def add_camera_flags(p: argparse.ArgumentParser, compose: bool = False) -> None:
+    """--gray/--rgb/--bgr and --mean/--std/--scale, with the meaning ``edgefold fold`` gives them (and
+    --compose where a fold happens)."""
     order = p.add_mutually_exclusive_group()
     order.add_argument("--gray", dest="channels", action="store_const", const="gray",
                        help="the camera gives 1-channel gray pixels (replicated for a 3-channel model)")
@@ -47,6 +48,10 @@ def add_camera_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", type=floats, help="per-channel mean a bare model expects, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", type=floats, help="per-channel std, e.g. 0.229,0.224,0.225")
     p.add_argument("--scale", type=finite, help="pixel divisor before mean/std, e.g. 255")
+    if compose:
+        p.add_argument("--compose", action="store_true",
+                       help="the model expects --mean/--std-normalised input and re-normalises it in its graph "
+                       "(torchvision's transform_input): fold both, and print the composed map")
 
 
 def accuracy_floor(text: str) -> dict[str, float]:

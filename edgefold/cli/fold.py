@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                        "it expects with --gray --mean --std --scale.")
     p.add_argument("model", help="ONNX model")
     p.add_argument("-o", "--output", required=True, help="folded ONNX model to write")
-    add_camera_flags(p)
+    add_camera_flags(p, compose=True)
     p.add_argument("--input-dtype", choices=("uint8", "float32"),
                    help="type of the new input (default: the original input's type)")
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.graph.outputs import RunOutputs
 
     options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
+                          compose=args.compose,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
                           input_size=args.input_size, verify=not args.no_verify,
                           verify_sizes=tuple(args.verify_size) if args.verify_size else None)

@@ -7,9 +7,10 @@ import numpy as np
 import onnx
 
 from edgefold.errors import UnsupportedGraph, UsageError
+from edgefold.fold import shapefn
 from edgefold.fold.adapter import compose, find_adapter
 from edgefold.fold.affine import ChannelAffine, declared
-from edgefold.fold.ops import RECOGNISERS, NodeCtx, Refusal
+from edgefold.fold.ops import LANE_OPS, RECOGNISERS, NodeCtx, Refusal, kept_shape
 from edgefold.fold.options import FoldOptions
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
 from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
@@ -158,18 +159,22 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if elem != onnx.TensorProto.FLOAT and np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).kind in "iu":
         info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(elem))
         int_range = (int(info.min), int(info.max))
-    start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT, int_range=int_range)
+    frame = tuple(-1 if i == axis else i for i in range(len(shape)))
+    start = Lin(RAW_INPUT, conv_view, axis, len(shape), elem == onnx.TensorProto.FLOAT, int_range=int_range,
+                frame=frame)
     walk_from, lead_removed, lead_raw = name, [], []
     if unsqueeze is not None:
         casts, node_id, tensor, is_float = unsqueeze
         walk_from, lead_removed = tensor, casts + [node_id]
         lead_raw = [RawOp(node_id, ((0, RAW_INPUT),), (tensor,))]
-        start = Lin(tensor, conv_view, 1, 4, is_float or start.is_float, int_range=None if is_float else int_range)
+        start = Lin(tensor, conv_view, 1, 4, is_float or start.is_float, int_range=None if is_float else int_range,
+                    frame=(0, -1, 1, 2))
+    trials = tuple(shapefn.trial_inputs(list(shape)))
 
     terminal_ids: frozenset[int] = frozenset()
     while True:
         try:
-            walk = _walk(index, walk_from, start, terminal_ids, options.border)
+            walk = _walk(index, walk_from, start, terminal_ids, options.border, name, trials)
             break
         except Refusal as refusal:
             if not refusal.via:
@@ -181,9 +186,11 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     removed, raw_ops = lead_removed + removed, lead_raw + raw_ops
     if not convs:
         raise NothingToFold("no Conv reads it")
-    if (options.mean is not None or options.std is not None) and arithmetic:
+    if (options.mean is not None or options.std is not None) and arithmetic and not options.compose:
         raise UsageError(f"input '{name}' is already normalised inside the graph; drop --mean/--std (--scale alone "
-                         f"is fine: a model that normalises 0..1 inputs in its graph, fed 0..255 pixels)")
+                         f"is fine: a model that normalises 0..1 inputs in its graph, fed 0..255 pixels), or add "
+                         f"--compose if the graph expects normalised input and re-normalises it (torchvision's "
+                         f"transform_input)")
     changes = (not conv_view.is_identity() or any(not c.affine.is_identity() for c in convs)
                or any(c.weight.shape != c.old_weight_shape for c in convs))
     if not changes:
@@ -221,17 +228,19 @@ def _adapter_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOpti
                      (), (fold,), False)
 
 
-def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int], border_mode: str
+def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int], border_mode: str,
+          input_name: str = "", trials: tuple[tuple[int, ...], ...] = ()
           ) -> tuple[list[int], list[RawOp], list[ConvFold], bool]:
     lin: dict[str, Lin] = {name: start}
     removed: list[int] = []
     raw_ops: list[RawOp] = []
     convs: list[ConvFold] = []
+    shape_reads: list[tuple[NodeCtx, Lin]] = []
     arithmetic = False
     for node_id, node in enumerate(index.nodes):
         hidden = _subgraph_reads(node) & lin.keys()
         touched = [i for i in node.input if i in lin]
-        ctx = NodeCtx(index, node, node_id, lin, terminal_ids, border_mode)
+        ctx = NodeCtx(index, node, node_id, lin, terminal_ids, border_mode, input_name, trials)
         if hidden:
             t = sorted(hidden)[0]
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{t}' inside a subgraph", lin[t].via)
@@ -241,6 +250,11 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
         if padded is not None and node.op_type != "Conv":
             raise Refusal(f"node {ctx.label} reads the zero-padded tensor '{padded}'; only a Conv may follow a zero "
                           f"Pad of the normalised tensor", lin[padded].via)
+        lane = next((t for t in touched if lin[t].lane), None)
+        if lane is not None and node.op_type not in LANE_OPS:
+            raise Refusal(f"node {ctx.label} reads '{lane}', one channel selected with a scalar index, as an "
+                          f"{node.op_type}; only per-pixel arithmetic, Unsqueeze/Reshape back to a channel, "
+                          f"Concat, Scatter and Where may follow such a selection", lin[lane].via)
         recogniser = RECOGNISERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         if recogniser is None:
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{touched[0]}' and is not a per-pixel "
@@ -254,11 +268,50 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
         removed.append(node_id)
         if step.raw_op is not None:
             raw_ops.append(step.raw_op)
+        if step.shape_read is not None:
+            shape_reads.append((ctx, lin[touched[0]]))
+    if shape_reads:
+        raw_ops = raw_ops + _resolve_shapes(index, shape_reads, removed, raw_ops)
     for t in lin:
         if t in index.output_names:
             raise Refusal(f"tensor '{t}' derived from the input is a graph output, so it cannot be removed",
                           lin[t].via)
     return removed, raw_ops, convs, arithmetic
+
+
+def _live(index: GraphIndex, removed: set[int]) -> set[int]:
+    """Nodes that still feed a graph output once ``removed`` are gone (re-applied raw ops count as kept)."""
+    needed, live = set(index.output_names), set()
+    for i in range(len(index.nodes) - 1, -1, -1):
+        node = index.nodes[i]
+        if i not in removed and any(o in needed for o in node.output if o):
+            live.add(i)
+            needed.update(x for x in node.input if x)
+            needed |= _subgraph_reads(node)
+    return live
+
+
+def _resolve_shapes(index: GraphIndex, shape_reads: list[tuple[NodeCtx, Lin]], removed: list[int],
+                    raw_ops: list[RawOp]) -> list[RawOp]:
+    """Each Shape of a derived tensor: re-applied to the raw tensor when a kept node reads it, else removed
+    together with the shape arithmetic that only removed nodes used (scatter indices, Expand targets)."""
+    pos = {id(n): i for i, n in enumerate(index.nodes)}
+    live = _live(index, set(removed) - {op.node_id for op in raw_ops})
+    kept: list[RawOp] = []
+    for ctx, lin in shape_reads:
+        out = ctx.node.output[0]
+        readers = [r for r in index.consumers.get(out, []) if pos[id(r)] in live]
+        if readers:
+            kept.append(kept_shape(ctx, lin, readers))
+            continue
+        frontier = [out]
+        while frontier:  # the dead shape arithmetic downstream, removed with it
+            for reader in index.consumers.get(frontier.pop(), []):
+                i = pos[id(reader)]
+                if i not in removed:
+                    removed.append(i)
+                    frontier.extend(o for o in reader.output if o)
+    return kept
 
 
 __all__ = ["plan_fold", "plan_chain", "ChannelAffine"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from edgefold.fold import border
+from edgefold.fold import border, shapefn
 from edgefold.fold.affine import ChannelAffine
 from edgefold.fold.plan import ConvFold, Lin, RawOp
 from edgefold.graph.index import GraphIndex, attrs
@@ -33,6 +33,8 @@ class Step:
     raw_op: RawOp | None = None
     terminal: ConvFold | None = None
     arithmetic: bool = False
+    # a Shape of a derived tensor: the walk decides at the end whether anything kept reads it
+    shape_read: str | None = None
 
 
 @dataclass
@@ -43,6 +45,8 @@ class NodeCtx:
     lin: dict[str, Lin]
     terminal_ids: frozenset[int]
     border_mode: str
+    input_name: str = ""  # the graph input of this chain (shape-only tensors are functions of its shape)
+    trials: tuple[tuple[int, ...], ...] = ()  # concrete input shapes to evaluate those at
 
     @property
     def label(self) -> str:
@@ -61,6 +65,20 @@ class NodeCtx:
     def const_in(self, i: int) -> np.ndarray | None:
         name = self.input(i)
         return self.index.constant(name) if name else None
+
+    def shape_only(self, i: int) -> list[np.ndarray] | None:
+        """Input ``i`` at each trial input shape when it is a constant or a function of the input's shape."""
+        name = self.input(i)
+        if not name or name in self.lin:
+            return None
+        const = self.index.constant(name)
+        if const is not None:
+            return [const] * max(1, len(self.trials))
+        return shapefn.evaluate(self.index, self.input_name, list(self.trials), self.lin, name)
+
+    def shapes_of(self, lin: Lin) -> list[tuple[int, ...]] | None:
+        shapes = [shapefn.lin_shape(lin, t) for t in self.trials]
+        return None if not shapes or any(s is None for s in shapes) else shapes  # type: ignore[return-value]
 
     def refuse(self, why: str, lin: Lin | None = None) -> Refusal:
         return Refusal(f"node {self.label}: {why}", lin.via if lin else ())
@@ -97,6 +115,9 @@ def per_channel(ctx: NodeCtx, const: np.ndarray, lin: Lin) -> np.ndarray:
         raise ctx.refuse(f"constant of shape {c.shape} has more axes than the tensor (rank {lin.rank})", lin)
     shape = (1,) * (lin.rank - c.ndim) + c.shape
     for ax, d in enumerate(shape):
+        if lin.lane and d != 1:
+            raise ctx.refuse(f"constant of shape {c.shape} varies along axis {ax} of a channel lane (one channel "
+                             f"selected with a scalar index); only scalar constants are per-pixel affine", lin)
         if ax != lin.axis and d != 1:
             raise ctx.refuse(f"constant of shape {c.shape} varies along axis {ax}, not only over channels "
                              f"(axis {lin.axis}): a per-pixel mean image is not supported", lin)
@@ -107,10 +128,7 @@ def per_channel(ctx: NodeCtx, const: np.ndarray, lin: Lin) -> np.ndarray:
 
 
 def _with(lin: Lin, affine: ChannelAffine | None = None, **kw) -> Lin:
-    return Lin(raw=kw.get("raw", lin.raw), affine=affine if affine is not None else lin.affine,
-               axis=kw.get("axis", lin.axis), rank=kw.get("rank", lin.rank),
-               is_float=kw.get("is_float", lin.is_float), via=kw.get("via", lin.via),
-               int_range=kw.get("int_range", lin.int_range), zero_pads=kw.get("zero_pads", lin.zero_pads))
+    return dataclasses.replace(lin, **kw) if affine is None else dataclasses.replace(lin, affine=affine, **kw)
 
 
 # ---- channel-affine ops ---------------------------------------------------------------------------
@@ -119,7 +137,7 @@ def arithmetic(ctx: NodeCtx) -> Step:
     a, b = ctx.lin_in(0), ctx.lin_in(1)
     out = ctx.single_output(a or b)  # type: ignore[arg-type]
     if a is not None and b is not None:
-        if op not in ("Add", "Sub") or a.raw != b.raw or a.axis != b.axis or a.rank != b.rank:
+        if op not in ("Add", "Sub") or a.raw != b.raw or a.axis != b.axis or a.rank != b.rank or a.lane != b.lane:
             raise ctx.refuse(f"{op} of two tensors derived from the input is not a per-pixel affine map", a)
         c = max(a.affine.out_channels, b.affine.out_channels)
         aa, bb = a.affine.broadcast_to(c), b.affine.broadcast_to(c)
@@ -200,12 +218,13 @@ def concat(ctx: NodeCtx) -> Step:
         if all(x.raw == first.raw for x in lins):
             return Step({out: _with(first, ChannelAffine.stack([x.affine for x in lins]), via=via)})
         raw_op = RawOp(ctx.node_id, tuple((i, x.raw) for i, x in enumerate(lins)), (out,))
-        return Step({out: _with(first, ChannelAffine.block_diagonal([x.affine for x in lins]), raw=out, via=via)},
+        return Step({out: _with(first, ChannelAffine.block_diagonal([x.affine for x in lins]), raw=out, via=via,
+                                frame=None)},
                     raw_op=raw_op)
     if all(x.affine.matrix.shape == first.affine.matrix.shape and np.array_equal(x.affine.matrix, first.affine.matrix)
            and np.array_equal(x.affine.offset, first.affine.offset) for x in lins):
         raw_op = RawOp(ctx.node_id, tuple((i, x.raw) for i, x in enumerate(lins)), (out,))
-        return Step({out: _with(first, raw=out, via=via)}, raw_op=raw_op)
+        return Step({out: _with(first, raw=out, via=via, frame=None)}, raw_op=raw_op)
     raise ctx.refuse("concatenates differently normalised tensors along a spatial axis", first)
 
 
@@ -226,21 +245,271 @@ def tile(ctx: NodeCtx) -> Step:
 
 def expand(ctx: NodeCtx) -> Step:
     lin = ctx.only_data_lin()
-    target = ctx.require_const(1, "shape").astype(np.int64).reshape(-1)
     out = ctx.single_output(lin)
-    if target.size > lin.rank:
-        raise ctx.refuse("adds axes to the tensor", lin)
-    target = np.concatenate([np.ones(lin.rank - target.size, np.int64), target])
-    in_shape = ctx.index.shapes.get(ctx.input(0)) or [None] * lin.rank
-    channels = lin.affine.out_channels
-    for ax, t in enumerate(target):
-        if ax == lin.axis:
-            if t not in (1, channels) and channels != 1:
-                raise ctx.refuse(f"expands {channels} channels to {t}", lin)
-            channels = max(int(t), channels)
-        elif t != 1 and in_shape[ax] != t:
-            raise ctx.refuse(f"expands axis {ax} to {t}; only the channel axis may be broadcast", lin)
-    return Step({out: _with(lin, lin.affine.broadcast_to(channels))})
+    targets = ctx.shape_only(1)
+    if targets is None:
+        raise ctx.refuse(f"shape '{ctx.input(1)}' is neither a constant nor a function of the input's size", lin)
+    trial_shapes = ctx.shapes_of(lin) if ctx.const_in(1) is None else None
+    in_shapes: list = trial_shapes or [ctx.index.shapes.get(ctx.input(0)) or [None] * lin.rank] * len(targets)
+    counts = set()
+    for target, in_shape in zip(targets, in_shapes):
+        t = np.asarray(target).astype(np.int64).reshape(-1)
+        if t.size > lin.rank:
+            raise ctx.refuse("adds axes to the tensor", lin)
+        t = np.concatenate([np.ones(lin.rank - t.size, np.int64), t])
+        channels = lin.affine.out_channels
+        for ax, d in enumerate(t):
+            if ax == lin.axis and not lin.lane:
+                if d not in (1, channels) and channels != 1:
+                    raise ctx.refuse(f"expands {channels} channels to {d}", lin)
+                channels = max(int(d), channels)
+            elif d != 1 and in_shape[ax] != d:
+                raise ctx.refuse(f"expands axis {ax} to {d}; only the channel axis may be broadcast", lin)
+        counts.add(channels)
+    if len(counts) != 1:
+        raise ctx.refuse("expands to a channel count that depends on the input size", lin)
+    return Step({out: _with(lin, lin.affine.broadcast_to(counts.pop()))})
+
+
+def _lane(lin: Lin, affine: ChannelAffine) -> Lin:
+    """The selected channel without its axis (``x[:, c]``)."""
+    frame = None if lin.frame is None else tuple(f for f in lin.frame if f >= 0)
+    return _with(lin, affine, lane=True, rank=lin.rank - 1, frame=frame)
+
+
+def _unlane(lin: Lin) -> Lin:
+    """A lane with its channel axis back (size 1) where it was."""
+    frame = None if lin.frame is None else lin.frame[:lin.axis] + (-1,) + lin.frame[lin.axis:]
+    return _with(lin, lane=False, rank=lin.rank + 1, frame=frame)
+
+
+def _axes(ctx: NodeCtx, rank: int) -> list[int] | None:
+    """The axes of a Squeeze/Unsqueeze (an attribute before opset 13, an input since), normalised."""
+    if ctx.index.opset < 13:
+        axes = ctx.attrs.get("axes")
+    else:
+        axes = ctx.require_const(1, "axes") if ctx.input(1) else None
+    if axes is None:
+        return None
+    return sorted(_norm_axis(int(a), rank) for a in np.asarray(axes).reshape(-1))
+
+
+def unsqueeze(ctx: NodeCtx) -> Step:
+    lin = ctx.only_data_lin()
+    out = ctx.single_output(lin)
+    axes = _axes(ctx, lin.rank + 1)
+    if not lin.lane or axes != [lin.axis]:
+        raise ctx.refuse("adds an axis to the normalised tensor; only putting a selected channel back on its "
+                         "channel axis is folded", lin)
+    return Step({out: _unlane(lin)})
+
+
+def squeeze(ctx: NodeCtx) -> Step:
+    lin = ctx.only_data_lin()
+    out = ctx.single_output(lin)
+    axes = _axes(ctx, lin.rank)
+    if lin.lane or axes != [lin.axis] or lin.affine.out_channels != 1:
+        raise ctx.refuse("removes an axis of the normalised tensor other than a single channel", lin)
+    return Step({out: _lane(lin, lin.affine)})
+
+
+def _resolved(target: np.ndarray, shape: tuple[int, ...], allowzero: bool) -> tuple[int, ...] | None:
+    t = [int(d) for d in np.asarray(target).reshape(-1)]
+    t = [shape[i] if d == 0 and not allowzero and i < len(shape) else d for i, d in enumerate(t)]
+    if t.count(-1) > 1:
+        return None
+    if -1 in t:
+        known = int(np.prod([d for d in t if d != -1]))
+        total = int(np.prod(shape))
+        if known == 0 or total % known:
+            return None
+        t[t.index(-1)] = total // known
+    return tuple(t)
+
+
+def reshape(ctx: NodeCtx) -> Step:
+    """A Reshape that keeps the tensor's shape, or gives a channel lane its axis back (the legacy exporter's
+    in-place assignment reshapes the updated lane to N x 1 x H x W)."""
+    lin = ctx.only_data_lin()
+    out = ctx.single_output(lin)
+    targets, shapes = ctx.shape_only(1), ctx.shapes_of(lin)
+    if targets is None or shapes is None:
+        raise ctx.refuse("reshapes the normalised tensor to a shape that is not a function of the input's size",
+                         lin)
+    kinds = set()
+    for target, shape in zip(targets, shapes):
+        new = _resolved(target, shape, bool(ctx.attrs.get("allowzero", 0)))
+        if new == shape:
+            kinds.add("same")
+        elif lin.lane and new == shape[:lin.axis] + (1,) + shape[lin.axis:]:
+            kinds.add("channel")
+        else:
+            raise ctx.refuse(f"reshapes {list(shape)} to {list(new) if new else target.tolist()}, which moves "
+                             f"pixels between channels or positions", lin)
+    if len(kinds) != 1:
+        raise ctx.refuse("reshapes differently at different input sizes", lin)
+    return Step({out: _unlane(lin) if kinds == {"channel"} else lin})
+
+
+def _same_layout(ctx: NodeCtx, a: Lin, b: Lin, what: str) -> None:
+    if a.raw != b.raw or a.axis != b.axis or a.rank != b.rank or a.lane != b.lane:
+        raise ctx.refuse(f"{what} tensors with different layouts or raw sources", a)
+
+
+def _replace_rows(data: ChannelAffine, rows: list[int], update: ChannelAffine) -> ChannelAffine:
+    matrix, offset = data.matrix.copy(), data.offset.copy()
+    for j, c in enumerate(rows):
+        matrix[c], offset[c] = update.matrix[j], update.offset[j]
+    return ChannelAffine(matrix, offset)
+
+
+def _scatter_operands(ctx: NodeCtx) -> tuple[Lin, Lin, str, list[np.ndarray], list, list]:
+    data, update = ctx.lin_in(0), ctx.lin_in(2)
+    anchor = data or update
+    assert anchor is not None
+    out = ctx.single_output(anchor)
+    if ctx.input(1) in ctx.lin:
+        raise ctx.refuse("indexes with the normalised tensor", anchor)
+    if data is None:
+        raise ctx.refuse("writes normalised values into a tensor not derived from the input", anchor)
+    if update is None:
+        raise ctx.refuse("writes values not derived from the input into the normalised tensor", anchor)
+    reduction = ctx.attrs.get("reduction", b"none")
+    if (reduction.decode() if isinstance(reduction, bytes) else reduction) != "none":
+        raise ctx.refuse(f"accumulates into the tensor (reduction {reduction!r})", anchor)
+    if data.lane or update.lane:
+        raise ctx.refuse("scatters a channel lane without its channel axis", anchor)
+    if data.raw != update.raw:
+        raise ctx.refuse("scatters part of a channel or moved pixels (the update went through a crop, resize or "
+                         "other spatial op the tensor it is written into did not)", anchor)
+    _same_layout(ctx, data, update, "scatters between")
+    indices, data_shapes, update_shapes = ctx.shape_only(1), ctx.shapes_of(data), ctx.shapes_of(update)
+    if indices is not None and data_shapes is None and ctx.node.op_type == "ScatterND":
+        # after a spatial op the sizes are unknown, but ScatterND's own shape rule (updates = indices[:-1] +
+        # data[k:]) covers whole planes; only the batch must be known to check every image is written
+        static = ctx.index.shapes.get(ctx.input(0)) or []
+        if static and isinstance(static[0], int):
+            data_shapes = [(static[0], data.affine.out_channels) + (-1,) * (data.rank - 2)] * len(indices)
+            update_shapes = [tuple(np.asarray(i).shape[:-1]) + (-1,) * (data.rank - 2) for i in indices]
+    if indices is None or data_shapes is None or update_shapes is None:
+        raise ctx.refuse("scatters with indices that are neither constant nor a function of the input's size",
+                         anchor)
+    return data, update, out, indices, data_shapes, update_shapes
+
+
+def _one_target(ctx: NodeCtx, per_trial: list[list[int]], channels: int, lin: Lin) -> list[int]:
+    if any(t != per_trial[0] for t in per_trial):
+        raise ctx.refuse("writes different channels at different input sizes", lin)
+    rows = per_trial[0]
+    if any(not -channels <= c < channels for c in rows):
+        raise ctx.refuse(f"writes a channel outside the tensor's {channels}", lin)
+    rows = [c % channels for c in rows]
+    if len(set(rows)) != len(rows):
+        raise ctx.refuse("writes the same channel twice (the result depends on the write order)", lin)
+    return rows
+
+
+def scatter_elements(ctx: NodeCtx) -> Step:
+    """In-place channel assignment as the dynamo exporter writes it: ``x[:, c] = f(x[:, c])`` becomes
+    ScatterElements along the channel axis with an index tensor that is ``c`` everywhere."""
+    data, update, out, indices, data_shapes, update_shapes = _scatter_operands(ctx)
+    axis = _norm_axis(int(ctx.attrs.get("axis", 0)), data.rank)
+    if axis != data.axis:
+        raise ctx.refuse(f"scatters along axis {axis}, not the channel axis {data.axis}", data)
+    per_trial = []
+    for idx, ds, us in zip(indices, data_shapes, update_shapes):
+        idx = np.asarray(idx).astype(np.int64)
+        if idx.shape != us:
+            raise ctx.refuse(f"has indices of shape {list(idx.shape)} for updates of shape {list(us)}", data)
+        if any(ds[a] != us[a] for a in range(data.rank) if a != axis):
+            raise ctx.refuse("scatters part of a channel (the update does not cover whole channel planes)", data)
+        rows = []
+        for j in range(us[axis]):
+            values = np.unique(np.take(idx, j, axis=axis))
+            if values.size != 1:
+                raise ctx.refuse("writes different channels at different pixels", data)
+            rows.append(int(values[0]))
+        per_trial.append(rows)
+    rows = _one_target(ctx, per_trial, data.affine.out_channels, data)
+    merged = _replace_rows(data.affine, rows, update.affine)
+    return Step({out: _with(data, merged, via=data.via + update.via)}, arithmetic=True)
+
+
+def scatter_nd(ctx: NodeCtx) -> Step:
+    """In-place channel assignment as the legacy exporter writes it: ScatterND whose indices, built from the
+    input's shape, are ``(n, c)`` for every image n of the batch, with N x k x H x W updates."""
+    data, update, out, indices, data_shapes, update_shapes = _scatter_operands(ctx)
+    if data.axis != 1 or data.rank < 3:
+        raise ctx.refuse("scatters into a tensor whose channels are not on axis 1", data)
+    per_trial = []
+    for idx, ds, us in zip(indices, data_shapes, update_shapes):
+        idx = np.asarray(idx).astype(np.int64)
+        if idx.ndim != 3 or idx.shape[-1] != 2 or us != idx.shape[:2] + tuple(ds[2:]) or idx.shape[0] != ds[0]:
+            raise ctx.refuse("scatters single elements or rows, not whole channel planes of every image", data)
+        batch = np.arange(ds[0])
+        rows = []
+        for j in range(idx.shape[1]):
+            if not np.array_equal(idx[:, j, 0], batch) or np.unique(idx[:, j, 1]).size != 1:
+                raise ctx.refuse("writes different channels in different images of the batch", data)
+            rows.append(int(idx[0, j, 1]))
+        per_trial.append(rows)
+    rows = _one_target(ctx, per_trial, data.affine.out_channels, data)
+    merged = _replace_rows(data.affine, rows, update.affine)
+    return Step({out: _with(data, merged, via=data.via + update.via)}, arithmetic=True)
+
+
+def _channel_mask(ctx: NodeCtx, cond: np.ndarray, lin: Lin) -> np.ndarray:
+    """A condition that may vary only over channels, as a per-channel boolean vector."""
+    m = np.asarray(cond).astype(bool)
+    if m.ndim > lin.rank:
+        raise ctx.refuse(f"condition of shape {list(m.shape)} has more axes than the tensor", lin)
+    m = m.reshape((1,) * (lin.rank - m.ndim) + m.shape)
+    for ax in range(lin.rank):
+        if lin.lane or ax != lin.axis:
+            first = np.take(m, [0], axis=ax)
+            if not np.all(m == first):
+                raise ctx.refuse("selects with a condition that varies across pixels (not a per-channel choice)",
+                                 lin)
+            m = first
+    return m.reshape(-1)
+
+
+def where(ctx: NodeCtx) -> Step:
+    """``Where(mask, a, b)`` with a mask that is fixed per channel: each channel is a's or b's row."""
+    branches = [ctx.lin_in(1), ctx.lin_in(2)]
+    lin = next(b for b in branches if b is not None) if any(branches) else ctx.lin_in(0)
+    assert lin is not None
+    out = ctx.single_output(lin)
+    if ctx.input(0) in ctx.lin:
+        raise ctx.refuse("uses the normalised tensor as a condition, which is not affine", lin)
+    for b in branches:
+        if b is not None:
+            _same_layout(ctx, lin, b, "selects between")
+    conds = ctx.shape_only(0)
+    if conds is None:
+        raise ctx.refuse("selects with a condition that depends on pixel values", lin)
+    masks = [_channel_mask(ctx, c, lin) for c in conds]
+    if any(m.shape != masks[0].shape or not np.array_equal(m, masks[0]) for m in masks):
+        raise ctx.refuse("selects differently at different input sizes", lin)
+    parts = []
+    for i, b in zip((1, 2), branches):
+        if b is not None:
+            parts.append(b.affine)
+        else:
+            k = per_channel(ctx, ctx.require_const(i, "Where operand"), lin)
+            parts.append(ChannelAffine(np.zeros((k.size, lin.affine.in_channels)), k))
+    c = max([masks[0].size] + [p.out_channels for p in parts])
+    if lin.lane and c != 1:
+        raise ctx.refuse("selects several channels into a channel lane", lin)
+    try:
+        first, second = (p.broadcast_to(c) for p in parts)
+    except ValueError:
+        raise ctx.refuse("selects between tensors with different channel counts", lin) from None
+    m = np.broadcast_to(masks[0], (c,))
+    merged = ChannelAffine(np.where(m[:, None], first.matrix, second.matrix),
+                           np.where(m, first.offset, second.offset))
+    via = tuple(v for x in branches if x is not None for v in x.via)
+    return Step({out: _with(lin, merged, via=via)}, arithmetic=True)
 
 
 def gather(ctx: NodeCtx) -> Step:
@@ -248,8 +517,13 @@ def gather(ctx: NodeCtx) -> Step:
     idx = ctx.require_const(1, "indices").astype(np.int64)
     axis = _norm_axis(int(ctx.attrs.get("axis", 0)), lin.rank)
     out = ctx.single_output(lin)
+    if idx.ndim == 0 and axis == lin.axis and not lin.lane:  # x[:, c]: one channel, its axis dropped
+        c = lin.affine.out_channels
+        if not -c <= int(idx) < c:
+            raise ctx.refuse(f"index {int(idx)} out of range for {c} channels", lin)
+        return Step({out: _lane(lin, lin.affine.select(np.array([int(idx) % c])))})
     if idx.ndim != 1:
-        raise ctx.refuse("gathers with non-1-D indices (changes the rank)", lin)
+        raise ctx.refuse("gathers with non-1-D indices along a non-channel axis (changes the rank)", lin)
     if axis == lin.axis:
         c = lin.affine.out_channels
         if np.any(idx >= c) or np.any(idx < -c):
@@ -333,25 +607,36 @@ def transpose(ctx: NodeCtx) -> Step:
     lin = ctx.only_data_lin()
     perm = list(ctx.attrs.get("perm", list(range(lin.rank))[::-1]))
     out = ctx.single_output(lin)
-    return _raw(ctx, lin, out, axis=perm.index(lin.axis))
+    step = _raw(ctx, lin, out, axis=perm.index(lin.axis))
+    frame = None if lin.frame is None else tuple(lin.frame[p] for p in perm)
+    return dataclasses.replace(step, outputs={out: _with(step.outputs[out], frame=frame)})
 
 
 def shape(ctx: NodeCtx) -> Step:
-    """``x.shape[-2:]`` of the normalised tensor (segmentation heads resize to it): the raw tensor has the
-    same shape but for the channel count, so the Shape may read it when no reader uses that count."""
+    """``x.shape`` of a derived tensor. Decided after the walk (``kept_shape``): dropped when only removed
+    nodes use it (scatter indices, Expand targets), re-applied to the raw tensor when kept nodes read it."""
     lin = ctx.only_data_lin()
+    return Step({}, shape_read=ctx.single_output(lin))
+
+
+def kept_shape(ctx: NodeCtx, lin: Lin, readers: list[onnx.NodeProto]) -> RawOp:
+    """``x.shape[-2:]`` of the normalised tensor that kept nodes read (segmentation heads resize to it): the raw
+    tensor has the same shape but for the channel count, so the Shape may read it when no reader uses that
+    count."""
     out = ctx.single_output(lin)
+    if lin.lane:
+        raise ctx.refuse(f"its shape feeds {ctx.index.node_label(readers[0])}, which is kept; the shape of a "
+                         f"selected channel has no raw counterpart", lin)
     a = ctx.attrs
     start = _norm_axis(int(a.get("start", 0)), lin.rank)
     end = _norm_axis(int(a.get("end", lin.rank)), lin.rank) if "end" in a else lin.rank
     if lin.affine.out_channels != lin.affine.in_channels and start <= lin.axis < end:
         channel = lin.axis - start  # position of the channel count in the shape vector
-        for reader in ctx.index.consumers.get(out, []):
+        for reader in readers:
             if not _skips_position(ctx, reader, out, channel, end - start):
                 raise ctx.refuse(f"its shape feeds {ctx.index.node_label(reader)}, which may use the channel "
                                  f"count; only spatial dimensions of the normalised tensor can be read", lin)
-    raw_op = RawOp(ctx.node_id, ((0, lin.raw),), (out,), keep_outputs=True)
-    return Step({}, raw_op=raw_op)
+    return RawOp(ctx.node_id, ((0, lin.raw),), (out,), keep_outputs=True)
 
 
 def _skips_position(ctx: NodeCtx, reader: onnx.NodeProto, vector: str, position: int, length: int) -> bool:
@@ -376,7 +661,7 @@ def _raw(ctx: NodeCtx, lin: Lin, *outs: str, axis: int | None = None,
          patched: tuple[tuple[int, np.ndarray], ...] = ()) -> Step:
     raw_op = RawOp(ctx.node_id, ((0, lin.raw),), tuple(outs), patched)
     new_axis = lin.axis if axis is None else axis
-    return Step({o: _with(lin, raw=o, axis=new_axis) for o in outs if o}, raw_op=raw_op)
+    return Step({o: _with(lin, raw=o, axis=new_axis, frame=None) for o in outs if o}, raw_op=raw_op)
 
 
 def _spatial_nchw(ctx: NodeCtx, lin: Lin) -> None:
@@ -509,11 +794,16 @@ def conv(ctx: NodeCtx) -> Step:
     return Step({}, terminal=fold)
 
 
+# the ops that may read a channel lane: per-pixel arithmetic and the ops that give it its channel axis back
+LANE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Cast", "Identity", "Unsqueeze", "Expand", "Reshape", "Shape",
+                      "Where"})
+
 RECOGNISERS: dict[str, Callable[[NodeCtx], Step]] = {
     "Add": arithmetic, "Sub": arithmetic, "Mul": arithmetic, "Div": arithmetic,
     "Cast": cast, "Identity": identity, "BatchNormalization": batch_norm,
     "Concat": concat, "Tile": tile, "Expand": expand, "Gather": gather, "GatherND": gather_nd, "Slice": slice_,
-    "Split": split,
+    "Split": split, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
+    "ScatterElements": scatter_elements, "ScatterND": scatter_nd, "Where": where,
     "Transpose": transpose, "Shape": shape,
     "AveragePool": average_pool, "GlobalAveragePool": global_average_pool, "MaxPool": max_pool,
     "Resize": resize, "Upsample": resize, "Pad": pad,

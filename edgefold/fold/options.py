@@ -15,6 +15,9 @@ class FoldOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     scale: float | None = None
+    # the declared mean/std describe what the graph's input expects even though the graph does arithmetic on
+    # it (it re-normalises, as torchvision's transform_input does): compose the two instead of refusing
+    compose: bool = False
     input_dtype: str | None = None  # "uint8" | "float32"; None keeps the original input's type
     input_name: str | None = None  # None keeps the original name
     border: str = "exact"  # "exact" | "approx"

@@ -27,6 +27,14 @@ class Lin:
     # zero padding of the normalised tensor by a Pad node (top, left, bottom, right), merged into the conv
     # that reads it: the conv's own padding is the same thing, so the border term covers both
     zero_pads: tuple[int, int, int, int] | None = None
+    # a channel lane: one channel selected with a scalar index (``x[:, c]``), so the tensor has no channel
+    # axis; ``axis`` is where it was and ``affine`` has one row. Only per-pixel arithmetic and the ops that
+    # put the lane back into a channel (Unsqueeze, Reshape, Concat, Scatter, Where) may read it.
+    lane: bool = False
+    # for each axis, the input axis whose size it has (the channel axis: -1, its size is the channel count);
+    # None once a spatial op changed the shape. Shape-only tensors (scatter indices, Expand targets) are
+    # evaluated from it at trial input sizes.
+    frame: tuple[int, ...] | None = None
 
 
 RAW_INPUT = "<raw input>"

@@ -87,6 +87,10 @@ class Report:
                 what += " and the declared preprocessing"
             lines.append(f"input '{chain.input_name}' -> '{c.name}' {c.dtype} {c.layout} {c.channels}ch "
                          f"({c.channel_order}, pixels {c.pixel_range[0]:g}..{c.pixel_range[1]:g}); {what}")
+            if chain.arithmetic_in_graph and not chain.input_affine.is_identity() and chain.convs:
+                lines.append(f"  --mean/--std composed with the graph's own arithmetic; the first conv reads "
+                             f"{_map_text(chain.convs[0].affine, c.channels)} (check it is what the model was "
+                             f"trained on)")
             for r in convs:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
@@ -117,6 +121,16 @@ def _plain(value):  # noqa: ANN001, ANN202 - numpy scalars in report fields
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffine
+    """``c0 = 0.0175*x - 2.12, ...``: each channel the conv reads, as a function of the raw pixel(s)."""
+    names = ["x"] if raw_channels == 1 else [f"x{j}" for j in range(raw_channels)]
+    rows = []
+    for c, (coeffs, b) in enumerate(zip(affine.matrix, affine.offset)):
+        terms = " + ".join(f"{a:.4g}*{n}" for a, n in zip(coeffs, names) if a) or "0"
+        rows.append(f"c{c} = {terms} {'-' if b < 0 else '+'} {abs(b):.4g}")
+    return ", ".join(rows)
 
 
 def _shape(s: tuple) -> str:

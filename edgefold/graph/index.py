@@ -98,7 +98,7 @@ class GraphIndex:
                 values[i] = v
         if sum(v.size for v in values.values()) > _MAX_CONST_ELEMENTS:
             return None
-        results = _run_node(node, values, self.opset)
+        results = run_node(node, values, self.opset)
         if results is None:
             return None
         for out, value in zip(node.output, results):
@@ -152,7 +152,7 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return skeleton
 
 
-def _run_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray | None] | None:
+def run_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray | None] | None:
     from onnx.reference import ReferenceEvaluator
 
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in values.items()]
