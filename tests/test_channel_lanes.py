@@ -44,6 +44,14 @@ class ChannelNet(torch.nn.Module):
             x = torch.stack([(x[:, c] / 255 - MEAN[c]) / STD[c] for c in range(3)], 1)
         elif p == "stack_bgr":  # a camera's BGR frame reordered and normalised lane by lane
             x = torch.stack([(x[:, 2 - c] / 255 - MEAN[c]) / STD[c] for c in range(3)], 1)
+        elif p == "unbind":
+            r, g, b = x.unbind(1)
+            x = torch.stack([(r / 255 - MEAN[0]) / STD[0], (g / 255 - MEAN[1]) / STD[1], (b / 255 - MEAN[2]) / STD[2]], 1)
+        elif p == "empty_like":  # a new tensor filled channel by channel
+            y = torch.empty_like(x)
+            for c in range(3):
+                y[:, c] = (x[:, c] / 255 - MEAN[c]) / STD[c]
+            x = y
         elif p == "inplace":
             x = x.clone()
             for c in range(3):
@@ -57,15 +65,17 @@ class ChannelNet(torch.nn.Module):
 
 
 def export(net, channels: int, dynamo: bool, size=(48, 64), dynamic: bool = True) -> onnx.ModelProto:  # noqa: ANN001
-    x = torch.randint(0, 255, (1, channels, *size)).float()
+    """Dynamic batch, H and W (or all static): the in-place forms build their indices from these sizes."""
+    x = torch.randint(0, 255, (2 if dynamic else 1, channels, *size)).float()
     f = io.BytesIO()
     if dynamo:
-        shapes = ({2: torch.export.Dim("h", min=16), 3: torch.export.Dim("w", min=16)},) if dynamic else None
+        shapes = ({0: torch.export.Dim("n", min=1, max=64), 2: torch.export.Dim("h", min=16),
+                   3: torch.export.Dim("w", min=16)},) if dynamic else None
         torch.onnx.export(net, (x,), f, dynamo=True, opset_version=18, input_names=["image"], output_names=["out"],
                           dynamic_shapes=shapes)
     else:
         torch.onnx.export(net, (x,), f, dynamo=False, opset_version=13, input_names=["image"], output_names=["out"],
-                          dynamic_axes={"image": {2: "h", 3: "w"}} if dynamic else None)
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}} if dynamic else None)
     return onnx.load_from_string(f.getvalue())
 
 
@@ -84,7 +94,7 @@ def gray_frames(size: tuple[int, int]) -> list[np.ndarray]:
 
 
 @DYNAMO
-@pytest.mark.parametrize("pattern", ["transform_input", "stack", "inplace", "stack_bgr"])
+@pytest.mark.parametrize("pattern", ["transform_input", "stack", "inplace", "stack_bgr", "unbind", "empty_like"])
 def test_per_channel_forms_fold_exactly_for_a_gray_camera(pattern, dynamo):
     m = export(ChannelNet(pattern).eval(), 3, dynamo)
     folded, report = fold(m, FoldOptions(channels="gray"))
@@ -94,6 +104,8 @@ def test_per_channel_forms_fold_exactly_for_a_gray_camera(pattern, dynamo):
     for size in ((48, 64), (37, 53)):
         for g in gray_frames(size):
             assert_same(m, folded, {"image": np.repeat(g, 3, axis=1).astype(np.float32)}, {"image": g.astype(np.float32)})
+    batch = np.concatenate(gray_frames((37, 53))[:4]).astype(np.float32)  # four frames in one batch
+    assert_same(m, folded, {"image": np.repeat(batch, 3, axis=1)}, {"image": batch})
 
 
 @DYNAMO

@@ -370,10 +370,10 @@ def _scatter_operands(ctx: NodeCtx) -> tuple[Lin, Lin, str, list[np.ndarray], li
     out = ctx.single_output(anchor)
     if ctx.input(1) in ctx.lin:
         raise ctx.refuse("indexes with the normalised tensor", anchor)
-    if data is None:
-        raise ctx.refuse("writes normalised values into a tensor not derived from the input", anchor)
     if update is None:
         raise ctx.refuse("writes values not derived from the input into the normalised tensor", anchor)
+    if data is None:  # torch.empty_like / zeros_like(x) filled channel by channel
+        data = _filled(ctx, update)
     reduction = ctx.attrs.get("reduction", b"none")
     if (reduction.decode() if isinstance(reduction, bytes) else reduction) != "none":
         raise ctx.refuse(f"accumulates into the tensor (reduction {reduction!r})", anchor)
@@ -395,6 +395,28 @@ def _scatter_operands(ctx: NodeCtx) -> tuple[Lin, Lin, str, list[np.ndarray], li
         raise ctx.refuse("scatters with indices that are neither constant nor a function of the input's size",
                          anchor)
     return data, update, out, indices, data_shapes, update_shapes
+
+
+def _filled(ctx: NodeCtx, update: Lin) -> Lin:
+    """The tensor a scatter writes into, when it is not derived from the input's pixels but made from its
+    shape (``ConstantOfShape(Shape(x))``): a constant per channel, i.e. an affine map with zero rows."""
+    values = ctx.shape_only(0)
+    if values is None or update.lane or update.frame is None:
+        raise ctx.refuse("writes normalised values into a tensor not derived from the input", update)
+    channels = {np.asarray(v).shape[update.axis] if np.asarray(v).ndim == update.rank else -1 for v in values}
+    if len(channels) != 1 or -1 in channels:
+        raise ctx.refuse("writes normalised values into a tensor of another layout", update)
+    c = channels.pop()
+    fill = ChannelAffine(np.zeros((c, update.affine.in_channels)), np.zeros(c))
+    data = _with(update, fill, via=())
+    vectors = []
+    for v, trial in zip(values, ctx.trials):
+        if tuple(np.asarray(v).shape) != shapefn.lin_shape(data, trial):
+            raise ctx.refuse("writes normalised values into a tensor of another size", update)
+        vectors.append(np.broadcast_to(_per_channel_values(ctx, v, data, "the tensor written into"), (c,)))
+    if any(not np.array_equal(v, vectors[0]) for v in vectors):
+        raise ctx.refuse("writes into a tensor whose values depend on the input size", update)
+    return _with(data, ChannelAffine(fill.matrix, vectors[0].astype(np.float64)))
 
 
 def _one_target(ctx: NodeCtx, per_trial: list[list[int]], channels: int, lin: Lin) -> list[int]:
@@ -458,18 +480,17 @@ def scatter_nd(ctx: NodeCtx) -> Step:
     return Step({out: _with(data, merged, via=data.via + update.via)}, arithmetic=True)
 
 
-def _channel_mask(ctx: NodeCtx, cond: np.ndarray, lin: Lin) -> np.ndarray:
-    """A condition that may vary only over channels, as a per-channel boolean vector."""
-    m = np.asarray(cond).astype(bool)
+def _per_channel_values(ctx: NodeCtx, value: np.ndarray, lin: Lin, what: str) -> np.ndarray:
+    """A tensor that may vary only over channels (of ``lin``'s layout), as a per-channel vector."""
+    m = np.asarray(value)
     if m.ndim > lin.rank:
-        raise ctx.refuse(f"condition of shape {list(m.shape)} has more axes than the tensor", lin)
+        raise ctx.refuse(f"{what} of shape {list(m.shape)} has more axes than the tensor", lin)
     m = m.reshape((1,) * (lin.rank - m.ndim) + m.shape)
     for ax in range(lin.rank):
         if lin.lane or ax != lin.axis:
             first = np.take(m, [0], axis=ax)
             if not np.all(m == first):
-                raise ctx.refuse("selects with a condition that varies across pixels (not a per-channel choice)",
-                                 lin)
+                raise ctx.refuse(f"{what} varies across pixels (not a per-channel value)", lin)
             m = first
     return m.reshape(-1)
 
@@ -488,7 +509,7 @@ def where(ctx: NodeCtx) -> Step:
     conds = ctx.shape_only(0)
     if conds is None:
         raise ctx.refuse("selects with a condition that depends on pixel values", lin)
-    masks = [_channel_mask(ctx, c, lin) for c in conds]
+    masks = [_per_channel_values(ctx, np.asarray(c).astype(bool), lin, "selects with a condition that") for c in conds]
     if any(m.shape != masks[0].shape or not np.array_equal(m, masks[0]) for m in masks):
         raise ctx.refuse("selects differently at different input sizes", lin)
     parts = []
@@ -549,6 +570,15 @@ def gather_nd(ctx: NodeCtx) -> Step:
     return _raw(ctx, lin, out)
 
 
+def _size_independent(ctx: NodeCtx, i: int, what: str, lin: Lin) -> list[int]:
+    """A constant, or a shape computation that gives the same value at every input size (the legacy
+    exporter's ``x.chunk(3, 1)`` computes its Slice ends from the channel count)."""
+    values = ctx.shape_only(i)
+    if values is None or any(not np.array_equal(v, values[0]) for v in values):
+        raise ctx.refuse(f"{what} '{ctx.input(i)}' is not a constant, so the map is not affine", lin)
+    return np.asarray(values[0]).astype(np.int64).reshape(-1).tolist()
+
+
 def _slice_params(ctx: NodeCtx, lin: Lin) -> tuple[list[int], list[int], list[int], list[int]]:
     if ctx.index.opset < 10:
         a = ctx.attrs
@@ -556,8 +586,7 @@ def _slice_params(ctx: NodeCtx, lin: Lin) -> tuple[list[int], list[int], list[in
         axes = list(a.get("axes", range(len(starts))))
         steps = [1] * len(starts)
     else:
-        starts = ctx.require_const(1, "starts").astype(np.int64).tolist()
-        ends = ctx.require_const(2, "ends").astype(np.int64).tolist()
+        starts, ends = (_size_independent(ctx, i, what, lin) for i, what in ((1, "starts"), (2, "ends")))
         axes = ctx.require_const(3, "axes").astype(np.int64).tolist() if ctx.input(3) else list(range(len(starts)))
         steps = ctx.require_const(4, "steps").astype(np.int64).tolist() if ctx.input(4) else [1] * len(starts)
     return starts, ends, [_norm_axis(x, lin.rank) for x in axes], steps
