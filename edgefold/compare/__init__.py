@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from edgefold.compare.feeds import (  # noqa: F401 - candidate_feed/reference_feed/detect_precision are API
     candidate_feed,
@@ -134,8 +135,14 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     for fr, fc in zip(ref_feeds, cand_feeds):
         fr.update(side)
         fc.update(side)
-    ref_results = runners.run(runners.onnx_runner(reference, "reference"), ref_feeds)
-    cand_results = runners.run(run_candidate, cand_feeds)
+    _check_shapes(reference, reference_path, "reference", ref_feeds[0])
+    if not candidate_path.endswith((".engine", ".plan", ".trt")):
+        _check_shapes(candidate, candidate_path, "candidate", cand_feeds[0])
+    ref_results = _run_onnx(lambda: runners.run(runners.onnx_runner(reference, "reference"), ref_feeds),
+                            "reference", reference_path)
+    cand_results = _run_onnx(lambda: runners.run(run_candidate, cand_feeds), "candidate", candidate_path) \
+        if not candidate_path.endswith((".engine", ".plan", ".trt")) else runners.run(run_candidate, cand_feeds)
+    _check_finite(ref_results, [n for n, _ in frames], "reference", reference_path)
     tol = tolerance_for(precision, options.atol, options.rtol, options.floors)
     names = list(ref_results[0].keys())
     missing = [n for n in names if n not in cand_results[0]]
@@ -155,6 +162,46 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
+
+
+def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, np.ndarray]) -> None:
+    """Every fed tensor fits the model's declared input (rank, static sizes, type), before anything runs."""
+    declared = {vi.name: vi.type.tensor_type for vi in model.graph.input}
+    for name, value in feed.items():
+        t = declared.get(name)
+        if t is None:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(dims) != value.ndim or any(d is not None and d != v for d, v in zip(dims, value.shape)):
+            want = "x".join(str(d) if d is not None else "?" for d in dims)
+            raise UsageError(f"{role} {path}: input '{name}' takes shape {want}, the frames for the other model are "
+                             f"{'x'.join(map(str, value.shape))}; compare models of the same network and input "
+                             f"size (edgefold fold --input-size fixes a dynamic one)")
+
+
+def _run_onnx(run, role: str, path: str) -> list[dict]:  # noqa: ANN001 - a thunk
+    """onnxruntime's own failures (an op it has no kernel for, a malformed graph) as one line on the model."""
+    from polygraphy.exception import PolygraphyException
+
+    try:
+        return run()
+    except (PolygraphyException, RuntimeError, ValueError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"{role} {path}: onnxruntime cannot run it ({first}); compare needs models it runs") from None
+    except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors have no common base we can import
+        if type(err).__module__.startswith("onnxruntime"):
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UsageError(f"{role} {path}: onnxruntime cannot run it ({first}); compare needs models it "
+                             f"runs") from None
+        raise
+
+
+def _check_finite(results: list[dict], frames: list[str], role: str, path: str) -> None:
+    for frame, result in zip(frames, results):
+        for name, value in result.items():
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.all(np.isfinite(value)):
+                raise UsageError(f"{role} {path} gives NaN or inf in output '{name}' on frame '{frame}'; a model with "
+                                 f"non-finite outputs cannot be compared - fix its weights")
 
 
 def _sidecar(engine_path: str) -> dict:

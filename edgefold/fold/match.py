@@ -16,6 +16,7 @@ from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputCo
 from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
 
 LAYOUTS = {1: "NCHW", 3: "NHWC", -1: "NHW"}
+QUANTISERS = {"QuantizeLinear", "DynamicQuantizeLinear"}
 NO_CHANNEL_AXIS = -1  # an N x H x W gray input: the graph inserts the channel axis itself
 
 
@@ -126,6 +127,13 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     elem = vi.type.tensor_type.elem_type
     if shape is None or len(shape) not in (3, 4):
         raise NothingToFold(f"not an image tensor (shape {shape})")
+    if any(d == 0 for d in shape):
+        raise UsageError(f"input '{name}' has a dimension of size 0 (shape {shape}); an image needs at least one "
+                         f"channel and pixel: fix the model's input shape")
+    quantiser = next((n for n in index.consumers.get(name, []) if n.op_type in QUANTISERS), None)
+    if quantiser is not None:
+        raise UnsupportedGraph(f"input '{name}' is already quantised by {index.node_label(quantiser)}: fold the "
+                               f"float model, then quantise it (edgefold build --int8 does)")
     unsqueeze = _channel_insertion(index, name) if len(shape) == 3 else None
     channels: int | str | None
     if unsqueeze is not None:  # an N x H x W gray input that the graph gives a channel axis

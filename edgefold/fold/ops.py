@@ -787,6 +787,9 @@ def conv(ctx: NodeCtx) -> Step:
         raise ctx.refuse(f"bias '{ctx.input(2)}' is not a constant", lin)
     if w.ndim != 4:
         raise ctx.refuse(f"is a {w.ndim - 2}-D convolution; only 2-D convolutions are folded", lin)
+    if bias is not None and bias.size != w.shape[0]:
+        raise ctx.refuse(f"bias '{ctx.input(2)}' has {bias.size} values for {w.shape[0]} filters; fix the model "
+                         f"(onnxruntime would reject it too)", lin)
     if lin.axis != 1 or lin.rank != 4:
         raise ctx.refuse(f"reads a tensor whose channels are on axis {lin.axis}, not 1 (NCHW)", lin)
     group = int(a.get("group", 1))
@@ -818,6 +821,10 @@ def conv(ctx: NodeCtx) -> Step:
                         for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
     fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
                             ctx.index.opset)
+    if fold.border == "dynamic-separable" and ctx.index.opset < 11:
+        raise ctx.refuse(f"reads an image of dynamic size at opset {ctx.index.opset}; the exact border term is "
+                         f"built from opset-11 ops: fix the size with --input-size HxW, or convert the model "
+                         f"(onnx.version_converter.convert_version(model, 13))", lin)
     if override is not None:
         fold = dataclasses.replace(fold, attrs_override={**(fold.attrs_override or {}), **override})
     return Step({}, terminal=fold)

@@ -81,6 +81,10 @@ def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tupl
             return _verify(original, folded, chains, candidate, rtol, atol)
         except _OriginalFailed as err:
             failure = err.__cause__
+            if err.at_load:
+                raise UnsupportedGraph(f"onnxruntime cannot load the original model "
+                                       f"({str(failure).strip().splitlines()[0][:160]}), so the fold cannot be "
+                                       f"verified; fix the model, or pass --no-verify") from None
         except (Fail, InvalidArgument, RuntimeException) as err:
             raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
                                      f"nothing written - please report this model") from None
@@ -90,7 +94,9 @@ def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tupl
 
 
 class _OriginalFailed(Exception):
-    pass
+    def __init__(self, at_load: bool = False) -> None:
+        super().__init__()
+        self.at_load = at_load
 
 
 def _quiet():
@@ -106,7 +112,7 @@ def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[Ch
     try:
         s_orig = session(original)
     except Exception as err:
-        raise _OriginalFailed() from err
+        raise _OriginalFailed(at_load=True) from err
     s_fold = session(folded)
     other = _other_inputs(s_orig, chains)
     sizes = frame_sizes(chains[0], fallback_sizes)
@@ -127,6 +133,10 @@ def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[Ch
             except Exception as err:
                 raise _OriginalFailed() from err
             got.append(s_fold.run(names, feed_f, _quiet()))
+    for k, name in enumerate(names):
+        if any(np.issubdtype(r[k].dtype, np.floating) and not np.all(np.isfinite(r[k])) for r in ref):
+            raise UnsupportedGraph(f"the original model gives NaN or inf in output '{name}' on the self-check "
+                                   f"frames, so the fold cannot be verified; fix its weights, or pass --no-verify")
     errors = compare_outputs(names, ref, got, rtol, atol)
     return Verification(len(ref), tuple(sizes), tuple(errors), all(e.passed for e in errors),
                         f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")

@@ -29,31 +29,106 @@ def external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
 
 
 def _all_tensors(model: onnx.ModelProto):
+    """Every TensorProto a model holds: initializers, TENSOR and TENSORS attributes, in subgraphs and in
+    model-local functions too (each may name an external file)."""
+    def nodes(node_list):
+        for node in node_list:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from walk(attr.g)
+                for g in attr.graphs:
+                    yield from walk(g)
+                if attr.HasField("sparse_tensor"):
+                    yield attr.sparse_tensor.values
+                    yield attr.sparse_tensor.indices
+
     def walk(graph: onnx.GraphProto):
         yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-                elif attr.type == onnx.AttributeProto.GRAPH:
-                    yield from walk(attr.g)
-                elif attr.type == onnx.AttributeProto.GRAPHS:
-                    for g in attr.graphs:
-                        yield from walk(g)
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        yield from nodes(graph.node)
+
     yield from walk(model.graph)
+    for fn in model.functions:
+        yield from nodes(fn.node)
 
 
-def check_external_data(model: onnx.ModelProto, base_dir: Path, source: Path) -> None:
-    base = base_dir.resolve()
-    for tensor_name, location in external_locations(model):
-        loc = Path(location)
-        target = (base / loc).resolve()
-        if not location or loc.is_absolute() or ".." in loc.parts or base not in target.parents:
-            raise UsageError(f"{source}: tensor '{tensor_name}' keeps its data at '{location}', outside the "
-                             f"model's folder; move the data file next to the model")
-        if not target.is_file():
-            raise UsageError(f"{source}: external data file '{location}' of tensor '{tensor_name}' is "
-                             f"missing; copy it next to the model")
+def _external_entry(tensor: onnx.TensorProto, source: Path, base: Path) -> tuple[Path, int, int | None]:
+    """The checked (file, offset, length) of one external tensor; a one-line UsageError for each way an
+    entry can be wrong."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    name = tensor.name
+    if not location or "\0" in location:
+        raise UsageError(f"{source}: tensor '{name}' has an invalid external-data location {location!r}; "
+                         f"re-export the model")
+    loc = Path(location)
+    target = (base / loc).resolve()  # symlinks and sub/../ inside the folder are fine; escaping it is not
+    if loc.is_absolute() or base not in target.parents:
+        raise UsageError(f"{source}: tensor '{name}' keeps its data at '{location}', outside the model's "
+                         f"folder; move the data file next to the model")
+    if not target.exists():
+        raise UsageError(f"{source}: external data file '{location}' of tensor '{name}' is missing; copy it "
+                         f"next to the model")
+    if not target.is_file():
+        raise UsageError(f"{source}: external data '{location}' of tensor '{name}' is not a regular file (a "
+                         f"folder, pipe or device); point it at the data file")
+    if target == source.resolve():
+        raise UsageError(f"{source}: tensor '{name}' names the model file itself as its external data; "
+                         f"re-export the model")
+    numbers = {}
+    for key in ("offset", "length"):
+        text = info.get(key)
+        if text is None:
+            continue
+        try:
+            numbers[key] = int(text)
+        except ValueError:
+            raise UsageError(f"{source}: tensor '{name}' has a non-numeric external-data {key} {text!r}; "
+                             f"re-export the model") from None
+        if numbers[key] < 0:
+            raise UsageError(f"{source}: tensor '{name}' has a negative external-data {key} ({text}); "
+                             f"re-export the model")
+    offset, length = numbers.get("offset", 0), numbers.get("length")
+    size = target.stat().st_size
+    if offset + (length or 0) > size:
+        raise UsageError(f"{source}: tensor '{name}' reads bytes {offset}..{offset + (length or 0)} of "
+                         f"'{location}', which has {size}; the data file is truncated or belongs to another "
+                         f"model")
+    return target, offset, length
+
+
+def _load_external(model: onnx.ModelProto, source: Path) -> None:
+    """Read every external tensor's bytes into the model, each entry checked first (onnx's own loader turns
+    most bad entries into tracebacks and refuses in-folder symlinks)."""
+    base = source.parent.resolve()
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        target, offset, length = _external_entry(tensor, source, base)
+        with open(target, "rb") as f:
+            f.seek(offset)
+            data = f.read() if length is None else f.read(length)
+        itemsize = _ITEMSIZE.get(tensor.data_type)
+        count = 1
+        for d in tensor.dims:
+            count *= d
+        if itemsize is not None and len(data) != count * itemsize:
+            raise UsageError(f"{source}: tensor '{tensor.name}' needs {count * itemsize} bytes, its external "
+                             f"data holds {len(data)}; re-export the model")
+        tensor.raw_data = data
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+_ITEMSIZE = {t: onnx.helper.tensor_dtype_to_np_dtype(t).itemsize for t in (
+    onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.UINT16,
+    onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL,
+    onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64)}
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -61,29 +136,43 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     if not p.exists():
         raise UsageError(f"{p}: no such file")
     if not p.is_file():
-        raise UsageError(f"{p}: not a file")
+        raise UsageError(f"{p}: not a regular file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{p}: permission denied; make the file readable")
     try:
         model = onnx.load(str(p), load_external_data=False)
+    except PermissionError:
+        raise UsageError(f"{p}: permission denied; make the file readable") from None
     except (DecodeError, ValueError, RuntimeError, OSError) as err:
         raise UsageError(f"{p}: not an ONNX model ({type(err).__name__}); export the network to .onnx "
                          f"first") from None
     if not model.HasField("graph") or not model.graph.node:
         raise UsageError(f"{p}: not an ONNX model with a graph (no nodes found)")
-    check_external_data(model, p.parent, p)
-    if external_locations(model):
-        onnx.load_external_data_for_model(model, str(p.parent))
+    _load_external(model, p)
     check_wellformed(model, str(p))
     return model
 
 
-def check_wellformed(model: onnx.ModelProto, label: str) -> None:
+def check_wellformed(model: onnx.ModelProto, label_text: str) -> None:
     """The ONNX checker (structure, types, attributes), so a malformed file fails here with one line."""
+    g = model.graph
+    known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""} | \
+        {t.values.name for t in g.sparse_initializer}
+    for node in g.node:  # a tensor nothing produces: the checker calls it a sort error, cut off mid-sentence
+        for name in node.input:
+            if name not in known:
+                later = any(name in n.output for n in g.node)
+                why = "before the node that produces it (the graph is not topologically sorted)" if later else \
+                    "which no node, input or initializer produces"
+                label = f"'{node.name}' ({node.op_type})" if node.name else f"<unnamed {node.op_type}>"
+                raise UsageError(f"{label_text}: node {label} reads tensor '{name}' {why}; re-export the model")
+        known.update(node.output)
     try:
         if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
             onnx.checker.check_model(model)
     except (onnx.checker.ValidationError, ValueError) as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise UsageError(f"{label}: not a valid ONNX model ({first}); re-export it") from None
+        first = " ".join(str(err).split())[:240] or type(err).__name__
+        raise UsageError(f"{label_text}: not a valid ONNX model ({first}); re-export it") from None
 
 
 def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
