@@ -193,7 +193,7 @@ def test_huge_static_input_is_refused_cleanly(tmp_path, capsys):
 def test_unexpected_errors_are_one_line_exit_5(model_path, tmp_path, monkeypatch, capsys):
     import edgefold.fold.apply as apply_module
 
-    def boom(*args):
+    def boom(*args, **kwargs):
         raise KeyError("simulated bug")
 
     monkeypatch.setattr(apply_module, "apply_plan", boom)

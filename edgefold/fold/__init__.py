@@ -1,6 +1,7 @@
 """Fold input preprocessing into the first convolution(s): the Python API of ``edgefold fold``."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,8 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     ``VerificationFailed`` (carrying the report) when the folded model does not match the original."""
     from edgefold.fold.apply import apply_plan
     from edgefold.fold.match import plan_fold
-    from edgefold.fold.report import build_report
-    from edgefold.fold.verify import verify_fold
+    from edgefold.fold.report import draft_report
+    from edgefold.fold.verify import check_folded, run_reference
     from edgefold.graph.index import GraphIndex
     from edgefold.graph.io import load_model
     from edgefold.graph.shapes import specialise
@@ -48,11 +49,17 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     plan = plan_fold(index, options)
     _check_names(index, plan)
     _check_finite(index, plan)
-    folded = apply_plan(model, plan)
+    # the original's outputs first, so its onnxruntime session is gone before the folded model's exists; a
+    # model this call loaded itself is then folded in place (its caller never sees the original)
+    reference = run_reference(model, plan.chains, options.verify_sizes) if options.verify else None
+    draft = draft_report(index, plan, source)
+    folded = apply_plan(model, plan, in_place=model is not model_or_path)
+    del index
     verification = None
-    if options.verify:
-        verification = verify_fold(model, folded, plan.chains, options.verify_sizes, options.rtol, options.atol)
-    report = build_report(index, plan, source, verification)
+    if reference is not None:
+        verification = check_folded(folded, reference, options.rtol, options.atol)
+        del reference
+    report = dataclasses.replace(draft, verification=verification)
     if verification is not None and not verification.passed and report.exact:
         w = verification.worst
         where = "" if w.border_max is None else (

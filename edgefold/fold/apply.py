@@ -16,9 +16,14 @@ from edgefold.fold.plan import RAW_INPUT, ChainPlan, FoldPlan
 from edgefold.graph.index import _subgraph_reads
 
 
-def apply_plan(model: onnx.ModelProto, plan: FoldPlan) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False) -> onnx.ModelProto:
+    """The folded model: a copy, or ``model`` itself with ``in_place`` (the caller loaded it and no longer
+    needs the original - a model of 100 MB then costs one copy less)."""
+    if in_place:
+        out = model
+    else:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
     g = out.graph
     nodes = list(g.node)
     head: list[onnx.NodeProto] = []
@@ -162,9 +167,10 @@ def _prune(g: onnx.GraphProto, candidates: set[str]) -> None:
         for n in dead:
             candidates.update(i for i in n.input if i)
             g.node.remove(n)
-    keep = [t for t in g.initializer if t.name in used or t.name not in candidates]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+    for i in range(len(g.initializer) - 1, -1, -1):  # in place: re-adding the kept ones would copy every weight
+        t = g.initializer[i]
+        if t.name not in used and t.name in candidates:
+            del g.initializer[i]
     produced = {o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer}
     vis = [v for v in g.value_info if v.name in produced]
     del g.value_info[:]

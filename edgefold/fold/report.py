@@ -1,6 +1,7 @@
 """What a fold found and did, as data (``--report`` JSON) and as a short human summary."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -148,9 +149,14 @@ def _h(n: int | None) -> str:
 
 def build_report(index: GraphIndex, plan: FoldPlan, source: str | None,
                  verification: Verification | None) -> Report:
+    return dataclasses.replace(draft_report(index, plan, source), verification=verification)
+
+
+def draft_report(index: GraphIndex, plan: FoldPlan, source: str | None) -> Report:
+    """Everything the report says about the original graph, read before the fold is applied (in place)."""
     convs = tuple(tuple(conv_report(index, f) for f in chain.convs) for chain in plan.chains)
     removed = tuple(tuple((index.nodes[i].name or f"<{index.nodes[i].op_type}>", index.nodes[i].op_type)
                           for i in chain.removed) for chain in plan.chains)
     exact = all(f.border != "approx" for chain in plan.chains for f in chain.convs)
-    return Report(source, plan, convs, removed, exact, verification)
+    return Report(source, plan, convs, removed, exact, None)
 

@@ -70,27 +70,52 @@ def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[lis
 AUTO_SIZES = (((67, 93), (128, 160)), ((96, 128), (160, 224)))
 
 
+@dataclass
+class Reference:
+    """The original model's outputs on the self-check frames, and the feeds the folded model gets for them.
+    Computed before the fold is applied, so the original's session is gone before the folded one exists."""
+
+    sizes: tuple[tuple[int, int], ...]
+    names: list[str]
+    outputs: list[list[np.ndarray]]
+    folded_feeds: list[dict[str, np.ndarray]]
+
+
 def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
                 sizes: tuple[tuple[int, int], ...] | None, rtol: float, atol: float) -> Verification:
     """Run both models on the same raw frames; every folded input gets frames of its own contract."""
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+    return check_folded(folded, run_reference(original, chains, sizes), rtol, atol)
 
+
+def run_reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
+                  sizes: tuple[tuple[int, int], ...] | None) -> Reference:
     failure: BaseException | None = None
     for candidate in (sizes,) if sizes else AUTO_SIZES:
         try:
-            return _verify(original, folded, chains, candidate, rtol, atol)
+            return _reference(original, chains, candidate)
         except _OriginalFailed as err:
             failure = err.__cause__
             if err.at_load:
                 raise UnsupportedGraph(f"onnxruntime cannot load the original model "
                                        f"({str(failure).strip().splitlines()[0][:160]}), so the fold cannot be "
                                        f"verified; fix the model, or pass --no-verify") from None
-        except (Fail, InvalidArgument, RuntimeException) as err:
-            raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
-                                     f"nothing written - please report this model") from None
     raise UnsupportedGraph(f"cannot verify the fold: onnxruntime cannot run the original model "
                            f"({str(failure).splitlines()[0][:160]}); choose frame sizes it accepts with "
                            f"--verify-size HxW, or pass --no-verify")
+
+
+def check_folded(folded: onnx.ModelProto, reference: Reference, rtol: float, atol: float) -> Verification:
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+    try:
+        s_fold = session(folded)
+        got = [s_fold.run(reference.names, feed, _quiet()) for feed in reference.folded_feeds]
+    except (Fail, InvalidArgument, RuntimeException) as err:
+        raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
+                                 f"nothing written - please report this model") from None
+    errors = compare_outputs(reference.names, reference.outputs, got, rtol, atol)
+    return Verification(len(got), reference.sizes, tuple(errors), all(e.passed for e in errors),
+                        f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")
 
 
 class _OriginalFailed(Exception):
@@ -107,17 +132,16 @@ def _quiet():
     return ro
 
 
-def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
-            fallback_sizes: tuple[tuple[int, int], ...], rtol: float, atol: float) -> Verification:
+def _reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
+               fallback_sizes: tuple[tuple[int, int], ...]) -> Reference:
     try:
         s_orig = session(original)
     except Exception as err:
         raise _OriginalFailed(at_load=True) from err
-    s_fold = session(folded)
     other = _other_inputs(s_orig, chains)
     sizes = frame_sizes(chains[0], fallback_sizes)
     names = [o.name for o in s_orig.get_outputs()]
-    ref, got = [], []
+    ref, feeds = [], []
     for size in sizes:
         per_chain = [synthetic_frames(size[0], size[1], c.contract.channels, c.contract.pixel_range[1], seed=i)
                      for i, c in enumerate(chains)]
@@ -132,14 +156,12 @@ def _verify(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[Ch
                 ref.append(s_orig.run(names, feed_o, _quiet()))
             except Exception as err:
                 raise _OriginalFailed() from err
-            got.append(s_fold.run(names, feed_f, _quiet()))
+            feeds.append(feed_f)
     for k, name in enumerate(names):
         if any(np.issubdtype(r[k].dtype, np.floating) and not np.all(np.isfinite(r[k])) for r in ref):
             raise UnsupportedGraph(f"the original model gives NaN or inf in output '{name}' on the self-check "
                                    f"frames, so the fold cannot be verified; fix its weights, or pass --no-verify")
-    errors = compare_outputs(names, ref, got, rtol, atol)
-    return Verification(len(ref), tuple(sizes), tuple(errors), all(e.passed for e in errors),
-                        f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")
+    return Reference(tuple(sizes), names, ref, feeds)
 
 
 def _other_inputs(sess, chains: tuple[ChainPlan, ...]) -> dict[str, np.ndarray]:

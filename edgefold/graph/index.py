@@ -14,13 +14,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgefold.graph import io as graph_io
+
 # ops whose value is not a function of their inputs, never evaluated as constants
 _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
                      "Bernoulli", "Dropout"}
 # a constant subgraph that grows past this is not "small"; we do not evaluate it
 _MAX_CONST_ELEMENTS = 1 << 26
-# initializers larger than this are replaced by typed inputs before shape inference (shapes need no data)
-_SKELETON_ELEMENTS = 4096
 
 
 def attrs(node: onnx.NodeProto) -> dict:
@@ -110,7 +110,7 @@ class GraphIndex:
     @cached_property
     def shapes(self) -> dict[str, list[int | str | None]]:
         """Inferred shapes by tensor name (int, symbolic name or None per dim)."""
-        skeleton = _skeleton(self.model)
+        skeleton = graph_io.skeleton(self.model)
         try:
             inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
         except Exception:  # noqa: BLE001 - inference is best effort; missing shapes mean "dynamic"
@@ -131,25 +131,6 @@ def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
     if d.HasField("dim_param") and d.dim_param:
         return d.dim_param
     return None
-
-
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model without its large initializers (typed inputs instead): shapes need no weight data."""
-    g = model.graph
-    inputs = list(g.input)
-    names = {i.name for i in inputs}
-    small = []
-    for t in g.initializer:
-        if int(np.prod(t.dims)) > _SKELETON_ELEMENTS:
-            if t.name not in names:
-                inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-        else:
-            small.append(t)
-    graph = helper.make_graph(list(g.node), g.name or "g", inputs, list(g.output), initializer=small,
-                              value_info=list(g.value_info))
-    skeleton = helper.make_model(graph, opset_imports=list(model.opset_import))
-    skeleton.ir_version = model.ir_version
-    return skeleton
 
 
 def run_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray | None] | None:

@@ -19,6 +19,29 @@ from edgefold.errors import UsageError
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
+def is_large(model: onnx.ModelProto) -> bool:
+    """Whether a model is too large for one protobuf (external data needed). ``ByteSize()`` walks the whole
+    message (0.15 s for a 100 MB model, called at every save and session); the tensors' payload is the
+    size that matters, plus a generous allowance for the graph structure."""
+    payload = 0
+    for t in _all_tensors(model):
+        payload += len(t.raw_data) + 8 * (len(t.float_data) + len(t.int32_data) + len(t.int64_data)
+                                          + len(t.double_data) + len(t.uint64_data))
+        payload += sum(len(x) for x in t.string_data)
+    structure = 256 * sum(1 for _ in _all_nodes(model.graph))
+    return payload + structure >= EXTERNAL_DATA_THRESHOLD
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _all_nodes(attr.g)
+            for g in attr.graphs:
+                yield from _all_nodes(g)
+
+
 def external_locations(model: onnx.ModelProto) -> list[tuple[str, str]]:
     out = []
     for tensor in _all_tensors(model):
@@ -167,30 +190,110 @@ def check_wellformed(model: onnx.ModelProto, label_text: str) -> None:
                 label = f"'{node.name}' ({node.op_type})" if node.name else f"<unnamed {node.op_type}>"
                 raise UsageError(f"{label_text}: node {label} reads tensor '{name}' {why}; re-export the model")
         known.update(node.output)
+    for t in model.graph.initializer:  # the checker below sees the graph without the weights' bytes
+        itemsize = _ITEMSIZE.get(t.data_type)
+        if itemsize is not None and t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL:
+            count = 1
+            for d in t.dims:
+                count *= d
+            size = len(t.raw_data)
+            if size != count * itemsize:
+                raise UsageError(f"{label_text}: initializer '{t.name}' holds {size} bytes for shape "
+                                 f"{list(t.dims)} ({count * itemsize} needed); re-export the model")
     try:
-        if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
-            onnx.checker.check_model(model)
+        # structure, types and attributes; large weights are replaced by typed inputs first, so the check does
+        # not serialise (copy) every weight of a large model
+        onnx.checker.check_model(skeleton(model))
     except (onnx.checker.ValidationError, ValueError) as err:
         first = " ".join(str(err).split())[:240] or type(err).__name__
         raise UsageError(f"{label_text}: not a valid ONNX model ({first}); re-export it") from None
 
 
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its large initializers (typed inputs instead): what shape inference and the
+    checker need, without a copy of every weight."""
+    from onnx import helper
+
+    g = model.graph
+    inputs = list(g.input)
+    names = {i.name for i in inputs}
+    small = []
+    for t in g.initializer:
+        count = 1
+        for d in t.dims:
+            count *= d
+        if count > SKELETON_ELEMENTS:
+            if t.name not in names:
+                inputs.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            small.append(t)
+    graph = helper.make_graph(list(g.node), g.name or "g", inputs, list(g.output), initializer=small,
+                              value_info=list(g.value_info), sparse_initializer=list(g.sparse_initializer))
+    out = helper.make_model(graph, opset_imports=list(model.opset_import), functions=list(model.functions))
+    out.ir_version = model.ir_version
+    return out
+
+
+SKELETON_ELEMENTS = 4096  # initializers larger than this are left out of the skeleton
+
+
+# models whose weights exceed this go to onnxruntime as a file with external data, which it maps instead of
+# copying (from bytes it holds the bytes, its parsed proto and its tensors at once: 3x the weights)
+MAP_THRESHOLD = 32 << 20
+
+
 def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
-    """What onnxruntime can load: bytes for ordinary models, a file with external data for huge ones."""
-    if model.ByteSize() < EXTERNAL_DATA_THRESHOLD:
+    """What onnxruntime loads: bytes for small models, a file with external data (mapped, not copied) for
+    larger ones and for models over 2 GB."""
+    if not is_large(model) and _payload(model) < MAP_THRESHOLD:
         return model.SerializeToString()
     path = Path(tmp_dir) / "model.onnx"
-    onnx.save_model(copy_model(model), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="model.onnx.data", size_threshold=1024)
+    save_external(model, path, "model.onnx.data")
     return str(path)
 
 
-def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnx's external-data saving moves tensor data out of the proto it is given; save a copy instead, so
-    the caller's model still holds its weights afterwards."""
+def _payload(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in model.graph.initializer)
+
+
+def save_external(model: onnx.ModelProto, path: Path, data_name: str, threshold: int = 1024) -> None:
+    """Write ``path`` and its ``data_name`` beside it without copying the model's weights: each initializer of
+    at least ``threshold`` bytes goes to the data file (at a 64 KiB-aligned offset, so onnxruntime maps it)
+    and a light proto that refers to it is serialised. ``model`` itself is not changed (clearing and
+    restoring its bytes would grow the protobuf arena by the model's size every time)."""
+    from onnx import helper
+
+    g = model.graph
+    light: list[onnx.TensorProto] = []
+    with open(path.parent / data_name, "wb") as f:
+        for t in g.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL or not t.HasField("raw_data") or \
+                    len(t.raw_data) < threshold:
+                light.append(t)
+                continue
+            f.write(b"\0" * (-f.tell() % 65536))
+            offset = f.tell()
+            data = t.raw_data
+            f.write(data)
+            ref = onnx.TensorProto(name=t.name, data_type=t.data_type, dims=list(t.dims),
+                                   data_location=onnx.TensorProto.EXTERNAL)
+            for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(len(data)))):
+                entry = ref.external_data.add()
+                entry.key, entry.value = key, value
+            light.append(ref)
+            del data
+    graph = helper.make_graph(list(g.node), g.name, list(g.input), list(g.output), initializer=light,
+                              value_info=list(g.value_info), sparse_initializer=list(g.sparse_initializer),
+                              doc_string=g.doc_string or None)
     out = onnx.ModelProto()
-    out.CopyFrom(model)
-    return out
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(out, field, getattr(model, field))
+    out.opset_import.extend(model.opset_import)
+    out.metadata_props.extend(model.metadata_props)
+    out.functions.extend(model.functions)
+    out.graph.CopyFrom(graph)
+    with open(path, "wb") as f:
+        f.write(out.SerializeToString())
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str | os.PathLike | None = None) -> None:
@@ -200,13 +303,12 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, source: str |
         raise UsageError(f"{out}: refusing to overwrite the input model; choose another -o path")
     if not out.parent.exists():
         raise UsageError(f"{out.parent}: output folder does not exist")
-    external = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
+    external = is_large(model)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".edgefold-") as tmp:
         tmp_model = Path(tmp) / out.name
         data_name = out.name + ".data"
         if external:
-            onnx.save_model(copy_model(model), str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=1024)
+            save_external(model, tmp_model, data_name)
             if (Path(tmp) / data_name).exists():  # absent when every tensor is small enough to stay inline
                 os.replace(Path(tmp) / data_name, out.parent / data_name)
         else:

@@ -141,7 +141,7 @@ class RunOutputs:
         2 GB go to ``NAME.data`` beside it, staged the same way."""
         out = Path(path)
         self._check_claimed(out)
-        if model.ByteSize() < graph_io.EXTERNAL_DATA_THRESHOLD:
+        if not graph_io.is_large(model):
             self.stage_bytes(out, model.SerializeToString())
             return
         data_name = out.name + ".data"
@@ -151,8 +151,7 @@ class RunOutputs:
         folder.mkdir()
         self._staged.append((folder, folder))  # removed after the commit or on failure
         try:
-            onnx.save_model(graph_io.copy_model(model), str(folder / out.name), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+            graph_io.save_external(model, folder / out.name, data_name)
         except OSError as err:
             raise UsageError(f"cannot write {out}: {err.strerror or type(err).__name__}") from None
         self._staged.append((folder / out.name, _real(out)))

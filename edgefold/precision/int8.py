@@ -20,7 +20,7 @@ import onnx
 
 from edgefold.compare.frames import InputFeed
 from edgefold.errors import UsageError
-from edgefold.graph.io import EXTERNAL_DATA_THRESHOLD, model_bytes_or_path
+from edgefold.graph.io import is_large, model_bytes_or_path
 from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
 
@@ -97,7 +97,7 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
              "entropy": CalibrationMethod.Entropy}[method]
     with tempfile.TemporaryDirectory(prefix="edgefold-int8-") as tmp, _quiet_quantizer():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        large = model.ByteSize() >= EXTERNAL_DATA_THRESHOLD
+        large = is_large(model)
         if large:  # the > 2 GB path: the quantiser reads and writes external data
             src = Path(str(model_bytes_or_path(model, tmp + "/")))
         else:
