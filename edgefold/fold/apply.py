@@ -1,9 +1,9 @@
-"""The one place that edits the graph: writes a ``FoldPlan`` into a copy of the model.
+"""The one place that edits the graph: writes a ``FoldPlan`` into a copy of the model (or into the model).
 
-Everything else in the model - node order, names, value_info, metadata, untouched weights - stays as it
-was. The preprocessing nodes are deleted, commuting ops are re-created on the raw tensor (``NAME/raw``),
-each target Conv gets new weights (``NAME/folded_W``), and where the border term is needed its output
-becomes ``OUT/pre_border`` and an ``Add`` restores the original output name.
+Everything else in the model - node order, names, metadata, untouched weights - stays as it was; value_info
+is inferred anew (a recorded one may be stale). The preprocessing nodes are deleted, commuting ops are
+re-created on the raw tensor (``NAME/raw``), each target Conv gets new weights (``NAME/folded_W``), and where
+the border term is needed its output becomes ``OUT/pre_border`` and an ``Add`` restores the original name.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 
 from edgefold.fold import border
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, FoldPlan
+from edgefold.graph import io as graph_io
 from edgefold.graph.index import _subgraph_reads
 
 
@@ -39,8 +40,23 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     g.node.extend(rebuilt)
     g.initializer.extend(new_inits)
     _prune(g, candidates)
+    _refresh_shapes(out)
     _stamp(out, plan)
     return out
+
+
+def _refresh_shapes(model: onnx.ModelProto) -> None:
+    """value_info inferred anew from the inputs: a recorded shape can be stale (a user who made a dimension
+    dynamic by editing the input), and onnxruntime plans buffers from it - the original runs, the folded
+    model with its new nodes would not."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(graph_io.skeleton(model, value_info=False),
+                                                     strict_mode=False, data_prop=True)
+        fresh = list(inferred.graph.value_info)
+    except Exception:  # noqa: BLE001 - inference is best effort; no value_info is valid ONNX
+        fresh = []
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(fresh)
 
 
 def _stamp(model: onnx.ModelProto, plan: FoldPlan) -> None:

@@ -178,7 +178,8 @@ def cast(ctx: NodeCtx) -> Step:
         info = np.iinfo(onnx.helper.tensor_dtype_to_np_dtype(to))
         if info.min <= lin.int_range[0] and lin.int_range[1] <= info.max:
             return Step({out: lin})  # every pixel value survives (e.g. uint8 -> int64 -> uint8 around a Concat)
-    raise ctx.refuse(f"casts to {onnx.TensorProto.DataType.Name(to)}; only casts to FLOAT (or integer casts that "
+    name = onnx.TensorProto.DataType.Name(to) if to in onnx.TensorProto.DataType.values() else f"type {to}"
+    raise ctx.refuse(f"casts to {name}; only casts to FLOAT (or integer casts that "
                      f"keep every pixel value) are exact", lin)
 
 
@@ -822,7 +823,8 @@ def conv(ctx: NodeCtx) -> Step:
     fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
                             ctx.index.opset)
     if fold.border == "dynamic-separable" and ctx.index.opset < 11:
-        raise ctx.refuse(f"reads an image of dynamic size at opset {ctx.index.opset}; the exact border term is "
+        raise ctx.refuse(f"reads an image whose size is dynamic (or not inferable) at opset {ctx.index.opset}; "
+                         f"the exact border term is "
                          f"built from opset-11 ops: fix the size with --input-size HxW, or convert the model "
                          f"(onnx.version_converter.convert_version(model, 13))", lin)
     if override is not None:

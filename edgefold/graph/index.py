@@ -110,7 +110,8 @@ class GraphIndex:
     @cached_property
     def shapes(self) -> dict[str, list[int | str | None]]:
         """Inferred shapes by tensor name (int, symbolic name or None per dim)."""
-        skeleton = graph_io.skeleton(self.model)
+        # inferred from the inputs alone: a recorded value_info is stale when a user made a dimension dynamic
+        skeleton = graph_io.skeleton(self.model, value_info=False)
         try:
             inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
         except Exception:  # noqa: BLE001 - inference is best effort; missing shapes mean "dynamic"

@@ -209,9 +209,10 @@ def check_wellformed(model: onnx.ModelProto, label_text: str) -> None:
         raise UsageError(f"{label_text}: not a valid ONNX model ({first}); re-export it") from None
 
 
-def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+def skeleton(model: onnx.ModelProto, value_info: bool = True) -> onnx.ModelProto:
     """The model without its large initializers (typed inputs instead): what shape inference and the
-    checker need, without a copy of every weight."""
+    checker need, without a copy of every weight. ``value_info=False`` drops the recorded intermediate
+    shapes, which go stale when a user edits an input's dimensions."""
     from onnx import helper
 
     g = model.graph
@@ -228,7 +229,8 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
         else:
             small.append(t)
     graph = helper.make_graph(list(g.node), g.name or "g", inputs, list(g.output), initializer=small,
-                              value_info=list(g.value_info), sparse_initializer=list(g.sparse_initializer))
+                              value_info=list(g.value_info) if value_info else [],
+                              sparse_initializer=list(g.sparse_initializer))
     out = helper.make_model(graph, opset_imports=list(model.opset_import), functions=list(model.functions))
     out.ir_version = model.ir_version
     return out
