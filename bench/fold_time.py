@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.graph.build import ModelBuilder, gray_normalise
+from edgefold.graph.builder import ModelBuilder, gray_normalise
 
 # measured on this machine with the code before the issue-14 work (commit 077d611), same benchmark
 BEFORE = {"resnet50": "3.5 s / 900 MB", "large-2.5GB": "exit 5 (internal error)"}

@@ -1,7 +1,7 @@
 """edgefold: fold camera preprocessing into the first convolution, build TensorRT engines for Jetson."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from edgefold.version import __version__  # noqa: F401 - the public version
 
 
 def fold(model_or_path, options=None):  # noqa: ANN001, ANN201 - thin re-export, documented in edgefold.fold

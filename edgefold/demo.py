@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgefold.graph.build import ModelBuilder, gray_normalise
+from edgefold.graph.builder import ModelBuilder, gray_normalise
 
 
 def demo_model(seed: int = 0) -> onnx.ModelProto:

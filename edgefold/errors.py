@@ -41,4 +41,22 @@ class VerificationFailed(EdgefoldError):
 
 
 class MissingTensorRT(EdgefoldError):
+    """TensorRT (or CUDA) is missing, or cannot build the engine."""
+
     exit_code = EXIT_NO_TENSORRT
+
+
+class EngineMismatch(MissingTensorRT):
+    """The engine was built for another TensorRT version or GPU, or cannot be deserialised here: rebuild it on
+    this device (exit 4)."""
+
+
+class DeviceError(MissingTensorRT):
+    """CUDA or TensorRT failed while running (exit 4): the device, not the input."""
+
+
+# every exception edgefold raises on purpose, with its exit code (tests/test_errors.py checks the raise sites)
+EXIT_CODES: dict[type[EdgefoldError], int] = {
+    UsageError: EXIT_USAGE, UnsupportedGraph: EXIT_UNSUPPORTED, VerificationFailed: EXIT_MISMATCH,
+    MissingTensorRT: EXIT_NO_TENSORRT, EngineMismatch: EXIT_NO_TENSORRT, DeviceError: EXIT_NO_TENSORRT,
+}

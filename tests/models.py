@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgefold.graph.build import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
+from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
 
 F = onnx.TensorProto.FLOAT
 MEAN4 = IMAGENET_MEAN.reshape(1, 3, 1, 1)

@@ -13,7 +13,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from edgefold.cli.main import main
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import F, gray_model
 
 

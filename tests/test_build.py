@@ -10,10 +10,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from edgefold.build.spec import BuildOptions, ShapeProfile, plan_engine
-from edgefold.build.trt import loaders
 from edgefold.cli.main import main
 from edgefold.demo import demo_model
+from edgefold.deploy.spec import BuildOptions, ShapeProfile, plan_engine
+from edgefold.deploy.trt import loaders
 from edgefold.errors import UsageError
 from edgefold.graph.shapes import specialise
 from tests.models import gray_model
@@ -263,3 +263,23 @@ def test_dynamic_model_needs_a_shape_profile(tmp_path, capsys):
                  "--shapes", "image:1x1x96x128/1x1x128x160/1x1x192x256"]) == 0
     side = json.loads((tmp_path / "d.json").read_text())
     assert side["build_plan"]["profiles"][0]["opt"] == [1, 1, 128, 160]
+
+
+def test_no_fold_sidecar_carries_a_full_contract_that_engine_reads(demo_path, tmp_path):
+    """--no-fold keeps the model's own input; its sidecar contract is complete, as Engine and the C++ app
+    need it (it used to be a bare feed without layout, channels or pixel range)."""
+    from edgefold.compare.feeds import candidate_contract
+    from edgefold.core.contract import InputContract
+    from edgefold.graph.io import load_model
+
+    out = tmp_path / "demo.engine"
+    assert main(["build", str(demo_path), "--fp16", "--no-fold", "-o", str(out), "--no-engine"]) == 0
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["sidecar_version"] == 2
+    c = sidecar["input_contract"]
+    assert {"name", "dtype", "layout", "channels", "channel_order", "shape", "channel_axis", "pixel_range"} <= set(c)
+    contract = InputContract.from_json(c)
+    assert contract == candidate_contract(load_model(demo_path), str(demo_path))
+    assert contract.channels == 1 and contract.layout == "NCHW" and contract.dtype == "uint8"
+    frame = np.zeros(contract.shape[2:], np.uint8)
+    assert contract.arrange(frame).shape == tuple(contract.shape)

@@ -12,7 +12,7 @@ import pytest
 
 from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.fold import FoldOptions, fold
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, conv_weight
 from tests.pages import photos
 

@@ -12,7 +12,8 @@ import pytest
 
 from edgefold.cli.main import main
 from edgefold.fold import ops
-from edgefold.graph.build import ModelBuilder
+from edgefold.fold.plan import BorderScheme
+from edgefold.graph.builder import ModelBuilder
 from tests.models import assert_same, gray_frame, gray_model, head
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def test_verification_failure_exit_1_and_nothing_written(model_path, tmp_path, m
         args = list(args)
         args[7] = "approx"  # border_mode
         fold = real(*args)
-        return type(fold)(**{**fold.__dict__, "border": "dynamic-separable"})
+        return type(fold)(**{**fold.__dict__, "border": BorderScheme.DYNAMIC_SEPARABLE})
 
     monkeypatch.setattr(ops.border, "plan_conv", broken)
     out, rep = tmp_path / "folded.onnx", tmp_path / "fold.json"

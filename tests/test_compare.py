@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgefold.cli.main import main
 from edgefold.compare import CompareOptions, compare
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import NORM_FLAGS, gray_model, head
 
 

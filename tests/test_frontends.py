@@ -14,7 +14,7 @@ from edgefold.errors import UsageError
 from edgefold.fold import FoldOptions, fold
 from edgefold.frontend.dct import DctSpec, reference_coefficients, zigzag
 from edgefold.frontend.graph import frontend_model
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from edgefold.inspect.count import inventory
 from tests.models import F, assert_same, conv_weight, gray_frame, normalise, run
 

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from edgefold.cli.main import main
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from edgefold.inspect.count import inventory
 from tests.models import gray_model
 

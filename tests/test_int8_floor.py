@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from edgefold.compare.metrics import map_agreement, output_stats
 from edgefold.compare.tolerance import Floors, tolerance_for
+from edgefold.core.metrics import map_agreement, output_stats
 from edgefold.errors import UsageError
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from edgefold.precision import mixed
 from edgefold.precision.weights import QUANTIZED_OPS, weight_axis, weights_as_initializers
 from tests.models import run
@@ -135,8 +135,8 @@ def test_constant_weights_become_initializers_and_the_model_is_unchanged():
 
 
 def test_every_quantised_weight_is_per_channel_whatever_its_storage():
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
     from edgefold.precision.int8 import quantize
 
     m = _constant_weight_model()
@@ -160,8 +160,8 @@ def test_paddle2onnx_models_are_quantised_per_channel(paddle_models):
     """Every Q/DQ weight of the prepared PP-OCR detector and classifier (weights stored as Constant nodes)."""
     from onnx import version_converter
 
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
     from edgefold.graph.shapes import specialise
     from edgefold.precision.int8 import quantize
 
@@ -202,8 +202,8 @@ def _sensitive_model() -> onnx.ModelProto:
 def test_search_keeps_the_known_sensitive_layer_in_float():
     import time
 
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
     from edgefold.precision.int8 import quantize
 
     m = _sensitive_model()
@@ -240,9 +240,9 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
 
 
 def test_shapes_hint_follows_the_input_layout():
-    from edgefold.build.pipeline import _example_profile
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
+    from edgefold.deploy.pipeline import _example_profile
 
     nhwc = InputFeed("gray", "uint8", ("n", "h", "w", 1), 3, ChannelAffine.identity(1))
     nchw = InputFeed("x", "uint8", ("n", 1, "h", "w"), 1, ChannelAffine.identity(1))
@@ -258,8 +258,8 @@ def test_pytorch_exports_are_quantised_per_channel(tmp_path, dynamo):
     torch = pytest.importorskip("torch")
     if dynamo:
         pytest.importorskip("onnxscript")
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
     from edgefold.precision.int8 import quantize
 
     torch.manual_seed(0)

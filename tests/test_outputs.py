@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from edgefold.cli.main import main
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import NORM_FLAGS, gray_model, head
 
 

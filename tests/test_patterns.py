@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from edgefold.fold import FoldOptions, fold
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import (
     MEAN4,
     REPLICATIONS,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from edgefold.errors import UnsupportedGraph
 from edgefold.fold import FoldOptions, fold
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, conv_weight
 
 

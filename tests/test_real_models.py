@@ -73,8 +73,8 @@ def test_folding_does_not_make_int8_worse_on_the_real_detector(detector):
     photos; text-map IoU against fp32 on the held-out scanned page."""
     from PIL import Image
 
-    from edgefold.build.pipeline import _upgrade_opset
-    from edgefold.compare.frames import InputFeed
+    from edgefold.core.frames import InputFeed
+    from edgefold.deploy.pipeline import _upgrade_opset
     from edgefold.fold.verify import chain_feeds
     from edgefold.graph.shapes import specialise
     from edgefold.precision.int8 import quantize

@@ -7,7 +7,7 @@ import pytest
 
 from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.fold import FoldOptions, fold
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from tests.models import MEAN4, STD4, F, head, normalise
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgefold.cli.main import main
 from edgefold.errors import UsageError
-from edgefold.graph.build import ModelBuilder
+from edgefold.graph.builder import ModelBuilder
 from edgefold.runtime import Engine, EngineMismatch
 from edgefold.runtime.trt_backend import check_sidecar
 from tests.models import MEAN4, NORM_FLAGS, STD4, head, run
@@ -28,7 +28,7 @@ def test_engine_on_a_gray_frame_equals_the_original(folded_pair):
     src, out = folded_pair
     frame = np.random.default_rng(0).integers(0, 256, (48, 64)).astype(np.uint8)
     with Engine(out) as engine:
-        assert engine.backend_name == "onnxruntime" and engine.contract["channels"] == 1
+        assert engine.backend_name == "onnxruntime" and engine.contract.channels == 1
         got = engine.infer(frame)
     ref = run(onnx.load(str(src)), {"image": frame[None, None]})
     assert list(got) == engine.output_names
@@ -77,6 +77,10 @@ def test_engine_files_need_their_sidecar_and_tensorrt(tmp_path):
     with pytest.raises(UsageError, match="sidecar m.json is missing"):
         Engine(e)
     (tmp_path / "m.json").write_text(json.dumps({"input_contract": {}}))
+    with pytest.raises(UsageError, match="input contract without 'channels'"):
+        Engine(e)
+    contract = {"name": "image", "dtype": "uint8", "channels": 1, "shape": [1, 1, 48, 64], "channel_axis": 1}
+    (tmp_path / "m.json").write_text(json.dumps({"input_contract": contract}))
     try:
         import tensorrt  # noqa: F401
     except Exception:  # noqa: BLE001
@@ -143,7 +147,7 @@ def test_nhw_models_through_runtime_compare_and_build(tmp_path, capsys):
     assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
     frame = np.random.default_rng(3).integers(0, 256, (40, 48)).astype(np.uint8)
     with Engine(out) as engine:
-        assert engine.contract["layout"] == "NHW"
+        assert engine.contract.layout == "NHW"
         got = list(engine.infer(frame).values())[0]
     np.testing.assert_allclose(got, run(m, {"image": frame[None]})[0], rtol=1e-4, atol=1e-5)
     assert main(["compare", str(src), str(out)]) == 0
@@ -155,11 +159,12 @@ def test_bench_baseline_engine_gets_the_cpu_preprocessing_users_run_today():
     """With an engine of the original model as baseline, bench times numpy replicate + normalise into it."""
     from edgefold.cli.bench import _engine_baseline_feed
     from edgefold.compare import CompareOptions
+    from edgefold.core.contract import InputContract
 
     contract = {"name": "input", "dtype": "float32", "layout": "NCHW", "channels": 3, "shape": [1, 3, 4, 5],
                 "channel_axis": 1}
     opts = CompareOptions(channels="gray", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=255.0)
-    feed = _engine_baseline_feed(contract, 1, opts)
+    feed = _engine_baseline_feed(InputContract.from_json(contract), 1, opts)
     frame = np.arange(20, dtype=np.float64).reshape(1, 4, 5)
     expected = (np.repeat(frame[None], 3, axis=1) / 255 - MEAN4) / STD4
     np.testing.assert_allclose(feed.tensor(frame), expected, rtol=1e-6)

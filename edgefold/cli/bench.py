@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from edgefold.cli.flags import add_camera_flags, size
+from edgefold.core.contract import InputContract
 from edgefold.errors import EXIT_OK
 
 
@@ -27,13 +28,11 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _engine_baseline_feed(contract: dict, raw_channels: int, options):  # noqa: ANN001, ANN202
+def _engine_baseline_feed(contract: InputContract, raw_channels: int, options):  # noqa: ANN001, ANN202
     from edgefold.compare.feeds import declared_feed
-    from edgefold.compare.frames import InputFeed
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
 
-    plain = InputFeed(contract["name"], contract["dtype"], tuple(contract["shape"]), int(contract["channel_axis"]),
-                      ChannelAffine.identity(int(contract["channels"])))
+    plain = InputFeed.from_contract(contract)
     return declared_feed(plain, raw_channels, options)
 
 
@@ -42,13 +41,12 @@ def _stats(ms: list[float]) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.cli.infer import static_size
     from edgefold.compare import CompareOptions, reference_feed
     from edgefold.runtime import Engine
 
     engine = Engine(args.model, threads=args.threads)
-    frame_size = static_size(engine.contract) or args.size or (2048, 2448)
-    channels = int(engine.contract["channels"])
+    frame_size = engine.contract.static_size() or args.size or (2048, 2448)
+    channels = engine.contract.channels
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, frame_size if channels == 1 else (*frame_size, channels)).astype(np.uint8)
     rows = []

@@ -51,8 +51,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.build.pipeline import build
-    from edgefold.build.spec import BuildOptions, ShapeProfile
+    from edgefold.deploy.pipeline import build
+    from edgefold.deploy.spec import BuildOptions, ShapeProfile
     from edgefold.fold.options import FoldOptions
 
     options = BuildOptions(

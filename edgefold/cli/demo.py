@@ -30,11 +30,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import onnx
 
+    from edgefold.backends.ort import session
     from edgefold.demo import demo_model, sample_image
     from edgefold.fold import FoldOptions, fold
-    from edgefold.graph.build import IMAGENET_MEAN, IMAGENET_STD
+    from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD
     from edgefold.graph.io import save_model, write_text_atomic
-    from edgefold.graph.ort import session
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check_prepended(original, model, spec, dtype: str, tolerance: float = 1e-4) -> float:  # noqa: ANN001
     """Run (front end -> original) and the merged model on the same frames in onnxruntime."""
+    from edgefold.backends.ort import session
     from edgefold.frontend.graph import frontend_model
-    from edgefold.graph.ort import session
 
     front = frontend_model(spec, "image", "float32")
     s_front, s_orig, s_new = session(front), session(original), session(model)

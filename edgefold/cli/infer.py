@@ -24,14 +24,8 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def static_size(contract: dict) -> tuple[int, int] | None:
-    axis = int(contract["channel_axis"])
-    spatial = [d for i, d in enumerate(contract["shape"]) if i not in (0, axis)]
-    return (spatial[0], spatial[1]) if all(isinstance(d, int) for d in spatial) else None
-
-
 def describe(name: str, value: np.ndarray, top: int) -> str:
-    from edgefold.compare.metrics import is_classifier
+    from edgefold.core.metrics import is_classifier
 
     if is_classifier(value.shape):
         scores = value.reshape(value.shape[0], -1)[0]
@@ -42,7 +36,7 @@ def describe(name: str, value: np.ndarray, top: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.compare.frames import read_image
+    from edgefold.core.frames import read_image
     from edgefold.graph.outputs import RunOutputs
     from edgefold.runtime import Engine
 
@@ -55,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
         outputs.protect(path, f"the input image {path}")
     summary = {}
     with outputs, Engine(args.model) as engine:
-        size = static_size(engine.contract)
+        size = engine.contract.static_size()
         for path in args.images:
-            frame = read_image(path, int(engine.contract["channels"]), size, args.resize)
+            frame = read_image(path, engine.contract.channels, size, args.resize)
             result = engine.infer(frame)
             print(f"{path} ({engine.backend_name}):")
             for name, value in result.items():

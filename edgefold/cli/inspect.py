@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.model.endswith((".engine", ".plan", ".trt")):
-        from edgefold.build.trt import engine_layers
+        from edgefold.backends.trt import engine_layers
 
         info = engine_layers(args.model)
         if args.json:

@@ -39,8 +39,8 @@ def printable(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgefold import __version__
     from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect
+    from edgefold.version import __version__
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "

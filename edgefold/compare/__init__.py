@@ -23,11 +23,11 @@ from edgefold.compare.feeds import (  # noqa: F401 - candidate_feed/reference_fe
     reference_feed,
     side_inputs,
 )
-from edgefold.compare.frames import InputFeed, synthetic_frames
-from edgefold.compare.metrics import OutputStats, output_stats
 from edgefold.compare.tolerance import Tolerance, tolerance_for
+from edgefold.core.contract import InputContract, Meta
+from edgefold.core.frames import InputFeed, synthetic_frames
+from edgefold.core.metrics import OutputStats, output_stats
 from edgefold.errors import UsageError
-from edgefold.fold.affine import ChannelAffine
 from edgefold.graph.io import load_model
 
 
@@ -215,11 +215,9 @@ def _sidecar(engine_path: str) -> dict:
 
 
 def _engine_feed(sidecar: dict, path: str) -> tuple[InputFeed, str, float, dict]:
-    c = sidecar.get("input_contract")
-    if not c:
+    if not sidecar.get("input_contract"):
         raise UsageError(f"{path}: no sidecar {Path(path).with_suffix('.json').name} with the input contract; "
                          f"build engines with `edgefold build`")
-    feed = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
-                     ChannelAffine.identity(int(c["channels"])))
-    meta = {"edgefold.source_inputs": json.dumps(sidecar.get("source_inputs", []))}
-    return feed, c.get("channel_order", "gray"), float(c.get("pixel_range", [0, 255])[1]), meta
+    c = InputContract.from_json(sidecar["input_contract"])
+    meta = {Meta.SOURCE_INPUTS: json.dumps(sidecar.get("source_inputs", []))}
+    return InputFeed.from_contract(c), c.channel_order, float(c.pixel_range[1]), meta

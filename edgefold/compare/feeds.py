@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from edgefold.compare.frames import InputFeed, load_images, synthetic_frames
+from edgefold.core.affine import ChannelAffine, declared
+from edgefold.core.contract import InputContract, Meta, contracts_of, meta_json, read_meta
+from edgefold.core.frames import InputFeed, load_images, synthetic_frames
 from edgefold.errors import UsageError
-from edgefold.fold.affine import ChannelAffine, declared
 from edgefold.graph.shapes import spatial_axes
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def edgefold_meta(model: onnx.ModelProto) -> dict:
-    return {p.key: p.value for p in model.metadata_props if p.key.startswith("edgefold.")}
+    return read_meta(model)
 
 
 def _dtype(elem: int) -> str:
@@ -28,10 +29,10 @@ def _dtype(elem: int) -> str:
 def _image_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits and len(i.type.tensor_type.shape.dim) in (3, 4)]
-    contracts = json.loads(edgefold_meta(model).get("edgefold.input_contracts", "[]"))
-    sources = json.loads(edgefold_meta(model).get("edgefold.source_inputs", "[]"))
+    contracts = contracts_of(model)
+    sources = meta_json(model, Meta.SOURCE_INPUTS, [])
     if len(inputs) > 1 and (contracts or sources):  # a folded multi-camera model: the first folded input leads
-        first = {c["name"] for c in contracts[:1]} | {src["name"] for src in sources[:1]}
+        first = {c.name for c in contracts[:1]} | {src["name"] for src in sources[:1]}
         inputs = [i for i in inputs if i.name in first] or inputs
     if len(inputs) != 1:
         raise UsageError(f"{what}: expected one image input (N x C x H x W, N x H x W x C or N x H x W), found "
@@ -45,14 +46,25 @@ def _dims(vi: onnx.ValueInfoProto) -> tuple:
 
 def candidate_feed(model: onnx.ModelProto, what: str) -> tuple[InputFeed, str, float]:
     """(feed, channel order, pixel max) of a candidate ONNX: its edgefold contract, else its own input."""
-    contracts = json.loads(edgefold_meta(model).get("edgefold.input_contracts", "[]"))
+    contracts = contracts_of(model)
     if contracts:
         c = contracts[0]
-        feed = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
-                         ChannelAffine.identity(int(c["channels"])))
-        return feed, c["channel_order"], float(c["pixel_range"][1])
+        return InputFeed.from_contract(c), c.channel_order, float(c.pixel_range[1])
     vi = _image_input(model, what)
     return _plain_feed(vi)
+
+
+def candidate_contract(model: onnx.ModelProto, what: str) -> InputContract:
+    """The input contract of a candidate: the one the fold recorded, else the model's own image input fed as
+    it is (a model built with --no-fold, or one edgefold never saw)."""
+    contracts = contracts_of(model)
+    if contracts:
+        return contracts[0]
+    feed, order, pixel_max = candidate_feed(model, what)
+    layout = {3: "NHWC", -1: "NHW"}.get(feed.channel_axis, "NCHW")
+    return InputContract(name=feed.name, dtype=feed.dtype, layout=layout, channels=feed.affine.in_channels,
+                         channel_order=order, shape=tuple(feed.shape), channel_axis=feed.channel_axis,
+                         pixel_range=(0.0, pixel_max))
 
 
 def _plain_feed(vi: onnx.ValueInfoProto) -> tuple[InputFeed, str, float]:
@@ -84,7 +96,7 @@ def declared_feed(feed: InputFeed, raw_channels: int, options: CompareOptions) -
 def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channels: int,
                    options: CompareOptions) -> InputFeed:
     """How the original receives a raw frame: as declared, as the fold recorded it, or replicated."""
-    sources = json.loads(candidate_meta.get("edgefold.source_inputs", "[]"))
+    sources = json.loads(candidate_meta.get(Meta.SOURCE_INPUTS, "[]"))
     if sources and not options.declares:
         return InputFeed.from_json(sources[0])
     vi = _image_input(reference, "reference")
@@ -128,13 +140,11 @@ def detect_precision(model: onnx.ModelProto) -> str:
 
 def more_chains(meta: dict) -> list[tuple[InputFeed, InputFeed]]:
     """(original, folded) feeds of every folded input after the first, from the fold's metadata."""
-    contracts = json.loads(meta.get("edgefold.input_contracts", "[]"))
-    sources = json.loads(meta.get("edgefold.source_inputs", "[]"))
+    contracts = [InputContract.from_json(c) for c in json.loads(meta.get(Meta.INPUT_CONTRACTS, "[]"))]
+    sources = json.loads(meta.get(Meta.SOURCE_INPUTS, "[]"))
     pairs = []
     for c, src in zip(contracts[1:], sources[1:]):
-        folded = InputFeed(c["name"], c["dtype"], tuple(c["shape"]), int(c["channel_axis"]),
-                           ChannelAffine.identity(int(c["channels"])))
-        pairs.append((InputFeed.from_json(src), folded))
+        pairs.append((InputFeed.from_json(src), InputFeed.from_contract(c)))
     return pairs
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgefold.compare.metrics import ring_width
+from edgefold.core.metrics import ring_width
 from edgefold.errors import UsageError
 
 

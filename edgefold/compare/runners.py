@@ -8,16 +8,20 @@ from edgefold.graph.io import model_bytes_or_path
 
 
 def onnx_runner(model: onnx.ModelProto, name: str):
+    """Polygraphy's onnxruntime runner; a model over 32 MB goes through a temporary file with external data,
+    removed with the runner (the session loads it lazily, when the runner is activated)."""
     import tempfile
 
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-    tmp = tempfile.mkdtemp(prefix="edgefold-cmp-")
-    return OnnxrtRunner(SessionFromOnnx(model_bytes_or_path(model, tmp + "/"), providers=["cpu"]), name=name)
+    tmp = tempfile.TemporaryDirectory(prefix="edgefold-cmp-")
+    runner = OnnxrtRunner(SessionFromOnnx(model_bytes_or_path(model, tmp.name + "/"), providers=["cpu"]), name=name)
+    runner.edgefold_tmp = tmp  # type: ignore[attr-defined] - lives (and is cleaned up) with the runner
+    return runner
 
 
 def engine_runner(path: str):
-    from edgefold.build.trt import trt_runner
+    from edgefold.backends.trt import trt_runner
 
     return trt_runner(path, "candidate")
 

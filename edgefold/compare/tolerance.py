@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from edgefold.compare.metrics import OutputStats
+from edgefold.core.metrics import OutputStats
 from edgefold.errors import UsageError
 
 FLOOR_KEYS = ("top1", "iou", "fp", "cosine")

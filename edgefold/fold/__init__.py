@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["fold", "FoldOptions", "Report"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - keeps `import edgefold.fold.affine` free of the heavy modules
+def __getattr__(name: str):  # noqa: ANN202 - keeps `import edgefold.core.affine` free of the heavy modules
     if name == "Report":
         from edgefold.fold.report import Report
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from edgefold.errors import UnsupportedGraph
-from edgefold.fold.plan import ConvFold, Lin
+from edgefold.fold.plan import RAW_INPUT, BorderScheme, ConvFold, Lin
 from edgefold.graph.index import GraphIndex, attrs
 
 
@@ -88,10 +88,10 @@ def compose(index: GraphIndex, adapter_id: int, backbone_id: int, border_mode: s
     bias = b2 + np.einsum("ocab,oc->o", w2, b1.reshape(g2, cg).repeat(og, axis=0))
     new_attrs = {"kernel_shape": [kh, kw], "strides": list(b_attrs.get("strides", [1, 1])), "dilations": [1, 1],
                  "pads": [p1[i] + p2[i] for i in range(4)], "group": 1}
-    border = "adapter-exact" if not any(p2) else "approx"
+    border = BorderScheme.ADAPTER_EXACT if not any(p2) else BorderScheme.APPROX
     note = ("composed: the backbone conv has no padding, so every tap of the adapter is inside" if not any(p2)
             else "composed approximately: the backbone's padding of the adapter output is not reproduced at the border")
-    dummy = Lin("<raw input>", _identity(1), 1, 4, True)
+    dummy = Lin(RAW_INPUT, _identity(1), 1, 4, True)
     fold = ConvFold(backbone_id, b_node.name or b_node.output[0], dummy.raw, dummy.affine, kernel.astype(np.float32),
                     bias.astype(np.float32), 1, tuple(w2.shape), None, border, note, new_attrs)
     return fold, new_attrs
@@ -107,6 +107,6 @@ def _bias(index: GraphIndex, node: onnx.NodeProto, channels: int) -> np.ndarray:
 
 
 def _identity(n: int):
-    from edgefold.fold.affine import ChannelAffine
+    from edgefold.core.affine import ChannelAffine
 
     return ChannelAffine.identity(n)

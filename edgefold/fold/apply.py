@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgefold.core.contract import Meta, write_meta
 from edgefold.fold import border
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, FoldPlan
 from edgefold.graph import io as graph_io
@@ -31,8 +32,9 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     replace: dict[int, list[onnx.NodeProto]] = {}
     new_inits: list[onnx.TensorProto] = []
     candidates: set[str] = set()  # tensors that may have lost their last reader
+    helpers: list[str] = []  # names of the border-term nodes added
     for chain in plan.chains:
-        _write_chain(g, nodes, chain, head, replace, new_inits, candidates)
+        _write_chain(g, nodes, chain, head, replace, new_inits, candidates, helpers)
     rebuilt = list(head)
     for i, node in enumerate(nodes):
         rebuilt.extend(replace.get(i, [node]))
@@ -41,7 +43,7 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     g.initializer.extend(new_inits)
     _prune(g, candidates)
     _refresh_shapes(out)
-    _stamp(out, plan)
+    _stamp(out, plan, [n.name for n in head] + helpers)
     return out
 
 
@@ -59,27 +61,25 @@ def _refresh_shapes(model: onnx.ModelProto) -> None:
     model.graph.value_info.extend(fresh)
 
 
-def _stamp(model: onnx.ModelProto, plan: FoldPlan) -> None:
+def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str]) -> None:
     """Record what was folded in the model's metadata, for inspect, build and the runtime to read."""
     import json
 
-    from edgefold import __version__
     from edgefold.fold.verify import chain_feeds
+    from edgefold.version import __version__
 
-    meta = {
-        "edgefold.version": __version__,
-        "edgefold.folded_convs": json.dumps([c.node_name for chain in plan.chains for c in chain.convs]),
-        "edgefold.input_contracts": json.dumps([chain.contract.to_json() for chain in plan.chains]),
+    write_meta(model, {
+        Meta.VERSION: __version__,
+        Meta.FOLDED_CONVS: json.dumps([c.node_name for chain in plan.chains for c in chain.convs]),
+        Meta.INPUT_CONTRACTS: json.dumps([chain.contract.to_json() for chain in plan.chains]),
         # how the original model's input receives a raw frame: compare rebuilds its reference feed from it
-        "edgefold.source_inputs": json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
-        "edgefold.raw_tensors": json.dumps([chain.raw_tensor for chain in plan.chains]),
-        "edgefold.raw_offset": json.dumps([chain.raw_offset for chain in plan.chains]),
-    }
-    kept = [p for p in model.metadata_props if p.key not in meta]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
+        Meta.SOURCE_INPUTS: json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
+        Meta.RAW_TENSORS: json.dumps([chain.raw_tensor for chain in plan.chains]),
+        Meta.RAW_OFFSET: json.dumps([chain.raw_offset for chain in plan.chains]),
+        # the nodes edgefold added (input cast, re-centring, border term): precision passes leave them in float
+        Meta.HELPER_NODES: json.dumps(helpers),
+    })
+
 
 
 def _node_key(node: onnx.NodeProto, node_id: int) -> str:
@@ -87,7 +87,8 @@ def _node_key(node: onnx.NodeProto, node_id: int) -> str:
 
 
 def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPlan, head: list,
-                 replace: dict[int, list[onnx.NodeProto]], new_inits: list, candidates: set[str]) -> None:
+                 replace: dict[int, list[onnx.NodeProto]], new_inits: list, candidates: set[str],
+                 helpers: list[str]) -> None:
     c = chain.contract
     # the new input, at the position of the old one
     pos = [i.name for i in g.input].index(chain.input_name)
@@ -158,6 +159,7 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             new_inits.extend(corr_inits)
             add = helper.make_node("Add", [node.output[0], f"{key}/border_term"], [final], name=f"{key}/border_add")
             pieces = corr_nodes + [node, add]
+            helpers.extend(n.name for n in corr_nodes + [add])
         replace[fold.node_id] = pieces
 
 

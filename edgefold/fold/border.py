@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgefold.fold.plan import ConvFold, Correction, Lin, TinyConv
+from edgefold.fold.plan import BorderScheme, ConvFold, Correction, Lin, TinyConv
 
 
 def grouped_matrix(w2: np.ndarray, group: int) -> np.ndarray:
@@ -135,18 +135,18 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
     pads = explicit_pads(attrs, static, (kh, kw))
     interior = kernel.sum(axis=(1, 2))
 
-    def done(bias_out: np.ndarray, correction: Correction | None, scheme: str, note: str) -> ConvFold:
+    def done(bias_out: np.ndarray, correction: Correction | None, scheme: BorderScheme, note: str) -> ConvFold:
         keep_bias = bias is not None or bool(np.any(bias_out))
         return ConvFold(node_id, name, lin.raw, lin.affine, new_w.astype(w.dtype),
                         bias_out.astype(w.dtype) if keep_bias else None, new_group, tuple(w.shape),
                         correction, scheme, note)
 
     if not np.any(kernel):
-        return done(beta, None, "none-needed", "the map has no offset: zero padding is the same in both domains")
+        return done(beta, None, BorderScheme.NONE_NEEDED, "the map has no offset: zero padding is the same in both domains")
     if pads is not None and not any(pads):
-        return done(beta + interior, None, "none-needed", "no padding: every tap is inside the image")
+        return done(beta + interior, None, BorderScheme.NONE_NEEDED, "no padding: every tap is inside the image")
     if border_mode == "approx":
-        return done(beta + interior, None, "approx", "border ring left uncorrected (--border approx)")
+        return done(beta + interior, None, BorderScheme.APPROX, "border ring left uncorrected (--border approx)")
     strides = list(attrs.get("strides", [1, 1]))
     dil = list(attrs.get("dilations", [1, 1]))
     conv_attrs = {"strides": strides, "dilations": dil, "pads": pads,
@@ -155,17 +155,17 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
         rows = validity(static[0], kh, strides[0], dil[0], pads[0], pads[2])
         cols = validity(static[1], kw, strides[1], dil[1], pads[1], pads[3])
         if rows.all() and cols.all():
-            return done(beta + interior, None, "none-needed", "every tap is inside the image at this size")
+            return done(beta + interior, None, BorderScheme.NONE_NEEDED, "every tap is inside the image at this size")
         tiny = tiny_conv(kernel, rows, cols, static, strides) if opset >= 11 else None
         if tiny is not None:
-            corr = Correction(kernel, "static-tinyconv", rows, cols, conv_attrs, tiny)
-            return done(beta + interior, corr, "static-tinyconv",
+            corr = Correction(kernel, BorderScheme.STATIC_TINYCONV, rows, cols, conv_attrs, tiny)
+            return done(beta + interior, corr, BorderScheme.STATIC_TINYCONV,
                         f"exact: {tiny.kernel.shape[2]}x{tiny.kernel.shape[3]} conv over ones at output resolution")
-        corr = Correction(kernel, "static-separable", rows, cols, conv_attrs)
-        return done(beta, corr, "static-separable",
+        corr = Correction(kernel, BorderScheme.STATIC_SEPARABLE, rows, cols, conv_attrs)
+        return done(beta, corr, BorderScheme.STATIC_SEPARABLE,
                     f"exact: separable validity map, {rows.size + cols.size + kernel.size} constants")
-    corr = Correction(kernel, "dynamic-separable", None, None, conv_attrs)
-    return done(beta, corr, "dynamic-separable", "exact: validity map computed from the input shape at run time")
+    corr = Correction(kernel, BorderScheme.DYNAMIC_SEPARABLE, None, None, conv_attrs)
+    return done(beta, corr, BorderScheme.DYNAMIC_SEPARABLE, "exact: validity map computed from the input shape at run time")
 
 
 # ---- graph pieces (protos built here, inserted by apply.py) ----------------------------------------
@@ -177,7 +177,7 @@ def correction_nodes(prefix: str, corr: Correction, raw: str, out: str, dtype: n
         return _tiny_nodes(prefix, corr.tiny, raw, out, dtype)
     inits = [numpy_helper.from_array(corr.kernel.reshape(1, o, kh, kw).astype(dtype), f"{prefix}/border_K")]
     nodes: list[onnx.NodeProto] = []
-    if corr.scheme == "static-separable":
+    if corr.scheme == BorderScheme.STATIC_SEPARABLE:
         assert corr.rows is not None and corr.cols is not None
         inits += [numpy_helper.from_array(np.ascontiguousarray(corr.rows.T).astype(dtype), f"{prefix}/border_Rt"),
                   numpy_helper.from_array(corr.cols.astype(dtype), f"{prefix}/border_C")]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from edgefold.core.affine import ChannelAffine, declared
 from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.fold import shapefn
 from edgefold.fold.adapter import compose, find_adapter
-from edgefold.fold.affine import ChannelAffine, declared
 from edgefold.fold.ops import LANE_OPS, RECOGNISERS, NodeCtx, Refusal, kept_shape
 from edgefold.fold.options import FoldOptions
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp

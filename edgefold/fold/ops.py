@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from edgefold.core.affine import ChannelAffine
 from edgefold.fold import border, shapefn
-from edgefold.fold.affine import ChannelAffine
-from edgefold.fold.plan import ConvFold, Lin, RawOp
+from edgefold.fold.plan import BorderScheme, ConvFold, Lin, RawOp
 from edgefold.graph.index import GraphIndex, attrs
 
 INTEGER_TYPES = {onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64,
@@ -194,7 +194,7 @@ def batch_norm(ctx: NodeCtx) -> Step:
     if a.get("training_mode", 0):
         raise ctx.refuse("is in training mode", lin)
     if lin.axis != 1:
-        raise ctx.refuse("normalises axis 1, but the channels are on axis {lin.axis}", lin)
+        raise ctx.refuse(f"normalises axis 1, but the channels are on axis {lin.axis}", lin)
     scale, bias, mean, var = (ctx.require_const(i, n).astype(np.float64)
                               for i, n in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
     eps = float(a.get("epsilon", 1e-5))
@@ -822,7 +822,7 @@ def conv(ctx: NodeCtx) -> Step:
                         for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
     fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
                             ctx.index.opset)
-    if fold.border == "dynamic-separable" and ctx.index.opset < 11:
+    if fold.border is BorderScheme.DYNAMIC_SEPARABLE and ctx.index.opset < 11:
         raise ctx.refuse(f"reads an image whose size is dynamic (or not inferable) at opset {ctx.index.opset}; "
                          f"the exact border term is "
                          f"built from opset-11 ops: fix the size with --input-size HxW, or convert the model "

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
-from edgefold.fold.affine import ChannelAffine
+from edgefold.core.affine import ChannelAffine
+from edgefold.core.contract import InputContract
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,24 @@ class Lin:
 RAW_INPUT = "<raw input>"
 
 
+class BorderScheme(str, Enum):
+    """How a folded conv stays exact where its zero padding meets the image border (DESIGN.md section 1)."""
+
+    NONE_NEEDED = "none-needed"  # no offset in the map, no padding, or every tap inside at this size
+    STATIC_TINYCONV = "static-tinyconv"  # a small conv over ones at output resolution (static size)
+    STATIC_SEPARABLE = "static-separable"  # two MatMuls with constant validity matrices (static size)
+    DYNAMIC_SEPARABLE = "dynamic-separable"  # validity matrices computed from the input shape at run time
+    ADAPTER_EXACT = "adapter-exact"  # a composed adapter conv whose backbone conv has no padding
+    APPROX = "approx"  # --border approx: the border ring is left uncorrected, and reported
+
+    @property
+    def exact(self) -> bool:
+        return self is not BorderScheme.APPROX
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class RawOp:
     """An original node re-applied to raw-domain tensors (it commutes with the affine map)."""
@@ -61,7 +81,7 @@ class Correction:
     """
 
     kernel: np.ndarray  # (O, kh, kw)
-    scheme: str  # "static-tinyconv" | "static-separable" | "dynamic-separable"
+    scheme: BorderScheme  # STATIC_TINYCONV | STATIC_SEPARABLE | DYNAMIC_SEPARABLE
     rows: np.ndarray | None = None  # (kh, H_out)
     cols: np.ndarray | None = None  # (kw, W_out)
     conv_attrs: dict = field(default_factory=dict)  # strides, pads, dilations, auto_pad of the conv
@@ -97,28 +117,9 @@ class ConvFold:
     group: int
     old_weight_shape: tuple[int, ...]
     correction: Correction | None
-    border: str  # scheme name for the report
+    border: BorderScheme
     border_note: str
     attrs_override: dict | None = None  # new conv attributes (a composed adapter changes kernel and pads)
-
-
-@dataclass(frozen=True)
-class InputContract:
-    """What the folded model's input expects; compare, build, the runtime and the C++ app read it."""
-
-    name: str
-    dtype: str  # "uint8" | "float32" | ...
-    layout: str  # "NCHW" | "NHWC" | ...
-    channels: int
-    channel_order: str  # "gray" | "rgb" | "bgr" | "as-original"
-    shape: tuple
-    channel_axis: int
-    pixel_range: tuple[float, float]
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "dtype": self.dtype, "layout": self.layout, "channels": self.channels,
-                "channel_order": self.channel_order, "shape": list(self.shape),
-                "channel_axis": self.channel_axis, "pixel_range": list(self.pixel_range)}
 
 
 @dataclass(frozen=True)

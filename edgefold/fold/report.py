@@ -63,7 +63,7 @@ class Report:
     verification: Verification | None
 
     def to_json(self) -> dict:
-        from edgefold import __version__
+        from edgefold.version import __version__
 
         chains = []
         for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
@@ -157,6 +157,6 @@ def draft_report(index: GraphIndex, plan: FoldPlan, source: str | None) -> Repor
     convs = tuple(tuple(conv_report(index, f) for f in chain.convs) for chain in plan.chains)
     removed = tuple(tuple((index.nodes[i].name or f"<{index.nodes[i].op_type}>", index.nodes[i].op_type)
                           for i in chain.removed) for chain in plan.chains)
-    exact = all(f.border != "approx" for chain in plan.chains for f in chain.convs)
+    exact = all(f.border.exact for chain in plan.chains for f in chain.convs)
     return Report(source, plan, convs, removed, exact, None)
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from edgefold.compare.frames import InputFeed, synthetic_frames
-from edgefold.compare.metrics import OutputStats, output_stats
+from edgefold.backends.ort import session
+from edgefold.core.affine import ChannelAffine
+from edgefold.core.frames import InputFeed, synthetic_frames
+from edgefold.core.metrics import OutputStats, output_stats
 from edgefold.errors import UnsupportedGraph, VerificationFailed
-from edgefold.fold.affine import ChannelAffine
 from edgefold.fold.plan import ChainPlan
-from edgefold.graph.ort import session
 
 
 @dataclass(frozen=True)

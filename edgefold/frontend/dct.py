@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgefold.core.affine import ChannelAffine
 from edgefold.errors import UsageError
-from edgefold.fold.affine import ChannelAffine
 
 # JPEG (JFIF) full-range BT.601: Y, Cb, Cr from R, G, B, with Cb/Cr centred at 128
 YCBCR = ChannelAffine(np.array([[0.299, 0.587, 0.114],

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgefold.core.contract import Meta
 from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.fold.border import grouped_matrix
 from edgefold.frontend.dct import DctSpec
@@ -23,8 +24,8 @@ def _contract(name: str, dtype: str, spec: DctSpec, shape: list) -> dict:
 
 
 def _stamp(model: onnx.ModelProto, contract: dict, spec: DctSpec) -> None:
-    model.metadata_props.add(key="edgefold.input_contracts", value=json.dumps([contract]))
-    model.metadata_props.add(key="edgefold.frontend", value=json.dumps(
+    model.metadata_props.add(key=Meta.INPUT_CONTRACTS, value=json.dumps([contract]))
+    model.metadata_props.add(key=Meta.FRONTEND, value=json.dumps(
         {"kind": "dct8x8", "components": spec.components, "order": spec.order, "level_shift": spec.level_shift,
          "channels": [[c, i] for c, i in spec.channels()]}))
 

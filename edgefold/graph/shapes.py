@@ -31,7 +31,7 @@ def specialise(model: onnx.ModelProto, size: tuple[int, int]) -> onnx.ModelProto
             d = dims[axis]
             if d.HasField("dim_value") and d.dim_value != value:
                 raise UsageError(f"input '{vi.name}' has a fixed size {d.dim_value} on axis {axis}, not {value}; "
-                                 f"drop --input-size")
+                                 f"leave that axis out of --input-size / --shapes")
             d.Clear()
             d.dim_value = value
         touched = True

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgefold.compare.frames import InputFeed
-from edgefold.compare.metrics import OutputStats, output_stats
+from edgefold.backends.ort import session
 from edgefold.compare.tolerance import Tolerance
-from edgefold.graph.ort import session
+from edgefold.core.frames import InputFeed
+from edgefold.core.metrics import OutputStats, output_stats
 
 
 def reference_outputs(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]

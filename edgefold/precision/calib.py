@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefold.compare.frames import load_images
+from edgefold.core.frames import load_images
 from edgefold.errors import UsageError
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -18,21 +17,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.compare.frames import InputFeed
+from edgefold.core.contract import Meta, helper_nodes, meta_json
+from edgefold.core.frames import InputFeed
 from edgefold.errors import UsageError
 from edgefold.graph.io import is_large, model_bytes_or_path
 from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
 
 def _meta(model: onnx.ModelProto, key: str, default):
-    value = {p.key: p.value for p in model.metadata_props}.get(key)
-    return json.loads(value) if value else default
-
-
-def border_nodes(model: onnx.ModelProto) -> list[str]:
-    """edgefold's own helper nodes (border term, ones image, input cast): never quantised."""
-    return [n.name for n in model.graph.node
-            if n.name.startswith("edgefold/") or "/border_" in n.name or "/ones" in n.name]
+    return meta_json(model, key, default)
 
 
 @contextlib.contextmanager
@@ -71,14 +64,14 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
     if opset < 13:
         raise UsageError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
     model = weights_as_initializers(model)  # per-channel scales whatever the weights' storage
-    first_convs = _meta(model, "edgefold.folded_convs", [])
-    exclude = border_nodes(model)
+    first_convs = _meta(model, Meta.FOLDED_CONVS, [])
+    exclude = helper_nodes(model)
     overrides = {}
     if strategy == "float-first":
         exclude += first_convs
     elif strategy == "recentre":
-        raw = _meta(model, "edgefold.raw_tensors", [])
-        offsets = _meta(model, "edgefold.raw_offset", [])
+        raw = _meta(model, Meta.RAW_TENSORS, [])
+        offsets = _meta(model, Meta.RAW_OFFSET, [])
         if not raw or not offsets or offsets[0] != -128:
             raise UsageError("recentre needs a model folded with raw_offset=-128")
         overrides = {raw[0]: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}]}

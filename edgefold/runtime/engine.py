@@ -7,29 +7,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.errors import MissingTensorRT, UsageError
-from edgefold.runtime.frames import arrange
+from edgefold.core.contract import InputContract
+from edgefold.errors import EngineMismatch, UsageError  # noqa: F401 - EngineMismatch is re-exported
 
 
-class EngineMismatch(MissingTensorRT):
-    """The engine was built for another TensorRT version or GPU (exit 4): rebuild it on this device."""
-
-
-def _onnx_contract(path: Path) -> tuple[dict, onnx.ModelProto]:
-    from edgefold.compare import candidate_feed
+def _onnx_contract(path: Path) -> tuple[InputContract, onnx.ModelProto]:
+    from edgefold.compare.feeds import candidate_contract
     from edgefold.graph.io import load_model
 
     model = load_model(path)
-    meta = {p.key: p.value for p in model.metadata_props}
-    contracts = json.loads(meta.get("edgefold.input_contracts", "[]"))
-    if contracts:
-        return contracts[0], model
-    feed, order, pixel_max = candidate_feed(model, str(path))
-    layout = {3: "NHWC", -1: "NHW"}.get(feed.channel_axis, "NCHW")
-    contract = {"name": feed.name, "dtype": feed.dtype, "layout": layout, "channels": feed.affine.in_channels,
-                "channel_order": order, "shape": list(feed.shape), "channel_axis": feed.channel_axis,
-                "pixel_range": [0, pixel_max]}
-    return contract, model
+    return candidate_contract(model, str(path)), model
 
 
 class Engine:
@@ -46,8 +33,14 @@ class Engine:
             if not sidecar_path.is_file():
                 raise UsageError(f"{self.path}: its sidecar {sidecar_path.name} is missing; build engines with "
                                  f"`edgefold build` and copy NAME.json with NAME.engine")
-            self.sidecar = json.loads(sidecar_path.read_text())
-            self.contract = self.sidecar["input_contract"]
+            try:
+                self.sidecar = json.loads(sidecar_path.read_text())
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{sidecar_path}: not valid JSON ({err}); copy the sidecar that was built with "
+                                 f"the engine") from None
+            if "input_contract" not in self.sidecar:
+                raise UsageError(f"{sidecar_path}: no input_contract; rebuild the engine with `edgefold build`")
+            self.contract = InputContract.from_json(self.sidecar["input_contract"])
             self._backend: object = TrtBackend(self.path, self.sidecar)
             self.backend_name = "tensorrt"
         else:
@@ -60,7 +53,7 @@ class Engine:
         self.output_names: list[str] = self._backend.output_names  # type: ignore[attr-defined]
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        return arrange(frame, self.contract)
+        return self.contract.arrange(frame)
 
     def infer(self, frame: np.ndarray) -> dict[str, np.ndarray]:
         """Raw frame in host memory -> named outputs in host memory."""
@@ -68,7 +61,7 @@ class Engine:
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """An input tensor already arranged as the contract says."""
-        return self._backend.run({self.contract["name"]: tensor})  # type: ignore[attr-defined]
+        return self._backend.run({self.contract.name: tensor})  # type: ignore[attr-defined]
 
     def close(self) -> None:
         close = getattr(self._backend, "close", None)

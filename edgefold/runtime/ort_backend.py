@@ -7,7 +7,7 @@ import onnx
 
 class OrtBackend:
     def __init__(self, model: onnx.ModelProto, threads: int | None = None) -> None:
-        from edgefold.graph.ort import session
+        from edgefold.backends.ort import session
 
         self.session = session(model, optimize=True, threads=threads)
         self.output_names = [o.name for o in self.session.get_outputs()]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefold.build.trt import import_tensorrt
-from edgefold.errors import MissingTensorRT
+from edgefold.backends.trt import import_tensorrt
+from edgefold.errors import DeviceError, EngineMismatch, MissingTensorRT, UsageError
 
 
 class _CudaPython:
@@ -30,7 +30,7 @@ class _CudaPython:
     def _ok(self, result):  # noqa: ANN001, ANN202 - cuda-python returns (error, *values)
         err, *values = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
-            raise MissingTensorRT(f"CUDA error {err}")
+            raise DeviceError(f"CUDA error {err}")
         return values[0] if len(values) == 1 else values
 
     def stream(self) -> int:
@@ -134,7 +134,6 @@ def cuda_api():  # noqa: ANN201
 
 def check_sidecar(sidecar: dict, trt_version: str, compute_capability: str | None) -> None:
     """Engines are specific to the TensorRT version and the GPU: say so clearly before deserialising."""
-    from edgefold.runtime.engine import EngineMismatch
 
     built = sidecar.get("engine", {})
     plan = sidecar.get("build_plan", {})
@@ -159,7 +158,6 @@ class TrtBackend:
         self.runtime = trt.Runtime(self.logger)
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            from edgefold.runtime.engine import EngineMismatch
 
             raise EngineMismatch(f"{path}: TensorRT {trt.__version__} cannot deserialise this engine; rebuild it here")
         self.engine: trt.ICudaEngine = engine
@@ -190,7 +188,8 @@ class TrtBackend:
         for name in self.inputs:
             x = np.ascontiguousarray(feeds[name], dtype=self.dtypes[name])
             if not self.context.set_input_shape(name, tuple(x.shape)):
-                raise MissingTensorRT(f"input '{name}' shape {x.shape} is outside the engine's profile")
+                raise UsageError(f"input '{name}' shape {x.shape} is outside the engine's profile; feed frames of "
+                                 f"the sizes it was built for (its sidecar's build_plan) or rebuild with --shapes")
             ptr, host = self._buffer(name, tuple(x.shape))
             host[...] = x
             self.cuda.htod(ptr, host, self.stream)
@@ -200,7 +199,7 @@ class TrtBackend:
             shape = tuple(int(dims[i]) for i in range(len(dims)))
             outs[name] = self._buffer(name, shape)
         if not self.context.execute_async_v3(self.stream):
-            raise MissingTensorRT("TensorRT execution failed (execute_async_v3 returned false)")
+            raise DeviceError("TensorRT execution failed (execute_async_v3 returned false)")
         for ptr, host in outs.values():
             self.cuda.dtoh(host, ptr, self.stream)
         self.cuda.sync(self.stream)

@@ -16,12 +16,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.build import trt as trt_layer
-from edgefold.build.spec import BuildOptions, EnginePlan, plan_engine
-from edgefold.compare import candidate_feed, detect_precision
-from edgefold.compare.frames import InputFeed, synthetic_frames
-from edgefold.compare.metrics import OutputStats
+from edgefold.backends import trt as trt_backend
+from edgefold.compare import detect_precision
+from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
+from edgefold.core.contract import Meta
+from edgefold.core.frames import InputFeed, synthetic_frames
+from edgefold.core.metrics import OutputStats
+from edgefold.deploy import trt as trt_layer
+from edgefold.deploy.spec import BuildOptions, EnginePlan, plan_engine
 from edgefold.errors import MissingTensorRT, UnsupportedGraph, UsageError, VerificationFailed
 from edgefold.graph.io import load_model, save_model
 from edgefold.graph.outputs import RunOutputs
@@ -159,7 +162,7 @@ def _int8_candidates(original: onnx.ModelProto, options: BuildOptions, fp32: onn
 def _mixed_precision(chosen: Candidate, feed: InputFeed, calib: CalibSet, ref_calib, evaluate,  # noqa: ANN001
                      options: BuildOptions) -> Candidate:
     """Keep the fewest most sensitive layers in float so the floor holds (precision/mixed.py)."""
-    from edgefold.graph.ort import session
+    from edgefold.backends.ort import session
     from edgefold.precision import mixed
 
     deadline = time.monotonic() + options.search_budget_s
@@ -244,9 +247,9 @@ def _frames(options: BuildOptions, feed: InputFeed, pixel_max: float) -> tuple[C
 
 
 def build(model_path: str, options: BuildOptions) -> BuildResult:
-    installed = trt_layer.installed_major()
+    installed = trt_backend.installed_major()
     if options.engine and installed is None:
-        raise MissingTensorRT(f"{trt_layer.INSTALL_HINT}; or pass --no-engine to write the prepared model, "
+        raise MissingTensorRT(f"{trt_backend.INSTALL_HINT}; or pass --no-engine to write the prepared model, "
                               f"sidecar and trtexec script only")
     if options.engine and options.trt_major is not None and installed != options.trt_major:
         raise UsageError(f"--trt-version {options.trt_major}, but TensorRT {installed} is installed; drop the flag "
@@ -263,7 +266,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     outputs.claim(sidecar_path, "-o (NAME.json)")
     outputs.claim(script_path, "-o (NAME.trtexec.sh)")
     original = load_model(model_path)
-    already_folded = "edgefold.folded_convs" in _meta(original)
+    already_folded = Meta.FOLDED_CONVS in _meta(original)
     fold = options.fold and not already_folded
     fp32 = _fold(original, options, 0.0) if fold else original
     feed, _, pixel_max = candidate_feed(fp32, model_path)
@@ -318,7 +321,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
             t0 = time.perf_counter()
             engine_bytes = trt_layer.build_engine(build_plan)
         engine_info = {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
-                       "dla_core": options.dla_core, **trt_layer.device_info()}
+                       "dla_core": options.dla_core, **trt_backend.device_info()}
     sidecar["engine"] = engine_info
     files = [prepared_path, sidecar_path, script_path]
     with outputs:
@@ -406,22 +409,25 @@ def _script_notes(sidecar: dict) -> str:
             + "".join(f"#   {name}\n" for name in int8["kept_float"]))
 
 
+SIDECAR_VERSION = 2  # 2: input_contract is always complete (layout, channels, channel_order, pixel_range)
+
+
 def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, calib: CalibSet,
              held_out: CalibSet, fp32: onnx.ModelProto) -> dict:
-    from edgefold import __version__
+    from edgefold.version import __version__
 
     meta = _meta(chosen.model)
-    contracts = json.loads(meta.get("edgefold.input_contracts", "[]"))
     outputs = [{"name": o.name, "dtype": np.dtype(onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)).name,
                 "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                           for d in o.type.tensor_type.shape.dim]} for o in chosen.model.graph.output]
     fold_opts = options.fold_options
     return {
+        "sidecar_version": SIDECAR_VERSION,
         "edgefold_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": {"path": str(model_path), "sha256": _sha256(model_path)},
-        "fold": {"folded_convs": json.loads(meta.get("edgefold.folded_convs", "[]")),
-                 "raw_offset": json.loads(meta.get("edgefold.raw_offset", "[0]")),
+        "fold": {"folded_convs": json.loads(meta.get(Meta.FOLDED_CONVS, "[]")),
+                 "raw_offset": json.loads(meta.get(Meta.RAW_OFFSET, "[0]")),
                  "channels": fold_opts.channels, "mean": fold_opts.mean, "std": fold_opts.std, "scale": fold_opts.scale},
         "precision": options.precision,
         "prepared_precision": detect_precision(chosen.model),
@@ -435,8 +441,9 @@ def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: En
                      "calibration": [s.to_json() for s in chosen.on_calibration],
                      "held_out": [s.to_json() for s in chosen.on_held_out]},
         "int8": _int8_summary(chosen, calib) if options.precision == "int8" else None,
-        "input_contract": contracts[0] if contracts else candidate_feed(fp32, model_path)[0].to_json(),
-        "source_inputs": json.loads(meta.get("edgefold.source_inputs", "[]")),
+        # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
+        "input_contract": candidate_contract(chosen.model, model_path).to_json(),
+        "source_inputs": json.loads(meta.get(Meta.SOURCE_INPUTS, "[]")),
         "outputs": outputs,
         "build_plan": plan.to_json(),
         "trtexec": Path(options.stem).name + ".trtexec.sh",

@@ -101,16 +101,11 @@ class ChannelAffine:
 
 def declared(channels: int, raw_channels: int, order: str, mean: tuple[float, ...],
              std: tuple[float, ...], scale: float) -> ChannelAffine:
-    """The map ``n = (G x / scale - mean) / std`` a bare model expects, G replicating or reordering channels.
+    """The map ``n = (G x / scale - mean) / std`` a bare model expects, G the camera's pixel format (replicating
+    gray, reversing BGR, ...; see ``core.contract.PixelFormat``), identity for a model's own channel order."""
+    from edgefold.core.contract import pixel_format
 
-    ``order``: "gray" (G is a column of ones), "bgr" (the camera gives reversed order), else identity.
-    """
-    if order == "gray":
-        g = np.ones((channels, 1))
-    elif order == "bgr":
-        g = np.eye(channels)[::-1]
-    else:
-        g = np.eye(channels)
+    g = pixel_format(order).to_model(channels) if order not in ("as-original", "", None) else np.eye(channels)
     if g.shape[1] != raw_channels:
         raise ValueError(f"{order} input has {g.shape[1]} raw channels, not {raw_channels}")
     m = np.broadcast_to(np.asarray(mean, dtype=np.float64), (channels,))

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefold.core.affine import ChannelAffine
+from edgefold.core.contract import InputContract
 from edgefold.errors import UsageError
-from edgefold.fold.affine import ChannelAffine
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".npy")
 
@@ -97,6 +98,12 @@ class InputFeed:
         a, b = self.affine.matrix, self.affine.offset
         x = np.einsum("cj,jhw->chw", a, frame) + b[:, None, None]
         return to_layout(x, self.shape, self.channel_axis, self.dtype)
+
+    @classmethod
+    def from_contract(cls, contract: InputContract) -> InputFeed:
+        """The folded input fed raw pixels as its contract says (no conversion: the model does it)."""
+        return cls(contract.name, contract.dtype, tuple(contract.shape), contract.channel_axis,
+                   ChannelAffine.identity(contract.channels))
 
     def static_size(self) -> tuple[int, int] | None:
         spatial = [d for i, d in enumerate(self.shape) if i not in (0, self.channel_axis)]

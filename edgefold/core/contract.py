@@ -1,0 +1,220 @@
+"""The input contract: what a folded model or an engine takes from the camera, and the metadata that carries it.
+
+One ``InputContract`` per folded input, with its JSON form (the model's ``edgefold.input_contracts``, the
+engine sidecar's ``input_contract``, read by ``Engine`` and the C++ sample); one ``PixelFormat`` object per
+camera format, which knows its raw buffer, its reference conversion to the model's channels and how a frame
+file becomes a raw frame. Every ``edgefold.*`` metadata key is defined here once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgefold.errors import UsageError
+
+
+class Meta:
+    """The ``edgefold.*`` keys of a folded or prepared model's ``metadata_props``."""
+
+    VERSION = "edgefold.version"
+    FOLDED_CONVS = "edgefold.folded_convs"  # JSON list of the rewritten conv node names
+    INPUT_CONTRACTS = "edgefold.input_contracts"  # JSON list of InputContract.to_json()
+    SOURCE_INPUTS = "edgefold.source_inputs"  # JSON list: how the original input receives a raw frame
+    RAW_TENSORS = "edgefold.raw_tensors"  # JSON list: the float tensor each chain's convs read
+    RAW_OFFSET = "edgefold.raw_offset"  # JSON list: the constant added to the raw tensor (INT8 builds: -128)
+    HELPER_NODES = "edgefold.helper_nodes"  # JSON list: nodes edgefold added (border term); precision skips them
+    FRONTEND = "edgefold.frontend"  # JSON: the front end a `frontend` run added
+    INT8_STRATEGY = "edgefold.int8_strategy"
+    PREFIX = "edgefold."
+
+
+class HasMetadata(Protocol):
+    @property
+    def metadata_props(self) -> Any: ...
+
+
+def read_meta(model: HasMetadata) -> dict[str, str]:
+    """Every ``edgefold.*`` metadata entry of a model."""
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith(Meta.PREFIX)}
+
+
+def meta_json(model: HasMetadata, key: str, default: Any = None) -> Any:
+    value = read_meta(model).get(key)
+    if value is None:
+        return default
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        raise UsageError(f"model metadata '{key}' is not valid JSON; re-run edgefold on the original model") from None
+
+
+def helper_nodes(model: HasMetadata) -> list[str]:
+    """The nodes edgefold added to a folded model (input cast, re-centring, border term), as the fold recorded
+    them; precision passes keep them in float. Never guessed from node names."""
+    return [str(n) for n in meta_json(model, Meta.HELPER_NODES, [])]
+
+
+def write_meta(model: HasMetadata, values: dict[str, str]) -> None:
+    """Set ``values`` (replacing entries of the same keys, keeping every other entry and its order)."""
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
+    del model.metadata_props[:]
+    for key, value in kept + list(values.items()):
+        model.metadata_props.add(key=key, value=value)
+
+
+# ---- pixel formats -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PixelFormat:
+    """A camera format whose pixels map to the model's channels by a fixed per-pixel linear map.
+
+    ``channels`` is what the camera buffer holds per pixel (1 or 3), ``order`` how those channels relate to the
+    model's: "gray" (one value replicated to every model channel), "rgb" (the model's own order) or "bgr"
+    (reversed). ``max_value`` is the largest raw pixel value (255 for 8-bit, 4095 for 12-bit).
+    """
+
+    name: str  # edgefold's short name (the --gray/--rgb/--bgr flags)
+    genicam: str  # the GenICam PFNC name cameras and SDKs (pylon, Spinnaker, Aravis) use
+    channels: int
+    order: str
+    bits: int = 8
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def max_value(self) -> float:
+        return float(2 ** self.bits - 1)
+
+    @property
+    def dtype(self) -> str:
+        return "uint8" if self.bits <= 8 else "uint16"
+
+    def to_model(self, model_channels: int) -> np.ndarray:
+        """The (model_channels, channels) matrix from raw camera channels to the model's channels."""
+        if self.order == "gray":
+            return np.ones((model_channels, 1))
+        if model_channels != self.channels:
+            raise UsageError(f"pixel format {self.genicam} gives {self.channels} channels, the model takes "
+                             f"{model_channels}")
+        eye = np.eye(self.channels)
+        return eye[::-1].copy() if self.order == "bgr" else eye
+
+    def reference(self, raw: np.ndarray, model_channels: int) -> np.ndarray:
+        """The frame the original model sees before its normalisation: (channels, H, W) raw -> (C, H, W)."""
+        return np.einsum("cj,jhw->chw", self.to_model(model_channels), np.asarray(raw, np.float64))
+
+    def frame_from_image(self, image: np.ndarray) -> np.ndarray:
+        """An H x W (gray) or H x W x 3 array as stored in a file, as a (channels, H, W) raw frame."""
+        arr = np.asarray(image, np.float64)
+        if self.channels == 1:
+            return arr[None] if arr.ndim == 2 else arr[..., :1].transpose(2, 0, 1)
+        frame = np.moveaxis(arr[..., :3], 2, 0)
+        return frame[::-1].copy() if self.order == "bgr" else frame
+
+
+PIXEL_FORMATS: tuple[PixelFormat, ...] = (
+    PixelFormat("gray", "Mono8", 1, "gray"),
+    PixelFormat("rgb", "RGB8", 3, "rgb", aliases=("RGB8Packed",)),
+    PixelFormat("bgr", "BGR8", 3, "bgr", aliases=("BGR8Packed",)),
+)
+
+
+def pixel_format(name: str) -> PixelFormat:
+    """A format by edgefold's short name or its GenICam name (case-insensitive), or a one-line usage error."""
+    key = name.lower()
+    for fmt in PIXEL_FORMATS:
+        if key in (fmt.name, fmt.genicam.lower(), *(a.lower() for a in fmt.aliases)):
+            return fmt
+    known = ", ".join(f"{f.genicam} ({f.name})" for f in PIXEL_FORMATS)
+    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known}")
+
+
+# ---- the contract ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputContract:
+    """What the folded model's input expects; compare, build, the runtime and the C++ app read it."""
+
+    name: str
+    dtype: str  # "uint8" | "float32" | ...
+    layout: str  # "NCHW" | "NHWC" | "NHW" | ...
+    channels: int
+    channel_order: str  # "gray" | "rgb" | "bgr" | "as-original"
+    shape: tuple
+    channel_axis: int
+    pixel_range: tuple[float, float]
+
+    @property
+    def pixel_format(self) -> PixelFormat | None:
+        """The camera format, when the contract names one (a bare "as-original" input has none)."""
+        try:
+            return pixel_format(self.channel_order)
+        except UsageError:
+            return None
+
+    def static_size(self) -> tuple[int, int] | None:
+        """(H, W) when both are fixed."""
+        spatial = [d for i, d in enumerate(self.shape) if i not in (0, self.channel_axis)]
+        if len(spatial) == 2 and all(isinstance(d, int) for d in spatial):
+            return int(spatial[0]), int(spatial[1])
+        return None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "layout": self.layout, "channels": self.channels,
+                "channel_order": self.channel_order, "shape": list(self.shape),
+                "channel_axis": self.channel_axis, "pixel_range": list(self.pixel_range)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> InputContract:
+        """From a model's metadata or a sidecar; a missing key is a one-line error naming it."""
+        try:
+            channels = int(d["channels"])
+            axis = int(d.get("channel_axis", 1))
+            layout = d.get("layout") or {1: "NCHW", 3: "NHWC", -1: "NHW"}.get(axis, f"channels-axis-{axis}")
+            return cls(name=str(d["name"]), dtype=str(d["dtype"]), layout=layout, channels=channels,
+                       channel_order=str(d.get("channel_order") or ("gray" if channels == 1 else "as-original")),
+                       shape=tuple(d["shape"]), channel_axis=axis,
+                       pixel_range=tuple(float(v) for v in d.get("pixel_range", (0.0, 255.0))))  # type: ignore[arg-type]
+        except KeyError as err:
+            raise UsageError(f"input contract without '{err.args[0]}'; rebuild with this edgefold") from None
+
+    def arrange(self, frame: np.ndarray) -> np.ndarray:
+        """A raw frame - H x W or N x H x W for gray, H x W x C or N x H x W x C for colour - as this input's
+        tensor (layout, dtype, batch), checked against the contract."""
+        x = np.asarray(frame)
+        dtype = np.dtype(self.dtype)
+        if self.channels == 1:
+            if x.ndim == 3 and x.shape[-1] in (3, 4):
+                raise UsageError(f"frame of shape {tuple(frame.shape)} looks like colour (H x W x {x.shape[-1]}); "
+                                 f"the model takes gray frames H x W or N x H x W: convert it first")
+            if x.ndim == 2:
+                x = x[None]
+            if x.ndim == 4 and x.shape[-1] == 1:
+                x = x[..., 0]
+            if x.ndim != 3:
+                raise UsageError(f"a gray frame is H x W or N x H x W, got shape {tuple(frame.shape)}")
+            if self.layout != "NHW":  # NHW: the model inserts the channel axis itself
+                x = x[:, None] if self.layout == "NCHW" else x[..., None]
+        else:
+            if x.ndim == 3:
+                x = x[None]
+            if x.ndim != 4 or x.shape[-1] != self.channels:
+                raise UsageError(f"a {self.channels}-channel frame is H x W x {self.channels} or N x H x W x "
+                                 f"{self.channels}, got shape {tuple(frame.shape)}")
+            if self.layout == "NCHW":
+                x = np.transpose(x, (0, 3, 1, 2))
+        if x.dtype != dtype:
+            if dtype == np.uint8:
+                raise UsageError(f"the model takes raw uint8 pixels, got {x.dtype} (convert with "
+                                 f".astype(np.uint8) if the values are 0..255)")
+            x = x.astype(dtype)
+        for axis, (want, got) in enumerate(zip(self.shape, x.shape)):
+            if isinstance(want, int) and want != got and axis != 0:
+                raise UsageError(f"frame gives {tuple(x.shape)} for input '{self.name}', the model takes "
+                                 f"{tuple(self.shape)}; resize frames to the engine's size or rebuild it")
+        return np.ascontiguousarray(x)
+
+
+def contracts_of(model: HasMetadata) -> list[InputContract]:
+    """The contracts a folded model records (empty for a model edgefold did not fold)."""
+    return [InputContract.from_json(c) for c in meta_json(model, Meta.INPUT_CONTRACTS, [])]
