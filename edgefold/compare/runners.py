@@ -16,7 +16,8 @@ def onnx_runner(model: onnx.ModelProto, name: str):
 
     tmp = tempfile.TemporaryDirectory(prefix="edgefold-cmp-")
     runner = OnnxrtRunner(SessionFromOnnx(model_bytes_or_path(model, tmp.name + "/"), providers=["cpu"]), name=name)
-    runner.edgefold_tmp = tmp  # type: ignore[attr-defined] - lives (and is cleaned up) with the runner
+    # the folder lives, and is cleaned up, with the runner
+    runner.edgefold_tmp = tmp  # type: ignore[attr-defined]
     return runner
 
 
