@@ -47,6 +47,13 @@ def add_parser(sub) -> None:
                    help="INT8 below the floor: fail instead of searching which layers to keep in FP16")
     p.add_argument("--search-budget", type=finite, default=600.0, metavar="SECONDS",
                    help="time limit of the mixed-precision search (default 600)")
+    deploy = p.add_argument_group("deployment targets")
+    deploy.add_argument("--deepstream", action="store_true",
+                        help="engine for DeepStream's nvinfer (float32 raw pixels in) and NAME.nvinfer.txt")
+    deploy.add_argument("--triton", metavar="REPO", help="a Triton model repository entry: REPO/NAME/config.pbtxt, "
+                        "1/model.plan, edgefold.json")
+    deploy.add_argument("--triton-onnx", action="store_true",
+                        help="with --triton: also REPO/NAME_onnx (onnxruntime_onnx, the folded fp32 model) for CPU nodes")
     p.set_defaults(run=run)
 
 
@@ -66,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,
         version_compatible=args.version_compatible, accept_accuracy_drop=args.accept_accuracy_drop,
         accuracy_floor=args.accuracy_floor or {}, mixed_precision=not args.no_mixed_precision,
-        search_budget_s=args.search_budget,
+        search_budget_s=args.search_budget, deepstream=args.deepstream, triton_repo=args.triton,
+        triton_onnx=args.triton_onnx,
         show_progress=True)
     result = build(args.model, options)
     print(result.to_text())

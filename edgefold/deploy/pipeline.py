@@ -20,9 +20,10 @@ from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import Meta
+from edgefold.core.contract import InputContract, Meta
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats
+from edgefold.deploy import deepstream, triton
 from edgefold.deploy import trt as trt_layer
 from edgefold.deploy.spec import BuildOptions, EnginePlan, plan_engine
 from edgefold.errors import MissingTensorRT, UnsupportedGraph, UsageError, VerificationFailed
@@ -88,7 +89,8 @@ class BuildResult:
                          f" vs {accuracy.score(c.on_held_out or c.on_calibration):.4f} for {c.label})")
         lines += [f"wrote {f}" for f in self.files]
         if not self.engine_written:
-            lines.append(f"no engine built (--no-engine): on the device run {self.files[-1]} or `edgefold build`")
+            script = next(f for f in self.files if f.endswith(".trtexec.sh"))
+            lines.append(f"no engine built (--no-engine): on the device run {script} or `edgefold build`")
         return "\n".join(lines)
 
 
@@ -223,6 +225,8 @@ def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -
     from edgefold.fold import fold
 
     fold_options = options.fold_options
+    if options.deepstream:  # nvinfer hands the engine float32 planar pixels 0..255
+        fold_options = dataclasses.replace(fold_options, input_dtype="float32")
     static = [p for p in options.shapes if p.static and len(p.opt) == 4]
     if static and fold_options.input_size is None:
         dims = original.graph.input[0].type.tensor_type.shape.dim
@@ -265,6 +269,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     outputs.claim_model(prepared_path, "-o (NAME.prepared.onnx)")
     outputs.claim(sidecar_path, "-o (NAME.json)")
     outputs.claim(script_path, "-o (NAME.trtexec.sh)")
+    targets = _claim_targets(outputs, options)
     original = load_model(model_path)
     already_folded = Meta.FOLDED_CONVS in _meta(original)
     fold = options.fold and not already_folded
@@ -323,6 +328,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         engine_info = {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
                        "dla_core": options.dla_core, **trt_backend.device_info()}
     sidecar["engine"] = engine_info
+    target_files = _target_files(options, sidecar, targets, engine_bytes, fp32)
     files = [prepared_path, sidecar_path, script_path]
     with outputs:
         if engine_bytes is not None:
@@ -331,9 +337,71 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
         outputs.stage_model(prepared_path, chosen.model)
         outputs.stage_text(sidecar_path, json.dumps(sidecar, indent=2, default=_plain))
         outputs.stage_text(script_path, plan.trtexec_script() + _script_notes(sidecar))
+        for path, content in target_files:
+            if isinstance(content, onnx.ModelProto):
+                outputs.stage_model(path, content)
+            else:
+                outputs.stage_bytes(path, content)
+            files.append(path)
     Path(script_path).chmod(0o755)
     return BuildResult(plan, chosen, tuple(c for c in candidates if c is not chosen), sidecar,
                        engine_bytes is not None, tuple(files))
+
+
+def _claim_targets(outputs: RunOutputs, options: BuildOptions) -> dict[str, str]:
+    """The deployment files of --deepstream / --triton, claimed before any work (the Triton schema is loaded
+    now, so a missing tritonclient is a one-line error before the build, not after)."""
+    stem = Path(options.stem)
+    paths: dict[str, str] = {}
+    if options.deepstream:
+        paths["nvinfer"] = str(stem.parent / deepstream.config_name(str(stem)))
+    if options.triton_repo:
+        triton.schema()
+        root = Path(options.triton_repo) / stem.name
+        paths.update(triton_config=str(root / "config.pbtxt"), triton_sidecar=str(root / triton.SIDECAR))
+        if options.engine:
+            paths["triton_plan"] = str(root / "1" / "model.plan")
+        if options.triton_onnx:
+            onnx_root = Path(options.triton_repo) / f"{stem.name}_onnx"
+            paths.update(onnx_config=str(onnx_root / "config.pbtxt"), onnx_sidecar=str(onnx_root / triton.SIDECAR),
+                         onnx_model=str(onnx_root / "1" / "model.onnx"))
+    for key, path in paths.items():
+        if key == "onnx_model":
+            outputs.claim_model(path, "--triton-onnx")
+        else:
+            outputs.claim(path, "--deepstream" if key == "nvinfer" else "--triton")
+    return paths
+
+
+def _target_files(options: BuildOptions, sidecar: dict, paths: dict[str, str], engine_bytes: bytes | None,
+                  fp32: onnx.ModelProto) -> list[tuple[str, bytes | onnx.ModelProto]]:
+    """(path, content) of every deployment file; the sidecar records what was written for which target."""
+    out: list[tuple[str, bytes | onnx.ModelProto]] = []
+    stem = Path(options.stem)
+    if options.deepstream:
+        contract = InputContract.from_json(sidecar["input_contract"])
+        deepstream.check_contract(contract)
+        sidecar["deepstream"] = {"config": Path(paths["nvinfer"]).name,
+                                 "model-color-format": deepstream.COLOR_FORMAT[contract.channel_order],
+                                 "input": "float32 raw pixels 0..255, planar NCHW (what nvinfer feeds)"}
+    if options.triton_repo:
+        sidecar["triton"] = {"repository": str(options.triton_repo), "model": stem.name,
+                             "onnx_twin": f"{stem.name}_onnx" if options.triton_onnx else None}
+    if options.deepstream:
+        text = deepstream.nvinfer_config(sidecar, Path(options.output).name, Path(f"{stem}.prepared.onnx").name)
+        out.append((paths["nvinfer"], text.encode()))
+    if options.triton_repo:
+        side_text = json.dumps(sidecar, indent=2, default=_plain).encode()
+        out.append((paths["triton_config"], triton.config_text(triton.model_config(sidecar, stem.name)).encode()))
+        out.append((paths["triton_sidecar"], side_text))
+        if engine_bytes is not None:
+            out.append((paths["triton_plan"], engine_bytes))
+        if options.triton_onnx:
+            twin = triton.model_config(sidecar, f"{stem.name}_onnx", platform="onnxruntime_onnx")
+            out.append((paths["onnx_config"], triton.config_text(twin).encode()))
+            out.append((paths["onnx_sidecar"], side_text))
+            out.append((paths["onnx_model"], fp32))
+    return out
 
 
 def _reused(previous: dict, evaluate, model: onnx.ModelProto) -> Candidate:  # noqa: ANN001

@@ -79,6 +79,9 @@ class BuildOptions:
     mixed_precision: bool = True  # INT8 below the floor: search which layers to keep in FP16
     search_budget_s: float = 600.0
     show_progress: bool = False
+    deepstream: bool = False  # engine for nvinfer (float32 raw pixels in) + NAME.nvinfer.txt
+    triton_repo: str | None = None  # write REPO/NAME/{config.pbtxt, 1/model.plan, edgefold.json}
+    triton_onnx: bool = False  # and REPO/NAME_onnx with the folded fp32 model (onnxruntime_onnx)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "fp16", "int8"):
@@ -99,6 +102,13 @@ class BuildOptions:
             raise UsageError("--gpu-fallback only applies with --dla N")
         if self.dla_core is not None and any(not p.static for p in self.shapes):
             raise UsageError("DLA does not allow dynamic shapes: give min = opt = max in --shapes")
+        if self.deepstream and not self.fold:
+            raise UsageError("--deepstream needs the fold (nvinfer would have to normalise, and cannot per channel); "
+                             "drop --no-fold")
+        if self.deepstream and self.fold_options.input_dtype == "uint8":
+            raise UsageError("--deepstream: nvinfer feeds float32 pixels; drop --input-dtype uint8")
+        if self.triton_onnx and not self.triton_repo:
+            raise UsageError("--triton-onnx goes with --triton REPO")
         if self.hardware_compat is not None and self.hardware_compat not in HW_COMPAT:
             raise UsageError(f"--hardware-compat must be one of {', '.join(HW_COMPAT)}")
 
