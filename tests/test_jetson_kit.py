@@ -47,3 +47,13 @@ def test_image_reader_builds_and_reads_pgm_like_python(tmp_path):
 def test_jetson_scripts_are_valid_bash():
     for script in ("setup.sh", "build_on_device.sh"):
         subprocess.run(["bash", "-n", str(ROOT / "jetson" / script)], check=True)
+
+
+def test_cpp_sample_reads_the_sidecar_schema_the_python_runtime_reads():
+    import re
+
+    from edgefold.core.contract import SIDECAR_VERSION
+
+    header = (CPP / "include" / "edgefold" / "engine.hpp").read_text()
+    assert int(re.search(r"kSidecarVersion = (\d+);", header).group(1)) == SIDECAR_VERSION
+    assert "is newer than this app reads" in header

@@ -168,3 +168,53 @@ def test_bench_baseline_engine_gets_the_cpu_preprocessing_users_run_today():
     frame = np.arange(20, dtype=np.float64).reshape(1, 4, 5)
     expected = (np.repeat(frame[None], 3, axis=1) / 255 - MEAN4) / STD4
     np.testing.assert_allclose(feed.tensor(frame), expected, rtol=1e-6)
+
+
+def _multi_camera(tmp_path):
+    """A gray model with a dynamic batch, folded: one call serves several cameras."""
+    from edgefold.fold import fold
+    from tests.models import gray_model
+
+    m = gray_model("concat", h=48, w=64)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    folded, _ = fold(m)
+    path = tmp_path / "cams.onnx"
+    onnx.save(folded, str(path))
+    return path
+
+
+def test_engine_runs_a_batch_of_cameras_like_one_frame_each(tmp_path):
+    frames = [np.random.default_rng(i).integers(0, 256, (48, 64)).astype(np.uint8) for i in range(3)]
+    with Engine(_multi_camera(tmp_path)) as engine:
+        assert engine.max_batch is None
+        batched = engine.infer(frames)
+        for i, f in enumerate(frames):
+            one = engine.infer(f)
+            for name in engine.output_names:
+                np.testing.assert_allclose(batched[name][i:i + 1], one[name], rtol=1e-5, atol=1e-5)
+
+
+def test_a_fixed_batch_model_refuses_several_cameras_with_one_line(folded_pair):
+    _, out = folded_pair
+    frame = np.zeros((48, 64), np.uint8)
+    with Engine(out) as engine:
+        assert engine.max_batch == 1
+        with pytest.raises(UsageError, match="takes exactly 1 per call"):
+            engine.infer([frame, frame])
+
+
+def test_bench_reports_frames_per_second_per_camera_count(tmp_path, capsys):
+    assert main(["bench", str(_multi_camera(tmp_path)), "--size", "48x64", "--frames", "2", "--warmup", "1",
+                 "--batch", "3"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.strip() and line.split()[0] in ("1", "2", "3")]
+    assert [r[0] for r in rows] == ["1", "2", "3"] and all(float(r[2]) > 0 for r in rows), out
+
+
+def test_a_newer_sidecar_schema_is_a_clear_error(tmp_path):
+    e = tmp_path / "m.engine"
+    e.write_bytes(b"\0")
+    contract = {"name": "image", "dtype": "uint8", "channels": 1, "shape": [1, 1, 48, 64], "channel_axis": 1}
+    (tmp_path / "m.json").write_text(json.dumps({"sidecar_version": 99, "input_contract": contract}))
+    with pytest.raises(UsageError, match="sidecar schema version 99 is newer than this edgefold reads"):
+        Engine(e)

@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     p.add_argument("--frames", type=int, default=20, help="timed frames per pipeline (default 20)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="several cameras: also time batches of 1, 2, 4 ... N frames (one per camera) and report "
+                   "frames per second per camera count")
     p.set_defaults(run=run)
 
 
@@ -110,5 +113,40 @@ def run(args: argparse.Namespace) -> int:
         ratio = statistics.median(b / f for b, f in zip(times["baseline"], times["folded"]))
         print(f"baseline / folded: {ratio:.2f}x (median of per-frame ratios)")
         baseline.close()
+    if args.batch:
+        _cameras(engine, frame, args)
     engine.close()
     return EXIT_OK
+
+
+def camera_counts(n: int) -> list[int]:
+    """1, 2, 4, ... up to and including n."""
+    counts, c = [], 1
+    while c < n:
+        counts.append(c)
+        c *= 2
+    return counts + [n]
+
+
+def _cameras(engine, frame: np.ndarray, args: argparse.Namespace) -> None:  # noqa: ANN001 - an Engine
+    """Frames per second per camera count: one batched call per round, N cameras' frames in it."""
+    from edgefold.errors import UsageError
+
+    if args.batch < 1:
+        raise UsageError("--batch needs a number of cameras >= 1")
+    limit = engine.max_batch
+    if limit is not None and args.batch > limit:
+        raise UsageError(f"--batch {args.batch}: the model takes at most {limit} frames per call; build it with a "
+                         f"batch profile (--shapes NAME:1x.../{args.batch}x.../{args.batch}x...)")
+    print(f"{'cameras':>8s} {'median ms':>10s} {'frames/s':>10s} {'per camera':>11s}")
+    for count in camera_counts(args.batch):
+        batch = [frame] * count
+        for _ in range(args.warmup):
+            engine.infer(batch)
+        ms = []
+        for _ in range(args.frames):
+            t0 = time.perf_counter()
+            engine.infer(batch)
+            ms.append(1e3 * (time.perf_counter() - t0))
+        med = statistics.median(ms)
+        print(f"{count:8d} {med:10.2f} {1e3 * count / med:10.1f} {1e3 / med:11.1f}")

@@ -31,6 +31,18 @@ class Meta:
     PREFIX = "edgefold."
 
 
+# the engine sidecar's schema (NAME.json "sidecar_version"; absent = 1). 2: input_contract is always complete.
+# The Python runtime and the C++ sample (jetson/cpp, kSidecarVersion) refuse a newer one with one line.
+SIDECAR_VERSION = 2
+
+
+def check_sidecar_version(sidecar: dict, path: str) -> None:
+    version = int(sidecar.get("sidecar_version", 1))
+    if version > SIDECAR_VERSION:
+        raise UsageError(f"{path}: sidecar schema version {version} is newer than this edgefold reads "
+                         f"({SIDECAR_VERSION}); upgrade edgefold to the version that built the engine")
+
+
 class HasMetadata(Protocol):
     @property
     def metadata_props(self) -> Any: ...

@@ -20,7 +20,7 @@ from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import InputContract, Meta
+from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats
 from edgefold.deploy import deepstream, triton
@@ -475,9 +475,6 @@ def _script_notes(sidecar: dict) -> str:
     return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers have no Q/DQ and run in\n"
             "# FP16 on TensorRT 10 (the FP16 flag is set with INT8) - no --layerPrecisions needed:\n"
             + "".join(f"#   {name}\n" for name in int8["kept_float"]))
-
-
-SIDECAR_VERSION = 2  # 2: input_contract is always complete (layout, channels, channel_order, pixel_range)
 
 
 def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, calib: CalibSet,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.core.contract import InputContract
+from edgefold.core.contract import InputContract, check_sidecar_version
 from edgefold.errors import EngineMismatch, UsageError  # noqa: F401 - EngineMismatch is re-exported
 
 
@@ -38,6 +38,7 @@ class Engine:
             except json.JSONDecodeError as err:
                 raise UsageError(f"{sidecar_path}: not valid JSON ({err}); copy the sidecar that was built with "
                                  f"the engine") from None
+            check_sidecar_version(self.sidecar, str(sidecar_path))
             if "input_contract" not in self.sidecar:
                 raise UsageError(f"{sidecar_path}: no input_contract; rebuild the engine with `edgefold build`")
             self.contract = InputContract.from_json(self.sidecar["input_contract"])
@@ -52,11 +53,32 @@ class Engine:
             self.backend_name = "onnxruntime"
         self.output_names: list[str] = self._backend.output_names  # type: ignore[attr-defined]
 
-    def prepare(self, frame: np.ndarray) -> np.ndarray:
-        return self.contract.arrange(frame)
+    @property
+    def max_batch(self) -> int | None:
+        """Frames per call: the contract's fixed batch, the engine profile's largest, or None (any number)."""
+        batch = self.contract.shape[0]
+        if isinstance(batch, int):
+            return batch
+        for p in self.sidecar.get("build_plan", {}).get("profiles", []):
+            if p["name"] == self.contract.name:
+                return int(p["max"][0])
+        return None
 
-    def infer(self, frame: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw frame in host memory -> named outputs in host memory."""
+    def prepare(self, frame: np.ndarray | list[np.ndarray]) -> np.ndarray:
+        """A raw frame, a batch (N x H x W ...), or a list of frames - one per camera - as the input tensor."""
+        if isinstance(frame, (list, tuple)):
+            frame = np.stack([np.asarray(f) for f in frame])
+        x = self.contract.arrange(frame)
+        fixed = isinstance(self.contract.shape[0], int)
+        limit = self.max_batch
+        if limit is not None and (x.shape[0] != limit if fixed else x.shape[0] > limit):
+            raise UsageError(f"{x.shape[0]} frames for input '{self.contract.name}', which takes "
+                             f"{'exactly' if fixed else 'at most'} {limit} per call"
+                             + ("; build with --shapes NAME:1x.../Nx... for several cameras" if fixed else ""))
+        return x
+
+    def infer(self, frame: np.ndarray | list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw frame(s) in host memory -> named outputs in host memory (batch first: one row per camera)."""
         return self.run(self.prepare(frame))
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:

@@ -158,7 +158,6 @@ class TrtBackend:
         self.runtime = trt.Runtime(self.logger)
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-
             raise EngineMismatch(f"{path}: TensorRT {trt.__version__} cannot deserialise this engine; rebuild it here")
         self.engine: trt.ICudaEngine = engine
         self.context: trt.IExecutionContext = engine.create_execution_context()
@@ -171,6 +170,8 @@ class TrtBackend:
         self.host: dict[str, np.ndarray] = {}
 
     def _buffer(self, name: str, shape: tuple) -> tuple[int, np.ndarray]:
+        """Device and pinned host buffers per tensor, grown to the largest shape seen: after one call at the
+        largest batch (cameras), every smaller batch reuses them without an allocation."""
         nbytes = int(np.prod(shape)) * self.dtypes[name].itemsize
         ptr, capacity = self.device.get(name, (0, -1))
         if nbytes > capacity:

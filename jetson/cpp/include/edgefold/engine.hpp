@@ -77,12 +77,21 @@ inline float half_to_float(std::uint16_t h) {
     return f;
 }
 
+// the newest NAME.json schema this sample reads (sidecar_version; absent = 1). 2: input_contract is always
+// complete. Keep in step with edgefold.core.contract.SIDECAR_VERSION.
+constexpr int kSidecarVersion = 2;
+
 class Engine {
    public:
     Engine(const std::string& engine_path, const std::string& sidecar_path) {
         std::ifstream side(sidecar_path);
         if (!side) throw std::runtime_error(sidecar_path + ": sidecar missing (copy NAME.json with NAME.engine)");
         const auto sidecar = nlohmann::json::parse(side);
+        const int version = sidecar.value("sidecar_version", 1);
+        if (version > kSidecarVersion)
+            throw std::runtime_error(sidecar_path + ": sidecar schema version " + std::to_string(version) +
+                                     " is newer than this app reads (" + std::to_string(kSidecarVersion) +
+                                     "); rebuild the app from the edgefold that built the engine");
         const auto& c = sidecar.at("input_contract");
         input_name_ = c.at("name").get<std::string>();
         input_dtype_ = c.at("dtype").get<std::string>();
