@@ -42,7 +42,10 @@ def sidecar(channels: int = 1, order: str = "gray", dtype: str = "float32", layo
     return side
 
 
-@pytest.mark.parametrize("fmt", PIXEL_FORMATS, ids=[f.genicam for f in PIXEL_FORMATS])
+NVINFER_FORMATS = [f for f in PIXEL_FORMATS if f.per_pixel and f.bits == 8]  # what nvinfer converts frames to
+
+
+@pytest.mark.parametrize("fmt", NVINFER_FORMATS, ids=[f.genicam for f in NVINFER_FORMATS])
 @pytest.mark.parametrize("precision, mode", [("fp32", "0"), ("int8", "1"), ("fp16", "2")])
 def test_nvinfer_config_per_pixel_format(fmt, precision, mode):
     side = sidecar(channels=fmt.channels, order=fmt.name, shape=(1, fmt.channels, 480, 640), precision=precision)
@@ -54,6 +57,13 @@ def test_nvinfer_config_per_pixel_format(fmt, precision, mode):
     assert props["network-mode"] == mode and props["batch-size"] == "1"
     assert props["model-engine-file"] == "m.engine" and props["onnx-file"] == "m.prepared.onnx"
     assert props["output-blob-names"] == "logits;mask"
+
+
+@pytest.mark.parametrize("fmt", [f for f in PIXEL_FORMATS if f not in NVINFER_FORMATS], ids=lambda f: f.genicam)
+def test_nvinfer_refuses_camera_formats_it_cannot_feed(fmt):
+    side = sidecar(channels=1, order=fmt.genicam, shape=(1, 1, 480, 640))
+    with pytest.raises(UsageError, match="nvinfer feeds RGB, BGR or GRAY"):
+        deepstream.nvinfer_config(side, "m.engine", "m.onnx")
 
 
 def test_nvinfer_dynamic_input_takes_the_profile():
@@ -77,12 +87,12 @@ def test_triton_config_round_trips_through_the_schema(fmt):
     from google.protobuf import text_format
 
     mc = triton.schema()
-    side = sidecar(channels=fmt.channels, order=fmt.name, dtype="uint8", shape=(1, fmt.channels, 480, 640))
+    side = sidecar(channels=fmt.channels, order=fmt.genicam, dtype=fmt.dtype, shape=(1, fmt.channels, 480, 640))
     text = triton.config_text(triton.model_config(side, "cam"))
     back = text_format.Parse(text, mc.ModelConfig())
     assert back.name == "cam" and back.platform == "tensorrt_plan" and back.max_batch_size == 0
     assert [(i.name, mc.DataType.Name(i.data_type), list(i.dims)) for i in back.input] == \
-        [("image", "TYPE_UINT8", [1, fmt.channels, 480, 640])]
+        [("image", {"uint8": "TYPE_UINT8", "float32": "TYPE_FP32"}[fmt.dtype], [1, fmt.channels, 480, 640])]
     assert [o.name for o in back.output] == ["logits", "mask"] and list(back.output[1].dims) == [1, 1, 60, 80]
     assert back.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     assert not back.HasField("dynamic_batching")

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="ONNX model")
     p.add_argument("-o", "--output", required=True, help="folded ONNX model to write")
     add_camera_flags(p, compose=True)
+    p.add_argument("--pixel-format", metavar="PFNC",
+                   help="the camera's own buffer as the input, by GenICam name: Mono8/10/12/16, BayerRG8/BG8/GR8/GB8 "
+                   "(bilinear demosaic in the engine, as OpenCV's cvtColor without its rounding), RGB8, BGR8")
     p.add_argument("--input-dtype", choices=("uint8", "float32"),
                    help="type of the new input (default: the original input's type)")
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
@@ -35,10 +38,63 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or None
+    """--pixel-format: Mono8/RGB8/BGR8 are --gray/--rgb/--bgr; the others get a front end after the fold, which
+    then folds for gray (Mono10-16) or RGB (Bayer) float32 pixels in the 8-bit range."""
+    from edgefold.core.contract import pixel_format
+    from edgefold.errors import UsageError
+
+    if not args.pixel_format:
+        return None
+    fmt = pixel_format(args.pixel_format)
+    wanted = "gray" if fmt.order == "gray" else ("rgb" if fmt.mosaic else fmt.order)
+    if args.channels not in (None, wanted):
+        raise UsageError(f"--pixel-format {fmt.genicam} is a {wanted} camera; drop --{args.channels}")
+    args.channels = wanted
+    if fmt.bits == 8 and fmt.mosaic is None:
+        return None  # Mono8 / RGB8 / BGR8: the ordinary fold
+    if args.input_dtype not in (None, "float32"):
+        raise UsageError(f"--pixel-format {fmt.genicam}: the engine input is {fmt.dtype}; drop --input-dtype")
+    args.input_dtype = "float32"
+    return fmt
+
+
+def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
+    """The pixel-format front end before the folded model, checked against the float reference conversion."""
+    from edgefold.core.contract import contracts_of
+    from edgefold.frontend.pixels import DEMOSAIC_MACS_PER_PIXEL, attach, check_front_end
+
+    model = attach(folded, fmt)
+    c = contracts_of(folded)[0]
+    size = c.static_size()
+    sizes = [size] if size else list(options.verify_sizes or [(67, 93), (128, 160)])
+    what = (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
+            f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the folded "
+            f"stem" if fmt.mosaic else f"x * 255/{int(fmt.max_value)} on the float32 input")
+    if not options.verify:
+        return model, f"pixel format {fmt.genicam}: {what}; not verified (--no-verify)"
+    worst = check_front_end(model, folded, fmt, sizes)
+    return model, (f"pixel format {fmt.genicam}: {what}; verified against the float reference on "
+                   f"{', '.join(f'{h}x{w}' for h, w in sizes)}: max error {worst:.2g} of max |output|")
+
+
+def _fold_for(model: str, options: FoldOptions, fmt):  # noqa: ANN001, ANN202
+    from edgefold.errors import UsageError
     from edgefold.fold import fold
+
+    try:
+        return fold(model, options)
+    except UsageError as err:
+        if fmt is not None and fmt.mosaic and "--rgb needs 3" in str(err):
+            raise UsageError(f"--pixel-format {fmt.genicam} feeds a 3-channel colour model; "
+                             f"{str(err).split(';')[0]} (for a gray model use Mono8/10/12/16)") from None
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
     from edgefold.graph.outputs import RunOutputs
 
+    fmt = _camera_format(args)
     options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
                           compose=args.compose,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
@@ -50,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     outputs.claim(args.report, "--report")
     with outputs:
         try:
-            folded, report = fold(args.model, options)
+            folded, report = _fold_for(args.model, options, fmt)
+            if fmt is not None:
+                folded, front = _attach(folded, fmt, options)
         except VerificationFailed as err:
             if args.report and err.report is not None:  # the report says where it failed; the model is not written
                 outputs.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]
@@ -61,5 +119,7 @@ def run(args: argparse.Namespace) -> int:
             outputs.stage_text(args.report, report.dumps())
     if not args.quiet:
         print(report.to_text())
+        if fmt is not None:
+            print(front)
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK

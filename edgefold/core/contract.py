@@ -80,19 +80,21 @@ def write_meta(model: HasMetadata, values: dict[str, str]) -> None:
 # ---- pixel formats -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PixelFormat:
-    """A camera format whose pixels map to the model's channels by a fixed per-pixel linear map.
+    """A camera format: its raw buffer, and the map from that buffer to the model's channels.
 
-    ``channels`` is what the camera buffer holds per pixel (1 or 3), ``order`` how those channels relate to the
-    model's: "gray" (one value replicated to every model channel), "rgb" (the model's own order) or "bgr"
-    (reversed). ``max_value`` is the largest raw pixel value (255 for 8-bit, 4095 for 12-bit).
+    ``channels`` is what the camera buffer holds per pixel (1 or 3). ``order`` says how those relate to the
+    model's channels: "gray" (one value replicated to every model channel), "rgb" (the model's own order), "bgr"
+    (reversed), or "bayer" (a colour mosaic, ``mosaic`` naming the sensor pattern, demosaiced bilinearly). Pixel
+    values are scaled from ``bits`` to the 8-bit range the model was trained on (Mono12: x * 255 / 4095).
     """
 
-    name: str  # edgefold's short name (the --gray/--rgb/--bgr flags)
+    name: str  # edgefold's short name (the --gray/--rgb/--bgr flags) or the GenICam name
     genicam: str  # the GenICam PFNC name cameras and SDKs (pylon, Spinnaker, Aravis) use
     channels: int
     order: str
     bits: int = 8
     aliases: tuple[str, ...] = field(default=())
+    mosaic: str | None = None  # Bayer sensor pattern, top-left 2x2 block row by row: "RGGB", "BGGR", ...
 
     @property
     def max_value(self) -> float:
@@ -100,24 +102,49 @@ class PixelFormat:
 
     @property
     def dtype(self) -> str:
-        return "uint8" if self.bits <= 8 else "uint16"
+        """What the engine takes: the buffer's uint8, else float32 (TensorRT has no uint16 input; float16 holds
+        integers exactly only up to 2048, so 12- and 16-bit values need float32)."""
+        return "uint8" if self.bits <= 8 else "float32"
+
+    @property
+    def per_pixel(self) -> bool:
+        """Whether each model pixel depends on the same camera pixel only (folded into the first conv); a mosaic
+        needs a front end (a demosaic conv in the engine, before the folded model)."""
+        return self.mosaic is None
+
+    @property
+    def model_channels(self) -> int | None:
+        return 3 if self.mosaic else None
+
+    @property
+    def scale(self) -> float:
+        """Camera value -> the 8-bit value the model was trained on."""
+        return 255.0 / self.max_value
 
     def to_model(self, model_channels: int) -> np.ndarray:
-        """The (model_channels, channels) matrix from raw camera channels to the model's channels."""
+        """The (model_channels, channels) matrix from raw camera channels to the model's 8-bit channels."""
+        if self.mosaic:
+            raise UsageError(f"pixel format {self.genicam} is a colour mosaic: a model pixel depends on its "
+                             f"neighbours, which no per-pixel map expresses (edgefold adds a demosaic front end)")
         if self.order == "gray":
-            return np.ones((model_channels, 1))
+            return np.full((model_channels, 1), self.scale)
         if model_channels != self.channels:
             raise UsageError(f"pixel format {self.genicam} gives {self.channels} channels, the model takes "
                              f"{model_channels}")
-        eye = np.eye(self.channels)
+        eye = np.eye(self.channels) * self.scale
         return eye[::-1].copy() if self.order == "bgr" else eye
 
     def reference(self, raw: np.ndarray, model_channels: int) -> np.ndarray:
-        """The frame the original model sees before its normalisation: (channels, H, W) raw -> (C, H, W)."""
+        """What the original model sees before its normalisation, in float: (channels, H, W) raw -> (C, H, W).
+        For a mosaic: OpenCV's bilinear demosaic (core/bayer.py) without its rounding to uint8."""
+        if self.mosaic:
+            from edgefold.core.bayer import demosaic
+
+            return demosaic(np.asarray(raw, np.float64)[0], self.mosaic) * self.scale
         return np.einsum("cj,jhw->chw", self.to_model(model_channels), np.asarray(raw, np.float64))
 
     def frame_from_image(self, image: np.ndarray) -> np.ndarray:
-        """An H x W (gray) or H x W x 3 array as stored in a file, as a (channels, H, W) raw frame."""
+        """An H x W (gray or mosaic) or H x W x 3 array as stored in a file, as a (channels, H, W) raw frame."""
         arr = np.asarray(image, np.float64)
         if self.channels == 1:
             return arr[None] if arr.ndim == 2 else arr[..., :1].transpose(2, 0, 1)
@@ -129,17 +156,27 @@ PIXEL_FORMATS: tuple[PixelFormat, ...] = (
     PixelFormat("gray", "Mono8", 1, "gray"),
     PixelFormat("rgb", "RGB8", 3, "rgb", aliases=("RGB8Packed",)),
     PixelFormat("bgr", "BGR8", 3, "bgr", aliases=("BGR8Packed",)),
+    PixelFormat("Mono10", "Mono10", 1, "gray", bits=10),
+    PixelFormat("Mono12", "Mono12", 1, "gray", bits=12),
+    PixelFormat("Mono16", "Mono16", 1, "gray", bits=16),
+    PixelFormat("BayerRG8", "BayerRG8", 1, "bayer", mosaic="RGGB"),
+    PixelFormat("BayerBG8", "BayerBG8", 1, "bayer", mosaic="BGGR"),
+    PixelFormat("BayerGR8", "BayerGR8", 1, "bayer", mosaic="GRBG"),
+    PixelFormat("BayerGB8", "BayerGB8", 1, "bayer", mosaic="GBRG"),
 )
-
-
 def pixel_format(name: str) -> PixelFormat:
     """A format by edgefold's short name or its GenICam name (case-insensitive), or a one-line usage error."""
     key = name.lower()
     for fmt in PIXEL_FORMATS:
         if key in (fmt.name, fmt.genicam.lower(), *(a.lower() for a in fmt.aliases)):
             return fmt
-    known = ", ".join(f"{f.genicam} ({f.name})" for f in PIXEL_FORMATS)
-    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known}")
+    for suffix in ("_ea", "_vng", "ea", "vng"):
+        if key.endswith(suffix) and key.startswith("bayer"):
+            raise UsageError(f"pixel format '{name}': {'OpenCV edge-aware (EA)' if 'ea' in suffix else 'VNG'} "
+                             f"demosaicing is not linear, so no fold equals it; use bilinear demosaicing "
+                             f"(BayerRG8 ...)")
+    known = ", ".join(f.genicam for f in PIXEL_FORMATS)
+    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known} (YUV formats are not supported yet)")
 
 
 # ---- the contract ------------------------------------------------------------------------------------

@@ -1,0 +1,172 @@
+"""Camera-native pixel formats in front of a folded model: the engine reads the camera's own buffer.
+
+A format whose pixels map one to one onto the model's (Mono10/12/16: x * 255 / (2^bits - 1)) becomes one Mul on
+the float32 input. A Bayer mosaic (BayerRG8 ...) becomes a bilinear demosaic inside the engine, as OpenCV's
+``cvtColor(COLOR_Bayer..2RGB)`` computes it but without its rounding: SpaceToDepth(2), one 3x3 conv (4 -> 12
+channels) at half resolution, DepthToSpace(2), then the outermost rows and columns copied from their
+neighbours (two Gathers). The folded model it feeds was made with float32 input, so the whole is exactly
+"demosaic in float, normalise, run the original model". The front end is not composed into the stem yet: it
+costs 108 MACs a pixel on top of the folded stem (reported).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edgefold.core.bayer import phase_conv_weights
+from edgefold.core.contract import InputContract, Meta, PixelFormat, contracts_of, helper_nodes, write_meta
+from edgefold.errors import UsageError
+
+DEMOSAIC_MACS_PER_PIXEL = 12 * 4 * 9 // 4  # the 4->12 3x3 conv at a quarter of the pixels
+
+
+def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
+    """The folded model (float32 input in the 8-bit pixel range) with ``fmt``'s front end before it."""
+    contracts = contracts_of(folded)
+    if len(contracts) != 1:
+        raise UsageError(f"--pixel-format needs a model with one folded image input, this one has {len(contracts)}")
+    c = contracts[0]
+    if c.dtype != "float32":
+        raise UsageError(f"--pixel-format: the folded input '{c.name}' must be float32 (fold with --input-dtype float32)")
+    if fmt.mosaic and (c.layout != "NCHW" or c.channels != 3):
+        raise UsageError(f"--pixel-format {fmt.genicam}: a colour mosaic feeds a 3-channel NCHW model; input "
+                         f"'{c.name}' is {c.channels}-channel {c.layout}")
+    if not fmt.mosaic and c.channels != 1:
+        raise UsageError(f"--pixel-format {fmt.genicam}: a gray camera feeds a model folded for gray input; input "
+                         f"'{c.name}' has {c.channels} channels (fold with --gray)")
+    out = onnx.ModelProto()
+    out.CopyFrom(folded)
+    g = out.graph
+    inner = f"{c.name}/{fmt.genicam}_pixels"
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name == c.name:
+                node.input[i] = inner
+    pos = [i.name for i in g.input].index(c.name)
+    shape = list(c.shape)
+    if fmt.mosaic:
+        shape[1] = 1
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
+    g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
+    nodes, inits = (_demosaic(c.name, inner, fmt, shape) if fmt.mosaic else _rescale(c.name, inner, fmt))
+    old = list(g.node)
+    del g.node[:]
+    g.node.extend(nodes + old)
+    g.initializer.extend(inits)
+    contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
+                             channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
+                             pixel_range=(0.0, fmt.max_value))
+    write_meta(out, {
+        Meta.INPUT_CONTRACTS: json.dumps([contract.to_json()]),
+        Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
+        Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes]),
+        Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
+                                   "mosaic": fmt.mosaic, "folded_contract": c.to_json(),
+                                   "macs_per_pixel": DEMOSAIC_MACS_PER_PIXEL if fmt.mosaic else 0}),
+    })
+    onnx.checker.check_model(out)
+    return out
+
+
+def _rescale(src: str, dst: str, fmt: PixelFormat) -> tuple[list, list]:
+    k = f"edgefold/{fmt.genicam}/scale"
+    return ([helper.make_node("Mul", [src, k], [dst], name=f"edgefold/{fmt.genicam}/to_8bit")],
+            [numpy_helper.from_array(np.array(fmt.scale, np.float32), k)])
+
+
+def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+    p = f"edgefold/{fmt.genicam}"
+    assert fmt.mosaic is not None
+    inits = [numpy_helper.from_array(phase_conv_weights(fmt.mosaic).astype(np.float32), f"{p}/W")]
+    n: list[onnx.NodeProto] = []
+
+    def c(name: str, value: np.ndarray) -> str:  # a constant
+        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
+        return f"{p}/{name}"
+
+    def node(op: str, ins: list[str], name: str, **kw) -> str:  # a node with one output, named as the node
+        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
+        return f"{p}/{name}"
+    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    h, w = shape[2], shape[3]
+    static = isinstance(h, int) and isinstance(w, int)
+    if static and (h < 3 or w < 3):
+        raise UsageError(f"a Bayer frame needs at least 3x3 pixels, the model takes {h}x{w}")
+    size = None if static else node("Slice", [node("Shape", [x], "shape"), c("s2", np.array([2])),
+                                              c("s4", np.array([4])), c("s0", np.array([0]))], "hw")
+    if not static or h % 2 or w % 2:  # SpaceToDepth needs even sizes: one zero row/column, cropped again below
+        if static:
+            pads = c("pads", np.array([0, 0, 0, 0, 0, 0, h % 2, w % 2], np.int64))
+        else:
+            assert size is not None
+            odd = node("Mod", [size, c("two", np.array([2, 2], np.int64))], "odd")
+            pads = node("Concat", [c("zeros6", np.zeros(6, np.int64)), odd], "pads", axis=0)
+        x = node("Pad", [x, pads], "even")
+    x = node("SpaceToDepth", [x], "phases", blocksize=2)
+    x = node("Conv", [x, f"{p}/W"], "demosaic", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = node("DepthToSpace", [x], "rgb_even", blocksize=2, mode="DCR")
+    if static:
+        if h % 2 or w % 2:
+            x = node("Slice", [x, c("crop_starts", np.array([0, 0])), c("crop_ends", np.array([h, w])),
+                               c("crop_axes", np.array([2, 3]))], "rgb")
+        rows = c("rows", np.clip(np.arange(h), 1, h - 2).astype(np.int64))
+        cols = c("cols", np.clip(np.arange(w), 1, w - 2).astype(np.int64))
+    else:
+        assert size is not None
+        x = node("Slice", [x, c("crop_starts", np.array([0, 0])), size, c("crop_axes", np.array([2, 3]))], "rgb")
+        idx = []
+        for axis, name in ((0, "rows"), (1, "cols")):
+            length = node("Gather", [size, c(f"axis{axis}", np.array(axis, np.int64))], f"{name}_n")
+            last = node("Sub", [length, c("two_s", np.array(2, np.int64))], f"{name}_last")
+            r = node("Range", [c("zero", np.array(0, np.int64)), length, c("one", np.array(1, np.int64))],
+                     f"{name}_all")
+            idx.append(node("Min", [node("Max", [r, c("one", np.array(1, np.int64))], f"{name}_lo"), last], name))
+        rows, cols = idx
+    # OpenCV's border: the outermost rows and columns are copies of their neighbours
+    x = node("Gather", [x, rows], "rows_filled", axis=2)
+    n.append(helper.make_node("Gather", [x, cols], [dst], name=f"{p}/cols_filled", axis=3))
+    unique: dict[str, onnx.TensorProto] = {t.name: t for t in inits}
+    return n, list(unique.values())
+
+
+def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
+                    sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5) -> float:
+    """The model on raw camera frames against the folded model on the float reference conversion of the same
+    frames; returns the largest error relative to the largest output. Raises VerificationFailed."""
+    from edgefold.backends.ort import session
+    from edgefold.core.frames import synthetic_frames
+    from edgefold.errors import VerificationFailed
+
+    c = contracts_of(model)[0]
+    inner = InputContract.from_json(json.loads(dict((p.key, p.value) for p in model.metadata_props)[Meta.FRONTEND])
+                                    ["folded_contract"])
+    s_model, s_folded = session(model), session(folded)
+    names = [o.name for o in s_model.get_outputs()]
+    worst = 0.0
+    for h, w in sizes:
+        for raw in synthetic_frames(h, w, 1, fmt.max_value, seed=h * 31 + w):
+            x = raw[0].astype(np.dtype(fmt.dtype))
+            feed = {c.name: _batched(x, c.shape)}
+            ref_feed = {inner.name: _batched(fmt.reference(raw, inner.channels).astype(np.float32), inner.shape)}
+            for got, ref in zip(s_model.run(names, feed), s_folded.run(names, ref_feed)):
+                scale = float(np.abs(ref).max()) or 1.0
+                err = float(np.abs(got.astype(np.float64) - ref).max())
+                worst = max(worst, err / scale)
+                if err > atol + rtol * scale:
+                    raise VerificationFailed(f"the {fmt.genicam} front end differs from the float reference: max abs "
+                                             f"error {err:.3g} ({err / scale:.2g} of max |output|) at {h}x{w}; "
+                                             f"nothing written - please report this model")
+    return worst
+
+
+def _batched(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """(H, W) or (C, H, W) as the input's (N, C, H, W) or (N, H, W), repeated to a fixed batch."""
+    batch = shape[0] if isinstance(shape[0], int) else 1
+    if len(shape) == 4 and x.ndim == 2:
+        x = x[None]
+    if len(shape) == 3 and x.ndim == 3:
+        x = x[0]
+    return np.ascontiguousarray(np.broadcast_to(x[None], (batch, *x.shape)))

@@ -1,0 +1,150 @@
+"""Camera-native pixel formats (issue 12): Bayer mosaics and 10-16-bit Mono frames go straight into the model.
+
+The reference is the pipeline users run today, in float: OpenCV's bilinear ``cvtColor(COLOR_Bayer..2RGB)`` (our
+float reference equals it to OpenCV's own rounding, every pixel, borders included, all four phases, odd and
+even sizes), then the normalisation, then the original model. Photos are scikit-image's colour images,
+mosaicked."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgefold.cli.main import main
+from edgefold.core.bayer import demosaic
+from edgefold.core.contract import pixel_format
+from edgefold.errors import UsageError
+from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
+from tests.models import gray_model, run
+
+cv2 = pytest.importorskip("cv2")
+
+PATTERNS = {"BayerRG8": "RGGB", "BayerBG8": "BGGR", "BayerGR8": "GRBG", "BayerGB8": "GBRG"}
+# OpenCV names its Bayer codes by a shifted convention (opencv issue 19629): sensor RGGB is COLOR_BayerBG2RGB
+OPENCV = {"RGGB": "COLOR_BayerBG2RGB", "BGGR": "COLOR_BayerRG2RGB", "GRBG": "COLOR_BayerGB2RGB",
+          "GBRG": "COLOR_BayerGR2RGB"}
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    from skimage import data
+
+    img = [data.astronaut, data.coffee, data.chelsea][seed % 3]()
+    return np.ascontiguousarray(img[40:40 + h, 60:60 + w, :3])
+
+
+def mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    out = np.zeros(rgb.shape[:2], rgb.dtype)
+    for py in range(2):
+        for px in range(2):
+            out[py::2, px::2] = rgb[py::2, px::2, "RGB".index(pattern[py * 2 + px])]
+    return out
+
+
+@pytest.mark.parametrize("pattern", sorted(OPENCV))
+@pytest.mark.parametrize("h, w", [(64, 96), (61, 83), (3, 3), (4, 7)])
+def test_float_reference_is_opencv_bilinear_to_its_rounding(pattern, h, w):
+    m = mosaic(photo(h, w), pattern)
+    ref = demosaic(m, pattern)
+    ocv = cv2.cvtColor(m, getattr(cv2, OPENCV[pattern])).transpose(2, 0, 1).astype(np.float64)
+    assert np.abs(ocv - ref).max() <= 0.5 + 1e-9  # OpenCV rounds; nothing else differs, borders included
+
+
+def rgb_model(h, w, k=7, stride=2, pad=3, seed=1) -> onnx.ModelProto:
+    """An RGB network with ImageNet normalisation in its graph, float32 input 0..255."""
+    b = ModelBuilder(seed=seed)
+    x = b.input("image", [1, 3, h, w])
+    x = b.op("Div", [x, b.const(np.float32(255))])
+    x = b.op("Sub", [x, b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))])
+    x = b.op("Div", [x, b.const(IMAGENET_STD.reshape(1, 3, 1, 1))])
+    y = b.op("Relu", [b.conv(x, 3, 8, k=k, stride=stride, pad=pad, name="stem")])
+    return b.model([b.conv(y, 8, 4, k=3)])
+
+
+def _fold(model, tmp_path, *flags) -> onnx.ModelProto:
+    src, out = tmp_path / "m.onnx", tmp_path / "m.camera.onnx"
+    onnx.save(model, str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q", *flags]) == 0
+    return onnx.load(str(out))
+
+
+@pytest.mark.parametrize("fmt", sorted(PATTERNS))
+@pytest.mark.parametrize("k, stride, pad", [(7, 2, 3), (3, 1, 1), (5, 3, 0)])
+def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k, stride, pad, tmp_path):
+    h, w = 61, 84
+    original = rgb_model(h, w, k, stride, pad)
+    camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    inp = camera.graph.input[0].type.tensor_type
+    assert inp.elem_type == onnx.TensorProto.UINT8 and [d.dim_value for d in inp.shape.dim] == [1, 1, h, w]
+    for seed in range(3):
+        m = mosaic(photo(h, w, seed), PATTERNS[fmt])
+        ref = run(original, {"image": demosaic(m, PATTERNS[fmt])[None].astype(np.float32)})
+        got = run(camera, {"image": m[None, None]})
+        for r, g in zip(ref, got):
+            assert np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()
+        # against today's pipeline (OpenCV's uint8 output): the only difference is OpenCV's rounding
+        ocv = cv2.cvtColor(m, getattr(cv2, OPENCV[PATTERNS[fmt]])).transpose(2, 0, 1)[None].astype(np.float32)
+        today = run(original, {"image": ocv})[0]
+        rel = np.abs(today - got[0]).max() / np.abs(today).max()
+        assert 0 < rel < 0.05, rel
+
+
+def test_bayer_with_dynamic_size_folds_exactly_at_odd_and_even_sizes(tmp_path):
+    original = rgb_model("h", "w", 5, 2, 2)
+    camera = _fold(original, tmp_path, "--pixel-format", "BayerGR8")
+    for h, w in ((48, 64), (37, 53), (3, 5)):
+        m = mosaic(photo(h, w, 1), "GRBG")
+        ref = run(original, {"image": demosaic(m, "GRBG")[None].astype(np.float32)})[0]
+        got = run(camera, {"image": m[None, None]})[0]
+        assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max(), (h, w)
+
+
+@pytest.mark.parametrize("fmt, bits", [("Mono10", 10), ("Mono12", 12), ("Mono16", 16)])
+def test_mono_high_bit_depth_is_scaled_exactly_into_a_gray_model(fmt, bits, tmp_path):
+    original = gray_model("concat", dtype=np.float32)
+    camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    inp = camera.graph.input[0].type.tensor_type
+    assert inp.elem_type == onnx.TensorProto.FLOAT and inp.shape.dim[1].dim_value == 1
+    top = 2 ** bits - 1
+    for x in (np.random.default_rng(bits).integers(0, top + 1, (1, 1, 40, 52)), np.full((1, 1, 40, 52), top)):
+        raw = x.astype(np.float32)
+        ref = run(original, {"image": (raw.astype(np.float64) * 255 / top).astype(np.float32)})
+        got = run(camera, {"image": raw})
+        for r, g in zip(ref, got):
+            assert np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()
+
+
+def test_engine_takes_the_raw_mosaic_buffer_and_a_wrong_size_is_one_line(tmp_path):
+    from edgefold.runtime import Engine
+
+    camera = _fold(rgb_model(61, 84), tmp_path, "--pixel-format", "BayerRG8")
+    onnx.save(camera, str(tmp_path / "cam.onnx"))
+    m = mosaic(photo(61, 84), "RGGB")
+    with Engine(tmp_path / "cam.onnx") as engine:
+        assert engine.contract.channel_order == "BayerRG8" and engine.contract.dtype == "uint8"
+        out = engine.infer(m)
+        np.testing.assert_allclose(list(out.values())[0], run(camera, {"image": m[None, None]})[0], atol=1e-5)
+        with pytest.raises(UsageError, match=r"the model takes \(1, 1, 61, 84\)"):
+            engine.infer(m[:60])
+        with pytest.raises(UsageError, match="raw uint8 pixels"):
+            engine.infer(m.astype(np.float32))
+
+
+@pytest.mark.parametrize("name, words", [
+    ("BayerRG8_EA", "not linear"), ("BayerRG8_VNG", "not linear"), ("NV12", "YUV formats are not supported yet"),
+    ("Bayer", "unknown pixel format"),
+])
+def test_formats_that_are_not_folded_are_refused_by_name(name, words):
+    with pytest.raises(UsageError, match=words):
+        pixel_format(name)
+
+
+def test_a_mosaic_needs_a_colour_model_and_compare_says_it_cannot_feed_it_yet(tmp_path, capsys):
+    src = tmp_path / "gray.onnx"
+    onnx.save(gray_model("concat", dtype=np.float32), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "BayerRG8"]) == 2
+    assert "3-channel" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+    camera = _fold(rgb_model(32, 40), tmp_path, "--pixel-format", "BayerRG8")
+    onnx.save(rgb_model(32, 40), str(tmp_path / "orig.onnx"))
+    onnx.save(camera, str(tmp_path / "cam.onnx"))
+    assert main(["compare", str(tmp_path / "orig.onnx"), str(tmp_path / "cam.onnx")]) == 2
+    assert "BayerRG8 camera buffers" in capsys.readouterr().err
