@@ -130,8 +130,8 @@ def test_engine_takes_the_raw_mosaic_buffer_and_a_wrong_size_is_one_line(tmp_pat
 
 
 @pytest.mark.parametrize("name, words", [
-    ("BayerRG8_EA", "not linear"), ("BayerRG8_VNG", "not linear"), ("NV12", "YUV formats are not supported yet"),
-    ("Bayer", "unknown pixel format"),
+    ("BayerRG8_EA", "not linear"), ("BayerRG8_VNG", "not linear"), ("Bayer", "unknown pixel format"),
+    ("YUV422_8", "packed 4:2:2 YUV is not supported yet"),
 ])
 def test_formats_that_are_not_folded_are_refused_by_name(name, words):
     with pytest.raises(UsageError, match=words):
@@ -148,3 +148,51 @@ def test_a_mosaic_needs_a_colour_model_and_compare_says_it_cannot_feed_it_yet(tm
     onnx.save(camera, str(tmp_path / "cam.onnx"))
     assert main(["compare", str(tmp_path / "orig.onnx"), str(tmp_path / "cam.onnx")]) == 2
     assert "BayerRG8 camera buffers" in capsys.readouterr().err
+
+
+def yuv_buffer(rgb: np.ndarray, layout: str) -> np.ndarray:
+    """A camera's 4:2:0 buffer for an RGB photo, through OpenCV's encoder (I420), re-laid for NV12/NV21."""
+    buf = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    h, w = rgb.shape[:2]
+    if layout == "I420":
+        return buf
+    u, v = buf[h:h + h // 4].reshape(-1), buf[h + h // 4:].reshape(-1)
+    pairs = np.stack([u, v] if layout == "NV12" else [v, u], axis=1).reshape(h // 2, w)
+    return np.concatenate([buf[:h], pairs])
+
+
+@pytest.mark.parametrize("layout", ["NV12", "NV21", "I420"])
+def test_yuv_reference_is_opencv_to_its_rounding_and_clipping(layout):
+    from edgefold.core.yuv import to_rgb
+
+    buf = yuv_buffer(photo(60, 84), layout)
+    ocv = cv2.cvtColor(buf, getattr(cv2, f"COLOR_YUV2RGB_{layout}")).transpose(2, 0, 1).astype(np.float64)
+    ref = to_rgb(buf, layout, "bt601-limited")
+    assert np.abs(ocv - np.clip(ref, 0, 255)).max() <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("layout", ["NV12", "NV21", "I420"])
+@pytest.mark.parametrize("yuv", ["bt601-limited", "bt709-full"])
+def test_yuv420_folds_exactly_against_conversion_in_float_then_the_original(layout, yuv, tmp_path):
+    from edgefold.core.yuv import to_rgb
+
+    h, w = 60, 84
+    original = rgb_model(h, w)
+    camera = _fold(original, tmp_path, "--pixel-format", layout, "--yuv", yuv)
+    dims = [d.dim_value for d in camera.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 1, h * 3 // 2, w]  # the camera's bytes: 1.5 a pixel
+    for seed in range(2):
+        buf = yuv_buffer(photo(h, w, seed), layout)
+        ref = run(original, {"image": to_rgb(buf, layout, yuv)[None].astype(np.float32)})[0]
+        got = run(camera, {"image": buf[None, None]})[0]
+        assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
+
+
+def test_yuv420_needs_a_static_even_size(tmp_path, capsys):
+    src = tmp_path / "m.onnx"
+    onnx.save(rgb_model(61, 84), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "NV12"]) == 2
+    assert "even height and width" in capsys.readouterr().err
+    onnx.save(rgb_model("h", "w"), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "NV12"]) == 2
+    assert "--input-size" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()

@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pixel-format", metavar="PFNC",
                    help="the camera's own buffer as the input, by GenICam name: Mono8/10/12/16, BayerRG8/BG8/GR8/GB8 "
                    "(bilinear demosaic in the engine, as OpenCV's cvtColor without its rounding), RGB8, BGR8")
+    p.add_argument("--yuv", choices=("bt601-limited", "bt601-full", "bt709-limited", "bt709-full"),
+                   default="bt601-limited", help="the YUV->RGB matrix of NV12/NV21/I420 (default bt601-limited, "
+                   "OpenCV's cvtColor coefficients)")
     p.add_argument("--input-dtype", choices=("uint8", "float32"),
                    help="type of the new input (default: the original input's type)")
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
@@ -47,11 +50,15 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
     if not args.pixel_format:
         return None
     fmt = pixel_format(args.pixel_format)
-    wanted = "gray" if fmt.order == "gray" else ("rgb" if fmt.mosaic else fmt.order)
+    if fmt.chroma:
+        import dataclasses
+
+        fmt = dataclasses.replace(fmt, yuv=args.yuv)
+    wanted = "gray" if fmt.order == "gray" else ("rgb" if not fmt.per_pixel else fmt.order)
     if args.channels not in (None, wanted):
         raise UsageError(f"--pixel-format {fmt.genicam} is a {wanted} camera; drop --{args.channels}")
     args.channels = wanted
-    if fmt.bits == 8 and fmt.mosaic is None:
+    if fmt.bits == 8 and fmt.per_pixel:
         return None  # Mono8 / RGB8 / BGR8: the ordinary fold
     if args.input_dtype not in (None, "float32"):
         raise UsageError(f"--pixel-format {fmt.genicam}: the engine input is {fmt.dtype}; drop --input-dtype")
@@ -68,9 +75,15 @@ def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
     c = contracts_of(folded)[0]
     size = c.static_size()
     sizes = [size] if size else list(options.verify_sizes or [(67, 93), (128, 160)])
-    what = (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
-            f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the folded "
-            f"stem" if fmt.mosaic else f"x * 255/{int(fmt.max_value)} on the float32 input")
+    if fmt.mosaic:
+        what = (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
+                f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
+                f"folded stem")
+    elif fmt.chroma:
+        what = (f"{fmt.chroma} buffer (3H/2 x W uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
+                f"a 1x1 conv, 9 MACs a pixel before the folded stem; unclipped (OpenCV clips out-of-gamut values)")
+    else:
+        what = f"x * 255/{int(fmt.max_value)} on the float32 input"
     if not options.verify:
         return model, f"pixel format {fmt.genicam}: {what}; not verified (--no-verify)"
     worst = check_front_end(model, folded, fmt, sizes)

@@ -95,6 +95,8 @@ class PixelFormat:
     bits: int = 8
     aliases: tuple[str, ...] = field(default=())
     mosaic: str | None = None  # Bayer sensor pattern, top-left 2x2 block row by row: "RGGB", "BGGR", ...
+    chroma: str | None = None  # 4:2:0 YUV: "NV12" (Y, then UV interleaved), "NV21" (VU), "I420" (Y, U, V planes)
+    yuv: str = "bt601-limited"  # the YUV->RGB matrix (--yuv): bt601|bt709, limited|full range
 
     @property
     def max_value(self) -> float:
@@ -109,12 +111,12 @@ class PixelFormat:
     @property
     def per_pixel(self) -> bool:
         """Whether each model pixel depends on the same camera pixel only (folded into the first conv); a mosaic
-        needs a front end (a demosaic conv in the engine, before the folded model)."""
-        return self.mosaic is None
+        or 4:2:0 YUV needs a front end (in the engine, before the folded model)."""
+        return self.mosaic is None and self.chroma is None
 
     @property
     def model_channels(self) -> int | None:
-        return 3 if self.mosaic else None
+        return 3 if (self.mosaic or self.chroma) else None
 
     @property
     def scale(self) -> float:
@@ -123,9 +125,9 @@ class PixelFormat:
 
     def to_model(self, model_channels: int) -> np.ndarray:
         """The (model_channels, channels) matrix from raw camera channels to the model's 8-bit channels."""
-        if self.mosaic:
-            raise UsageError(f"pixel format {self.genicam} is a colour mosaic: a model pixel depends on its "
-                             f"neighbours, which no per-pixel map expresses (edgefold adds a demosaic front end)")
+        if not self.per_pixel:
+            raise UsageError(f"pixel format {self.genicam}: a model pixel depends on other buffer positions than its "
+                             f"own, which no per-pixel map expresses (edgefold adds a front end)")
         if self.order == "gray":
             return np.full((model_channels, 1), self.scale)
         if model_channels != self.channels:
@@ -141,6 +143,10 @@ class PixelFormat:
             from edgefold.core.bayer import demosaic
 
             return demosaic(np.asarray(raw, np.float64)[0], self.mosaic) * self.scale
+        if self.chroma:
+            from edgefold.core.yuv import to_rgb
+
+            return to_rgb(np.asarray(raw, np.float64)[0], self.chroma, self.yuv)
         return np.einsum("cj,jhw->chw", self.to_model(model_channels), np.asarray(raw, np.float64))
 
     def frame_from_image(self, image: np.ndarray) -> np.ndarray:
@@ -163,6 +169,9 @@ PIXEL_FORMATS: tuple[PixelFormat, ...] = (
     PixelFormat("BayerBG8", "BayerBG8", 1, "bayer", mosaic="BGGR"),
     PixelFormat("BayerGR8", "BayerGR8", 1, "bayer", mosaic="GRBG"),
     PixelFormat("BayerGB8", "BayerGB8", 1, "bayer", mosaic="GBRG"),
+    PixelFormat("NV12", "NV12", 1, "yuv", chroma="NV12", aliases=("YUV420SP_NV12",)),
+    PixelFormat("NV21", "NV21", 1, "yuv", chroma="NV21", aliases=("YUV420SP_NV21",)),
+    PixelFormat("I420", "I420", 1, "yuv", chroma="I420", aliases=("YUV420_8", "IYUV")),
 )
 def pixel_format(name: str) -> PixelFormat:
     """A format by edgefold's short name or its GenICam name (case-insensitive), or a one-line usage error."""
@@ -176,7 +185,7 @@ def pixel_format(name: str) -> PixelFormat:
                              f"demosaicing is not linear, so no fold equals it; use bilinear demosaicing "
                              f"(BayerRG8 ...)")
     known = ", ".join(f.genicam for f in PIXEL_FORMATS)
-    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known} (YUV formats are not supported yet)")
+    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known} (packed 4:2:2 YUV is not supported yet)")
 
 
 # ---- the contract ------------------------------------------------------------------------------------

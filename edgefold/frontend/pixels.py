@@ -21,6 +21,11 @@ from edgefold.core.contract import InputContract, Meta, PixelFormat, contracts_o
 from edgefold.errors import UsageError
 
 DEMOSAIC_MACS_PER_PIXEL = 12 * 4 * 9 // 4  # the 4->12 3x3 conv at a quarter of the pixels
+YUV_MACS_PER_PIXEL = 9  # the 3x3 matrix as a 1x1 conv
+
+
+def macs_per_pixel(fmt: PixelFormat) -> int:
+    return DEMOSAIC_MACS_PER_PIXEL if fmt.mosaic else (YUV_MACS_PER_PIXEL if fmt.chroma else 0)
 
 
 def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
@@ -31,10 +36,14 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     c = contracts[0]
     if c.dtype != "float32":
         raise UsageError(f"--pixel-format: the folded input '{c.name}' must be float32 (fold with --input-dtype float32)")
-    if fmt.mosaic and (c.layout != "NCHW" or c.channels != 3):
-        raise UsageError(f"--pixel-format {fmt.genicam}: a colour mosaic feeds a 3-channel NCHW model; input "
+    colour = bool(fmt.mosaic or fmt.chroma)
+    if colour and (c.layout != "NCHW" or c.channels != 3):
+        raise UsageError(f"--pixel-format {fmt.genicam}: a colour camera feeds a 3-channel NCHW model; input "
                          f"'{c.name}' is {c.channels}-channel {c.layout}")
-    if not fmt.mosaic and c.channels != 1:
+    if fmt.chroma and c.static_size() is None:
+        raise UsageError(f"--pixel-format {fmt.genicam}: give the camera's size with --input-size HxW (the 4:2:0 "
+                         f"planes are laid out by it)")
+    if not colour and c.channels != 1:
         raise UsageError(f"--pixel-format {fmt.genicam}: a gray camera feeds a model folded for gray input; input "
                          f"'{c.name}' has {c.channels} channels (fold with --gray)")
     out = onnx.ModelProto()
@@ -47,11 +56,22 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
                 node.input[i] = inner
     pos = [i.name for i in g.input].index(c.name)
     shape = list(c.shape)
-    if fmt.mosaic:
+    if colour:
         shape[1] = 1
+    if fmt.chroma:
+        h, w = c.static_size()  # type: ignore[misc]
+        if h % 2 or w % 2:
+            raise UsageError(f"--pixel-format {fmt.genicam}: 4:2:0 needs an even height and width, the model takes "
+                             f"{h}x{w}")
+        shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
-    nodes, inits = (_demosaic(c.name, inner, fmt, shape) if fmt.mosaic else _rescale(c.name, inner, fmt))
+    if fmt.mosaic:
+        nodes, inits = _demosaic(c.name, inner, fmt, shape)
+    elif fmt.chroma:
+        nodes, inits = _yuv420(c.name, inner, fmt, shape)
+    else:
+        nodes, inits = _rescale(c.name, inner, fmt)
     old = list(g.node)
     del g.node[:]
     g.node.extend(nodes + old)
@@ -64,8 +84,9 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
         Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes]),
         Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
-                                   "mosaic": fmt.mosaic, "folded_contract": c.to_json(),
-                                   "macs_per_pixel": DEMOSAIC_MACS_PER_PIXEL if fmt.mosaic else 0}),
+                                   "mosaic": fmt.mosaic, "chroma": fmt.chroma,
+                                   "yuv": fmt.yuv if fmt.chroma else None, "folded_contract": c.to_json(),
+                                   "macs_per_pixel": macs_per_pixel(fmt)}),
     })
     onnx.checker.check_model(out)
     return out
@@ -132,6 +153,44 @@ def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, 
     return n, list(unique.values())
 
 
+def _yuv420(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+    """(N, 1, 3H/2, W) uint8 -> Y plane, chroma planes upsampled 2x (nearest), one 1x1 conv with the matrix."""
+    from edgefold.core.yuv import affine
+
+    p = f"edgefold/{fmt.genicam}"
+    n: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def c(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
+        return f"{p}/{name}"
+
+    def node(op: str, ins: list[str], name: str, **kw) -> str:
+        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
+        return f"{p}/{name}"
+
+    batch = shape[0] if isinstance(shape[0], int) else -1
+    h, w = shape[2] * 2 // 3, shape[3]
+    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    y = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), c("axis2", np.array([2]))], "y")
+    ch = node("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), f"{p}/axis2"], "chroma")
+    if fmt.chroma == "I420":  # a U plane, then a V plane, each H/2 x W/2
+        ch = node("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
+    else:  # NV12 / NV21: pairs interleaved along the row
+        pairs = node("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
+        ch = node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
+    up = node("Resize", [ch, "", c("scales", np.array([1, 1, 2, 2], np.float32))], "uv_full", mode="nearest",
+              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    yuv = node("Concat", [y, up], "yuv", axis=1)
+    m, b = affine(fmt.yuv)
+    if fmt.chroma == "NV21":  # its chroma channels come as V, U
+        m = m[:, [0, 2, 1]]
+    weight = c("W", m.reshape(3, 3, 1, 1).astype(np.float32))
+    bias = c("B", b.astype(np.float32))
+    n.append(helper.make_node("Conv", [yuv, weight, bias], [dst], name=f"{p}/to_rgb", kernel_shape=[1, 1]))
+    return n, inits
+
+
 def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
                     sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5) -> float:
     """The model on raw camera frames against the folded model on the float reference conversion of the same
@@ -147,7 +206,8 @@ def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelF
     names = [o.name for o in s_model.get_outputs()]
     worst = 0.0
     for h, w in sizes:
-        for raw in synthetic_frames(h, w, 1, fmt.max_value, seed=h * 31 + w):
+        rows = h * 3 // 2 if fmt.chroma else h
+        for raw in synthetic_frames(rows, w, 1, fmt.max_value, seed=h * 31 + w):
             x = raw[0].astype(np.dtype(fmt.dtype))
             feed = {c.name: _batched(x, c.shape)}
             ref_feed = {inner.name: _batched(fmt.reference(raw, inner.channels).astype(np.float32), inner.shape)}

@@ -1,0 +1,64 @@
+"""4:2:0 YUV (NV12, NV21, I420) to RGB as a linear map: the matrices and a float64 reference.
+
+The buffer is what GStreamer and V4L2 hand over: (3H/2) x W bytes, the Y plane (H x W), then the chroma -
+NV12 U V interleaved at half resolution, NV21 V U, I420 a U plane then a V plane (each H/2 x W/2). Each 2x2
+block of pixels shares one U and V (nearest upsampling, as OpenCV's ``cvtColor(COLOR_YUV2RGB_NV12)`` does).
+``bt601-limited`` uses OpenCV's own coefficients (its fixed-point constants / 2^20), so the float reference
+differs from OpenCV's uint8 output by its rounding, and by its clipping where a YUV triple lies outside the
+RGB gamut.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgefold.errors import UsageError
+
+# RGB = M @ (Y - y0, U - 128, V - 128): rows R, G, B; columns Y, U, V
+MATRICES = {
+    "bt601-limited": (16.0, np.array([[1220542, 0, 1673527], [1220542, -409993, -852492], [1220542, 2116026, 0]])
+                      / 2.0 ** 20),
+    "bt601-full": (0.0, np.array([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]])),
+    "bt709-limited": (16.0, np.array([[1.164384, 0.0, 1.792741], [1.164384, -0.213249, -0.532909],
+                                      [1.164384, 2.112402, 0.0]])),
+    "bt709-full": (0.0, np.array([[1.0, 0.0, 1.5748], [1.0, -0.187324, -0.468124], [1.0, 1.8556, 0.0]])),
+}
+
+
+def matrix(name: str) -> tuple[float, np.ndarray]:
+    if name not in MATRICES:
+        raise UsageError(f"--yuv {name}: choose one of {', '.join(MATRICES)}")
+    return MATRICES[name]
+
+
+def affine(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(W (3, 3), b (3,)) with RGB = W @ (Y, U, V) + b."""
+    y0, m = matrix(name)
+    return m, -(m @ np.array([y0, 128.0, 128.0]))
+
+
+def planes(buffer: np.ndarray, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Y, U, V) at full resolution (U, V repeated over each 2x2 block) from a (3H/2, W) buffer."""
+    buf = np.asarray(buffer, np.float64)
+    rows, w = buf.shape
+    if rows % 3 or (rows // 3 * 2) % 2 or w % 2:
+        raise UsageError(f"a 4:2:0 buffer is (3H/2) x W with even H and W, got {rows} x {w}")
+    h = rows // 3 * 2
+    y, c = buf[:h], buf[h:]
+    if chroma in ("NV12", "NV21"):
+        uv = c.reshape(h // 2, w // 2, 2)
+        u, v = (uv[..., 0], uv[..., 1]) if chroma == "NV12" else (uv[..., 1], uv[..., 0])
+    elif chroma == "I420":
+        flat = c.reshape(-1)
+        q = h // 2 * (w // 2)
+        u, v = flat[:q].reshape(h // 2, w // 2), flat[q:].reshape(h // 2, w // 2)
+    else:
+        raise UsageError(f"unknown 4:2:0 layout {chroma}")
+    up = lambda p: np.repeat(np.repeat(p, 2, axis=0), 2, axis=1)  # noqa: E731
+    return y, up(u), up(v)
+
+
+def to_rgb(buffer: np.ndarray, chroma: str, name: str) -> np.ndarray:
+    """(3H/2, W) buffer -> (3, H, W) float64 RGB, unclipped."""
+    w_m, b = affine(name)
+    yuv = np.stack(planes(buffer, chroma))
+    return np.einsum("cj,jhw->chw", w_m, yuv) + b[:, None, None]
