@@ -182,3 +182,57 @@ def test_deepstream_flags_that_cannot_work_are_refused(built, tmp_path, capsys):
     assert main(["build", str(src), "-o", str(out), "--no-engine", "--deepstream", "--input-dtype", "uint8"]) == 2
     assert main(["build", str(src), "-o", str(out), "--no-engine", "--triton-onnx"]) == 2
     assert not list(tmp_path.iterdir())
+
+
+def _tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001 - the PyPI stub raises at import without its libraries
+        return False
+    return True
+
+
+@pytest.mark.gpu
+def test_tritonserver_serves_the_repository(tmp_path):
+    """Where tritonserver and TensorRT exist: build an engine into a repository and start the server on it."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    if shutil.which("tritonserver") is None or not _tensorrt():
+        pytest.skip("tritonserver or TensorRT is not installed here")
+    src = tmp_path / "demo.onnx"
+    onnx.save(specialise(demo_model(), (128, 160)), str(src))
+    assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "demo.engine"), "--triton", str(tmp_path / "repo")]) == 0
+    server = subprocess.Popen(["tritonserver", f"--model-repository={tmp_path / 'repo'}", "--http-port=18000"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen("http://localhost:18000/v2/models/demo/ready").status == 200:
+                    return
+            except OSError:
+                time.sleep(1)
+        pytest.fail("tritonserver did not make model 'demo' ready")
+    finally:
+        server.terminate()
+
+
+@pytest.mark.gpu
+def test_nvinfer_accepts_the_config(tmp_path):
+    """Where DeepStream exists: gst-launch runs nvinfer with the written config on a test pattern."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gst-launch-1.0") is None or not _tensorrt() or \
+            subprocess.run(["gst-inspect-1.0", "nvinfer"], capture_output=True).returncode != 0:
+        pytest.skip("DeepStream (nvinfer) or TensorRT is not installed here")
+    src = tmp_path / "demo.onnx"
+    onnx.save(specialise(demo_model(), (128, 160)), str(src))
+    assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "demo.engine"), "--deepstream"]) == 0
+    pipeline = (f"videotestsrc num-buffers=10 ! nvvideoconvert ! video/x-raw(memory:NVMM),width=160,height=128 ! "
+                f"m.sink_0 nvstreammux name=m width=160 height=128 batch-size=1 ! "
+                f"nvinfer config-file-path={tmp_path / 'demo.nvinfer.txt'} ! fakesink")
+    r = subprocess.run(["gst-launch-1.0", *pipeline.split()], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]

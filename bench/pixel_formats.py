@@ -1,0 +1,109 @@
+"""Camera-native pixel formats end to end on the CPU (issue 12): one raw camera frame in host memory -> outputs.
+
+Today's pipeline: OpenCV ``cvtColor`` (Bayer demosaic / NV12 -> RGB; for Mono12 a numpy scale and gray
+replication), numpy normalisation to a 3-channel float32 tensor, then the original (bare) model. Against it,
+the model folded with ``--pixel-format``, fed the camera's buffer as it is. Same process, rounds interleaved,
+median of per-round ratios (this machine is noisy); onnxruntime with all graph optimisations, one thread.
+The network is a ResNet-style stem (7x7/s2 3->64, BN-free) + ReLU + a 3x3 conv, at 2048x2448 by default.
+Bytes per frame: what crosses into the model.
+
+    python bench/pixel_formats.py [--size 2048x2448] [--rounds 7]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgefold.cli.main import main as edgefold
+from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
+
+MEAN, STD = IMAGENET_MEAN.astype(np.float32), IMAGENET_STD.astype(np.float32)
+
+
+def bare_model(h: int, w: int) -> onnx.ModelProto:
+    """A model that expects ImageNet-normalised float RGB: what people feed after CPU preprocessing today."""
+    b = ModelBuilder(seed=0)
+    x = b.input("image", [1, 3, h, w])
+    y = b.op("Relu", [b.conv(x, 3, 64, k=7, stride=2, name="stem")])
+    return b.model([b.conv(y, 64, 64, k=3)])
+
+
+def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def normalise(rgb_hwc: np.ndarray) -> np.ndarray:
+    x = rgb_hwc.astype(np.float32) / 255.0
+    return np.ascontiguousarray(((x - MEAN) / STD).transpose(2, 0, 1)[None])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="2048x2448")
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "bare.onnx"
+        onnx.save(bare_model(h, w), str(src))
+        original = session(str(src))
+        flags = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255", "--no-verify", "-q"]
+        folded = {}
+        for fmt in ("BayerRG8", "NV12", "Mono12"):
+            out = Path(tmp) / f"{fmt}.onnx"
+            assert edgefold(["fold", str(src), "-o", str(out), "--pixel-format", fmt, *flags]) == 0
+            folded[fmt] = session(str(out))
+        frames = {"BayerRG8": rng.integers(0, 256, (h, w), dtype=np.uint8),
+                  "NV12": rng.integers(16, 240, (h * 3 // 2, w), dtype=np.uint8),
+                  "Mono12": rng.integers(0, 4096, (h, w)).astype(np.uint16)}
+        today = {
+            "BayerRG8": lambda f: normalise(cv2.cvtColor(f, cv2.COLOR_BayerBG2RGB)),  # sensor RGGB, OpenCV's name
+            "NV12": lambda f: normalise(cv2.cvtColor(f, cv2.COLOR_YUV2RGB_NV12)),
+            "Mono12": lambda f: normalise(np.repeat((f.astype(np.float32) * (255.0 / 4095.0))[..., None], 3, axis=2)),
+        }
+        camera = {
+            "BayerRG8": lambda f: f[None, None],
+            "NV12": lambda f: f[None, None],
+            "Mono12": lambda f: f.astype(np.float32)[None, None],  # TensorRT/ORT take no uint16: one exact cast
+        }
+        print(f"{h}x{w}, onnxruntime CPU 1 thread, median of {args.rounds} interleaved rounds", file=sys.stderr)
+        print("| format | today: OpenCV/numpy + original (ms) | of which preprocessing | folded, camera buffer in (ms) | "
+              "today / folded | bytes per frame into the model: today -> folded |")
+        print("|---|---|---|---|---|---|")
+        for fmt, frame in frames.items():
+            pre, total, fold_t = [], [], []
+            for r in range(args.rounds + 1):
+                t0 = time.perf_counter()
+                x = today[fmt](frame)
+                t1 = time.perf_counter()
+                original.run(None, {"image": x})
+                t2 = time.perf_counter()
+                folded[fmt].run(None, {"image": camera[fmt](frame)})
+                t3 = time.perf_counter()
+                if r:  # the first round warms both up
+                    pre.append(t1 - t0)
+                    total.append(t2 - t0)
+                    fold_t.append(t3 - t2)
+            ratio = statistics.median(a / b for a, b in zip(total, fold_t))
+            bytes_in = camera[fmt](frame).nbytes / (h * w)
+            print(f"| {fmt} | {1e3 * statistics.median(total):.0f} | {1e3 * statistics.median(pre):.0f} | "
+                  f"{1e3 * statistics.median(fold_t):.0f} | {ratio:.2f}x | 12 -> {bytes_in:g} B/px |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
