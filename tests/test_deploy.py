@@ -236,3 +236,9 @@ def test_nvinfer_accepts_the_config(tmp_path):
                 f"nvinfer config-file-path={tmp_path / 'demo.nvinfer.txt'} ! fakesink")
     r = subprocess.run(["gst-launch-1.0", *pipeline.split()], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_triton_nhwc_input_keeps_its_layout():
+    side = sidecar(channels=3, order="bgr", dtype="uint8", layout="NHWC", shape=(1, 480, 640, 3))
+    config = triton.model_config(side, "nhwc")
+    assert list(config.input[0].dims) == [1, 480, 640, 3] and config.max_batch_size == 0

@@ -219,3 +219,24 @@ def test_float16_model_is_refused_with_the_way_forward():
                           opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(UnsupportedGraph, match="'div16'.*float32 model"):
         fold(m)
+
+
+def test_batchnorm_on_a_channel_last_tensor_names_the_axis():
+    """The refusal message used to print '{lin.axis}' literally (a missing f-prefix)."""
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.fold.ops import NodeCtx, Refusal, batch_norm
+    from edgefold.fold.plan import Lin
+
+    b = ModelBuilder()
+    x = b.input("image", [1, 3, 8, 8])
+    consts = [b.const(np.ones(3, np.float32)) for _ in range(4)]
+    y = b.op("BatchNormalization", [x, *consts], name="bn")
+    model = b.model([y])
+    from edgefold.graph.index import GraphIndex
+
+    index = GraphIndex(model)
+    node = index.nodes[0]
+    lin = Lin("<raw input>", ChannelAffine.identity(3), 3, 4, True)
+    ctx = NodeCtx(index, node, 0, {"image": lin}, frozenset(), "exact")
+    with pytest.raises(Refusal, match="channels are on axis 3"):
+        batch_norm(ctx)
