@@ -138,16 +138,26 @@ def test_formats_that_are_not_folded_are_refused_by_name(name, words):
         pixel_format(name)
 
 
-def test_a_mosaic_needs_a_colour_model_and_compare_says_it_cannot_feed_it_yet(tmp_path, capsys):
+def test_a_mosaic_needs_a_colour_model(tmp_path, capsys):
     src = tmp_path / "gray.onnx"
     onnx.save(gray_model("concat", dtype=np.float32), str(src))
     assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "BayerRG8"]) == 2
     assert "3-channel" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
-    camera = _fold(rgb_model(32, 40), tmp_path, "--pixel-format", "BayerRG8")
-    onnx.save(rgb_model(32, 40), str(tmp_path / "orig.onnx"))
-    onnx.save(camera, str(tmp_path / "cam.onnx"))
-    assert main(["compare", str(tmp_path / "orig.onnx"), str(tmp_path / "cam.onnx")]) == 2
-    assert "BayerRG8 camera buffers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["BayerGB8", "NV12", "Mono12"])
+def test_compare_feeds_the_reference_the_float_conversion_of_the_same_camera_buffer(fmt, tmp_path, capsys):
+    """compare: the candidate gets raw camera buffers, the original their conversion (OpenCV's, in float)."""
+    original = gray_model("concat", dtype=np.float32) if fmt.startswith("Mono") else rgb_model(48, 64)
+    onnx.save(original, str(tmp_path / "orig.onnx"))
+    onnx.save(_fold(original, tmp_path, "--pixel-format", fmt), str(tmp_path / "cam.onnx"))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "orig.onnx"), str(tmp_path / "cam.onnx")]) == 0
+    assert "PASS" in capsys.readouterr().out
+    # a candidate that is not the same network is caught through the same feeds
+    other = gray_model("concat", dtype=np.float32, seed=5) if fmt.startswith("Mono") else rgb_model(48, 64, seed=5)
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    assert main(["compare", str(tmp_path / "other.onnx"), str(tmp_path / "cam.onnx")]) == 1
 
 
 def yuv_buffer(rgb: np.ndarray, layout: str) -> np.ndarray:
@@ -196,3 +206,39 @@ def test_yuv420_needs_a_static_even_size(tmp_path, capsys):
     onnx.save(rgb_model("h", "w"), str(src))
     assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "NV12"]) == 2
     assert "--input-size" in capsys.readouterr().err and not (tmp_path / "o.onnx").exists()
+
+
+def test_infer_reads_raw_camera_buffers_and_names_the_expected_size(tmp_path, capsys):
+    camera = _fold(rgb_model(48, 64), tmp_path, "--pixel-format", "BayerRG8")
+    onnx.save(camera, str(tmp_path / "cam.onnx"))
+    m = mosaic(photo(48, 64), "RGGB")
+    m.tofile(tmp_path / "frame.raw")
+    assert main(["infer", str(tmp_path / "cam.onnx"), str(tmp_path / "frame.raw")]) == 0
+    assert "frame.raw (onnxruntime)" in capsys.readouterr().out
+    m[:40].tofile(tmp_path / "short.raw")
+    assert main(["infer", str(tmp_path / "cam.onnx"), str(tmp_path / "short.raw")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a 64x48 BayerRG8 buffer is 3072 bytes" in err, err
+
+
+def test_build_for_a_camera_format_fp16_and_int8_from_raw_mosaics(tmp_path, capsys):
+    """build --pixel-format: the prepared model reads the camera buffer, calibration frames are raw mosaics
+    (an .npy stack), and compare checks it against OpenCV-in-float + the original."""
+    import json
+
+    src = tmp_path / "orig.onnx"
+    onnx.save(rgb_model(48, 64), str(src))
+    stack = np.stack([mosaic(photo(48, 64, i), "RGGB") for i in range(8)])
+    np.save(tmp_path / "mosaics.npy", stack)
+    for precision in ("--fp16", "--int8"):
+        out = tmp_path / f"cam{precision[2:]}.engine"
+        assert main(["build", str(src), precision, "--calib", str(tmp_path / "mosaics.npy"), "-o", str(out),
+                     "--no-engine", "--pixel-format", "BayerRG8"]) == 0
+        side = json.loads(out.with_suffix(".json").read_text())
+        assert side["input_contract"]["channel_order"] == "BayerRG8" and side["frontend"]["mosaic"] == "RGGB"
+        prepared = out.with_name(out.stem + ".prepared.onnx")
+        assert main(["compare", str(src), str(prepared)]) == 0
+    capsys.readouterr()
+    assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "x.engine"), "--no-engine", "--pixel-format",
+                 "BayerRG8", "--deepstream"]) == 2
+    assert "nvinfer converts camera formats itself" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgefold.cli.flags import size as size_arg
 from edgefold.errors import EXIT_OK, UsageError
 
 
@@ -17,9 +18,12 @@ def add_parser(sub) -> None:
                        "colour, uint8 or float), and prints the outputs: top-k for classifier-shaped outputs, "
                        "shape and range for maps. Engines need TensorRT and their NAME.json sidecar.")
     p.add_argument("model", help="folded .onnx (onnxruntime, CPU) or .engine (TensorRT)")
-    p.add_argument("images", nargs="+", help="PNG/JPEG/PGM/... or .npy frames")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/PGM/... or .npy frames; .raw/.bin camera buffers for a model "
+                   "folded with --pixel-format")
     p.add_argument("--top", type=int, default=5, help="top-k classes to print (default 5)")
     p.add_argument("--resize", action="store_true", help="resize images to a static model input size")
+    p.add_argument("--size", type=size_arg, metavar="HxW",
+                   help="buffer size of .raw frames for a model with a dynamic input (a 4:2:0 buffer: (3H/2)xW)")
     p.add_argument("--out", help="folder to write IMAGE.OUTPUT.npy files and outputs.json")
     p.set_defaults(run=run)
 
@@ -36,7 +40,7 @@ def describe(name: str, value: np.ndarray, top: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.core.frames import read_image
+    from edgefold.core.frames import read_image, read_raw
     from edgefold.graph.outputs import RunOutputs
     from edgefold.runtime import Engine
 
@@ -50,8 +54,14 @@ def run(args: argparse.Namespace) -> int:
     summary = {}
     with outputs, Engine(args.model) as engine:
         size = engine.contract.static_size()
+        fmt = engine.contract.pixel_format
         for path in args.images:
-            frame = read_image(path, engine.contract.channels, size, args.resize)
+            if Path(path).suffix.lower() in (".raw", ".bin"):
+                if fmt is None:
+                    raise UsageError(f"{path}: raw frames need a model folded with --pixel-format")
+                frame = read_raw(path, fmt, size or args.size)
+            else:
+                frame = read_image(path, engine.contract.channels, size, args.resize)
             result = engine.infer(frame)
             print(f"{path} ({engine.backend_name}):")
             for name, value in result.items():

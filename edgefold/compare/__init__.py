@@ -24,7 +24,7 @@ from edgefold.compare.feeds import (  # noqa: F401 - candidate_feed/reference_fe
     side_inputs,
 )
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import InputContract, Meta
+from edgefold.core.contract import InputContract, Meta, camera_front_end
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats, output_stats
 from edgefold.errors import UsageError
@@ -116,14 +116,20 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         precision = options.precision or sidecar.get("precision", "fp16")
     else:
         candidate = load_model(candidate_path)
-        _refuse_camera_formats(candidate, candidate_path)
         feed, order, pixel_max = candidate_feed(candidate, "candidate")
         meta = edgefold_meta(candidate)
         precision = options.precision or detect_precision(candidate)
         run_candidate = runners.onnx_runner(candidate, "candidate")
-    ref_feed = reference_feed(reference, meta, feed.affine.in_channels, options)
+    camera = camera_front_end(meta)
+    if camera is None:
+        ref_feed = reference_feed(reference, meta, feed.affine.in_channels, options)
+        convert = lambda f: f  # noqa: E731
+    else:  # the candidate reads the camera's buffer: the reference gets the float conversion users run today
+        fmt, channels, sources = camera
+        ref_feed = reference_feed(reference, {Meta.SOURCE_INPUTS: json.dumps(sources)}, channels, options)
+        convert = lambda f: fmt.reference(f, channels)  # noqa: E731
     frames = comparison_frames(options, feed, order, pixel_max)
-    ref_feeds = [{ref_feed.name: ref_feed.tensor(f)} for _, f in frames]
+    ref_feeds = [{ref_feed.name: ref_feed.tensor(convert(f))} for _, f in frames]
     cand_feeds = [{feed.name: feed.tensor(f)} for _, f in frames]
     # more folded inputs (a stereo pair): each gets frames of its own contract, the same for both models
     for k, (extra_ref, extra_cand) in enumerate(more_chains(meta)):
@@ -163,19 +169,6 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
-
-
-def _refuse_camera_formats(model: onnx.ModelProto, path: str) -> None:
-    """A model with a camera-format front end (Bayer, Mono10-16) is not fed by a per-pixel map of the original's
-    input; compare has no reference pipeline for it yet (the fold checked it against the float reference)."""
-    from edgefold.core.contract import contracts_of
-
-    for c in contracts_of(model):
-        fmt = c.pixel_format
-        if fmt is not None and (fmt.mosaic or fmt.bits > 8):
-            raise UsageError(f"{path}: takes {fmt.genicam} camera buffers; compare does not feed those yet - the fold "
-                             f"verified it against the float reference; compare the model folded without "
-                             f"--pixel-format instead")
 
 
 def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, np.ndarray]) -> None:
@@ -234,4 +227,6 @@ def _engine_feed(sidecar: dict, path: str) -> tuple[InputFeed, str, float, dict]
                          f"build engines with `edgefold build`")
     c = InputContract.from_json(sidecar["input_contract"])
     meta = {Meta.SOURCE_INPUTS: json.dumps(sidecar.get("source_inputs", []))}
+    if sidecar.get("frontend"):
+        meta[Meta.FRONTEND] = json.dumps(sidecar["frontend"])
     return InputFeed.from_contract(c), c.channel_order, float(c.pixel_range[1]), meta

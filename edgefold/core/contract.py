@@ -273,6 +273,21 @@ class InputContract:
         return np.ascontiguousarray(x)
 
 
+def camera_front_end(meta: dict[str, str]) -> tuple[PixelFormat, int, list] | None:
+    """(pixel format, the folded model's channel count, how the original receives the converted frame) of a
+    model with a camera-format front end (``fold --pixel-format``), from its metadata (or a sidecar's)."""
+    import dataclasses
+
+    raw = meta.get(Meta.FRONTEND)
+    front = json.loads(raw) if raw else None
+    if not front or front.get("kind") != "pixel-format":
+        return None
+    fmt = pixel_format(front["format"])
+    if front.get("yuv"):
+        fmt = dataclasses.replace(fmt, yuv=front["yuv"])
+    return fmt, int(front["folded_contract"]["channels"]), list(front.get("source_inputs", []))
+
+
 def contracts_of(model: HasMetadata) -> list[InputContract]:
     """The contracts a folded model records (empty for a model edgefold did not fold)."""
     return [InputContract.from_json(c) for c in meta_json(model, Meta.INPUT_CONTRACTS, [])]

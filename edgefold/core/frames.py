@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgefold.core.affine import ChannelAffine
-from edgefold.core.contract import InputContract
+from edgefold.core.contract import InputContract, PixelFormat
 from edgefold.errors import UsageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".npy")
@@ -56,6 +56,28 @@ def load_images(folder: str | Path, channels: int, size: tuple[int, int] | None,
             frame = frame[::-1]
         out.append((p.name, frame.copy()))
     return out
+
+
+def read_raw(path: str | Path, fmt: PixelFormat, size: tuple[int, int] | None) -> np.ndarray:
+    """A camera's raw buffer file (.raw/.bin: the bytes as the camera sends them, 8-bit or little-endian 16-bit
+    words) as an H x W array (for 4:2:0 YUV: (3H/2) x W, the buffer) of the format's engine dtype."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{p}: no such raw frame")
+    if size is None:
+        raise UsageError(f"{p}: a raw frame has no header; give the frame size with --size HxW")
+    h, w = size
+    dtype = np.dtype("<u2") if fmt.bits > 8 else np.dtype(np.uint8)
+    want = h * w * dtype.itemsize
+    got = p.stat().st_size
+    if got != want:
+        raise UsageError(f"{p} holds {got} bytes; a {w}x{h} {fmt.genicam} buffer is {want} bytes "
+                         f"({h}x{w} x {dtype.itemsize}); check --size and --pixel-format")
+    arr = np.fromfile(p, dtype=dtype).reshape(h, w)
+    if arr.max(initial=0) > fmt.max_value:
+        raise UsageError(f"{p}: a value {int(arr.max())} exceeds {fmt.genicam}'s {int(fmt.max_value)}; check "
+                         f"--pixel-format")
+    return arr.astype(np.dtype(fmt.dtype))
 
 
 def read_image(path: str | Path, channels: int, size: tuple[int, int] | None, resize: bool = True) -> np.ndarray:

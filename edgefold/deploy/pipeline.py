@@ -20,7 +20,7 @@ from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta
+from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, pixel_format
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats
 from edgefold.deploy import deepstream, triton
@@ -232,8 +232,28 @@ def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -
         dims = original.graph.input[0].type.tensor_type.shape.dim
         h_axis, w_axis = spatial_axes(list(dims)) if len(dims) == 4 else (2, 3)
         fold_options = dataclasses.replace(fold_options, input_size=(static[0].opt[h_axis], static[0].opt[w_axis]))
+    fmt = _camera_format(options)
+    if fmt is not None:  # the model folds for float32 pixels in the 8-bit range; the camera's front end goes before
+        fold_options = dataclasses.replace(fold_options, input_dtype="float32",
+                                           channels="gray" if fmt.order == "gray" else "rgb")
     folded, _ = fold(original, dataclasses.replace(fold_options, raw_offset=raw_offset))
+    if fmt is not None:
+        from edgefold.frontend.pixels import attach
+
+        folded = attach(folded, fmt)
     return folded
+
+
+def _camera_format(options: BuildOptions) -> PixelFormat | None:
+    if not options.pixel_format:
+        return None
+    fmt = pixel_format(options.pixel_format)
+    if fmt.bits == 8 and fmt.per_pixel:
+        raise UsageError(f"--pixel-format {fmt.genicam} is the ordinary fold: use --{fmt.name}")
+    if fmt.bits > 8 and options.calib and Path(options.calib).is_dir():
+        raise UsageError(f"--pixel-format {fmt.genicam}: image files hold 8 bits; give --calib as an .npy stack of "
+                         f"raw frames (N, H, W) with the camera's values")
+    return fmt
 
 
 def _frames(options: BuildOptions, feed: InputFeed, pixel_max: float) -> tuple[CalibSet, CalibSet]:
@@ -509,6 +529,7 @@ def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: En
         # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
         "input_contract": candidate_contract(chosen.model, model_path).to_json(),
         "source_inputs": json.loads(meta.get(Meta.SOURCE_INPUTS, "[]")),
+        "frontend": json.loads(meta[Meta.FRONTEND]) if Meta.FRONTEND in meta else None,
         "outputs": outputs,
         "build_plan": plan.to_json(),
         "trtexec": Path(options.stem).name + ".trtexec.sh",

@@ -79,6 +79,7 @@ class BuildOptions:
     mixed_precision: bool = True  # INT8 below the floor: search which layers to keep in FP16
     search_budget_s: float = 600.0
     show_progress: bool = False
+    pixel_format: str | None = None  # a camera format with a front end (Bayer, NV12, Mono12 ...), as fold's flag
     deepstream: bool = False  # engine for nvinfer (float32 raw pixels in) + NAME.nvinfer.txt
     triton_repo: str | None = None  # write REPO/NAME/{config.pbtxt, 1/model.plan, edgefold.json}
     triton_onnx: bool = False  # and REPO/NAME_onnx with the folded fp32 model (onnxruntime_onnx)
@@ -107,6 +108,11 @@ class BuildOptions:
                              "drop --no-fold")
         if self.deepstream and self.fold_options.input_dtype == "uint8":
             raise UsageError("--deepstream: nvinfer feeds float32 pixels; drop --input-dtype uint8")
+        if self.pixel_format and self.deepstream:
+            raise UsageError("--pixel-format with --deepstream: nvinfer converts camera formats itself and feeds the "
+                             "engine RGB/BGR/GRAY; drop one of them")
+        if self.pixel_format and not self.fold:
+            raise UsageError("--pixel-format needs the fold; drop --no-fold")
         if self.triton_onnx and not self.triton_repo:
             raise UsageError("--triton-onnx goes with --triton REPO")
         if self.hardware_compat is not None and self.hardware_compat not in HW_COMPAT:

@@ -17,7 +17,15 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgefold.core.bayer import phase_conv_weights
-from edgefold.core.contract import InputContract, Meta, PixelFormat, contracts_of, helper_nodes, write_meta
+from edgefold.core.contract import (
+    InputContract,
+    Meta,
+    PixelFormat,
+    contracts_of,
+    helper_nodes,
+    meta_json,
+    write_meta,
+)
 from edgefold.errors import UsageError
 
 DEMOSAIC_MACS_PER_PIXEL = 12 * 4 * 9 // 4  # the 4->12 3x3 conv at a quarter of the pixels
@@ -86,6 +94,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
                                    "mosaic": fmt.mosaic, "chroma": fmt.chroma,
                                    "yuv": fmt.yuv if fmt.chroma else None, "folded_contract": c.to_json(),
+                                   # how the original receives the converted (8-bit range) frame: compare uses it
+                                   "source_inputs": meta_json(folded, Meta.SOURCE_INPUTS, []),
                                    "macs_per_pixel": macs_per_pixel(fmt)}),
     })
     onnx.checker.check_model(out)
