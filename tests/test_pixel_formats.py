@@ -131,7 +131,7 @@ def test_engine_takes_the_raw_mosaic_buffer_and_a_wrong_size_is_one_line(tmp_pat
 
 @pytest.mark.parametrize("name, words", [
     ("BayerRG8_EA", "not linear"), ("BayerRG8_VNG", "not linear"), ("Bayer", "unknown pixel format"),
-    ("YUV422_8", "packed 4:2:2 YUV is not supported yet"),
+    ("YUV411_8", "unknown pixel format"),
 ])
 def test_formats_that_are_not_folded_are_refused_by_name(name, words):
     with pytest.raises(UsageError, match=words):
@@ -242,3 +242,37 @@ def test_build_for_a_camera_format_fp16_and_int8_from_raw_mosaics(tmp_path, caps
     assert main(["build", str(src), "--fp16", "-o", str(tmp_path / "x.engine"), "--no-engine", "--pixel-format",
                  "BayerRG8", "--deepstream"]) == 2
     assert "nvinfer converts camera formats itself" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt, code", [("YUV422_8", "COLOR_YUV2RGB_YUYV"), ("YUV422_8_UYVY", "COLOR_YUV2RGB_UYVY")])
+def test_packed_422_folds_exactly_and_its_reference_is_opencv(fmt, code, tmp_path):
+    from edgefold.core.yuv import to_rgb
+
+    h, w = 60, 84
+    chroma = pixel_format(fmt).chroma
+    buf = np.random.default_rng(3).integers(16, 240, (h, 2 * w)).astype(np.uint8)
+    ref_rgb = to_rgb(buf, chroma, "bt601-limited")
+    ocv = cv2.cvtColor(buf.reshape(h, w, 2), getattr(cv2, code)).transpose(2, 0, 1).astype(np.float64)
+    assert np.abs(ocv - np.clip(ref_rgb, 0, 255)).max() <= 0.5 + 1e-6
+    original = rgb_model(h, w)
+    camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    assert [d.dim_value for d in camera.graph.input[0].type.tensor_type.shape.dim] == [1, 1, h, 2 * w]
+    ref = run(original, {"image": ref_rgb[None].astype(np.float32)})[0]
+    got = run(camera, {"image": buf[None, None]})[0]
+    assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("fmt, pattern, bits", [("BayerRG12", "RGGB", 12), ("BayerGB16", "GBRG", 16)])
+def test_high_bit_depth_bayer_folds_exactly_and_opencv_agrees_on_16_bit(fmt, pattern, bits, tmp_path):
+    h, w = 61, 84
+    top = 2 ** bits - 1
+    rgb16 = (photo(h, w).astype(np.float64) * top / 255).round().astype(np.uint16)
+    m = mosaic(rgb16, pattern)
+    ocv = cv2.cvtColor(m, getattr(cv2, OPENCV[pattern])).transpose(2, 0, 1).astype(np.float64)
+    assert np.abs(ocv - demosaic(m, pattern)).max() <= 0.5 + 1e-9  # OpenCV demosaics 16-bit the same way
+    original = rgb_model(h, w)
+    camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    assert camera.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    ref = run(original, {"image": (demosaic(m, pattern) * 255 / top)[None].astype(np.float32)})[0]
+    got = run(camera, {"image": m.astype(np.float32)[None, None]})[0]
+    assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()

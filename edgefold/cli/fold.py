@@ -80,7 +80,8 @@ def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
                 f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
                 f"folded stem")
     elif fmt.chroma:
-        what = (f"{fmt.chroma} buffer (3H/2 x W uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
+        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
+        what = (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
                 f"a 1x1 conv, 9 MACs a pixel before the folded stem; unclipped (OpenCV clips out-of-gamut values)")
     else:
         what = f"x * 255/{int(fmt.max_value)} on the float32 input"

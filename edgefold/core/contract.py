@@ -95,7 +95,8 @@ class PixelFormat:
     bits: int = 8
     aliases: tuple[str, ...] = field(default=())
     mosaic: str | None = None  # Bayer sensor pattern, top-left 2x2 block row by row: "RGGB", "BGGR", ...
-    chroma: str | None = None  # 4:2:0 YUV: "NV12" (Y, then UV interleaved), "NV21" (VU), "I420" (Y, U, V planes)
+    # YUV: 4:2:0 "NV12" (Y, then UV interleaved), "NV21" (VU), "I420" (Y, U, V planes); 4:2:2 "YUYV", "UYVY"
+    chroma: str | None = None
     yuv: str = "bt601-limited"  # the YUV->RGB matrix (--yuv): bt601|bt709, limited|full range
 
     @property
@@ -172,12 +173,15 @@ PIXEL_FORMATS: tuple[PixelFormat, ...] = (
     PixelFormat("NV12", "NV12", 1, "yuv", chroma="NV12", aliases=("YUV420SP_NV12",)),
     PixelFormat("NV21", "NV21", 1, "yuv", chroma="NV21", aliases=("YUV420SP_NV21",)),
     PixelFormat("I420", "I420", 1, "yuv", chroma="I420", aliases=("YUV420_8", "IYUV")),
-)
+    PixelFormat("YUYV", "YUV422_8", 1, "yuv", chroma="YUYV", aliases=("YUY2", "YUV422_8_YUYV")),
+    PixelFormat("UYVY", "YUV422_8_UYVY", 1, "yuv", chroma="UYVY", aliases=("UYVY422",)),
+) + tuple(PixelFormat(f"Bayer{p}{bits}", f"Bayer{p}{bits}", 1, "bayer", bits=bits, mosaic=mosaic)
+          for bits in (10, 12, 16) for p, mosaic in (("RG", "RGGB"), ("BG", "BGGR"), ("GR", "GRBG"), ("GB", "GBRG")))
 def pixel_format(name: str) -> PixelFormat:
     """A format by edgefold's short name or its GenICam name (case-insensitive), or a one-line usage error."""
     key = name.lower()
     for fmt in PIXEL_FORMATS:
-        if key in (fmt.name, fmt.genicam.lower(), *(a.lower() for a in fmt.aliases)):
+        if key in (fmt.name.lower(), fmt.genicam.lower(), *(a.lower() for a in fmt.aliases)):
             return fmt
     for suffix in ("_ea", "_vng", "ea", "vng"):
         if key.endswith(suffix) and key.startswith("bayer"):
@@ -185,7 +189,7 @@ def pixel_format(name: str) -> PixelFormat:
                              f"demosaicing is not linear, so no fold equals it; use bilinear demosaicing "
                              f"(BayerRG8 ...)")
     known = ", ".join(f.genicam for f in PIXEL_FORMATS)
-    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known} (packed 4:2:2 YUV is not supported yet)")
+    raise UsageError(f"unknown pixel format '{name}'; edgefold folds {known}")
 
 
 # ---- the contract ------------------------------------------------------------------------------------

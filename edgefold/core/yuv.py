@@ -1,4 +1,5 @@
-"""4:2:0 YUV (NV12, NV21, I420) to RGB as a linear map: the matrices and a float64 reference.
+"""YUV (4:2:0 NV12, NV21, I420; packed 4:2:2 YUYV, UYVY) to RGB as a linear map: the matrices and a float64
+reference.
 
 The buffer is what GStreamer and V4L2 hand over: (3H/2) x W bytes, the Y plane (H x W), then the chroma -
 NV12 U V interleaved at half resolution, NV21 V U, I420 a U plane then a V plane (each H/2 x W/2). Each 2x2
@@ -36,9 +37,23 @@ def affine(name: str) -> tuple[np.ndarray, np.ndarray]:
     return m, -(m @ np.array([y0, 128.0, 128.0]))
 
 
+PACKED = ("YUYV", "UYVY")  # 4:2:2: H x 2W bytes, a pair of pixels in 4 bytes (Y0 U Y1 V, or U Y0 V Y1)
+
+
 def planes(buffer: np.ndarray, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Y, U, V) at full resolution (U, V repeated over each 2x2 block) from a (3H/2, W) buffer."""
+    """(Y, U, V) at full resolution from a (3H/2, W) 4:2:0 buffer (U, V repeated over each 2x2 block) or an
+    (H, 2W) packed 4:2:2 one (U, V repeated over each pair of pixels)."""
     buf = np.asarray(buffer, np.float64)
+    if chroma in PACKED:
+        h, w2 = buf.shape
+        if w2 % 4:
+            raise UsageError(f"a packed 4:2:2 buffer is H x 2W with an even W, got {h} x {w2}")
+        quad = buf.reshape(h, w2 // 4, 4)
+        if chroma == "YUYV":
+            y, u, v = quad[..., [0, 2]].reshape(h, -1), quad[..., 1], quad[..., 3]
+        else:
+            y, u, v = quad[..., [1, 3]].reshape(h, -1), quad[..., 0], quad[..., 2]
+        return y, np.repeat(u, 2, axis=1), np.repeat(v, 2, axis=1)
     rows, w = buf.shape
     if rows % 3 or (rows // 3 * 2) % 2 or w % 2:
         raise UsageError(f"a 4:2:0 buffer is (3H/2) x W with even H and W, got {rows} x {w}")
@@ -58,7 +73,7 @@ def planes(buffer: np.ndarray, chroma: str) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def to_rgb(buffer: np.ndarray, chroma: str, name: str) -> np.ndarray:
-    """(3H/2, W) buffer -> (3, H, W) float64 RGB, unclipped."""
+    """A YUV buffer -> (3, H, W) float64 RGB, unclipped."""
     w_m, b = affine(name)
     yuv = np.stack(planes(buffer, chroma))
     return np.einsum("cj,jhw->chw", w_m, yuv) + b[:, None, None]

@@ -67,15 +67,23 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     if colour:
         shape[1] = 1
     if fmt.chroma:
+        from edgefold.core.yuv import PACKED
+
         h, w = c.static_size()  # type: ignore[misc]
-        if h % 2 or w % 2:
-            raise UsageError(f"--pixel-format {fmt.genicam}: 4:2:0 needs an even height and width, the model takes "
-                             f"{h}x{w}")
-        shape[2] = h * 3 // 2
+        packed = fmt.chroma in PACKED
+        if w % 2 or (h % 2 and not packed):
+            need = "4:2:2 needs an even width" if packed else "4:2:0 needs an even height and width"
+            raise UsageError(f"--pixel-format {fmt.genicam}: {need}, the model takes {h}x{w}")
+        if packed:
+            shape[3] = w * 2
+        else:
+            shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
     if fmt.mosaic:
         nodes, inits = _demosaic(c.name, inner, fmt, shape)
+    elif fmt.chroma in ("YUYV", "UYVY"):
+        nodes, inits = _yuv422(c.name, inner, fmt, shape)
     elif fmt.chroma:
         nodes, inits = _yuv420(c.name, inner, fmt, shape)
     else:
@@ -111,7 +119,8 @@ def _rescale(src: str, dst: str, fmt: PixelFormat) -> tuple[list, list]:
 def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
     p = f"edgefold/{fmt.genicam}"
     assert fmt.mosaic is not None
-    inits = [numpy_helper.from_array(phase_conv_weights(fmt.mosaic).astype(np.float32), f"{p}/W")]
+    # 10-16-bit mosaics: the scale to the 8-bit range rides on the demosaic weights
+    inits = [numpy_helper.from_array((phase_conv_weights(fmt.mosaic) * fmt.scale).astype(np.float32), f"{p}/W")]
     n: list[onnx.NodeProto] = []
 
     def c(name: str, value: np.ndarray) -> str:  # a constant
@@ -201,6 +210,46 @@ def _yuv420(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, li
     return n, inits
 
 
+def _yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+    """(N, 1, H, 2W) packed YUYV/UYVY -> (Y, chroma) pairs per pixel -> U, V at half width upsampled 2x (nearest)
+    -> the matrix as a 1x1 conv."""
+    from edgefold.core.yuv import affine
+
+    p = f"edgefold/{fmt.genicam}"
+    n: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def c(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
+        return f"{p}/{name}"
+
+    def node(op: str, ins: list[str], name: str, **kw) -> str:
+        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
+        return f"{p}/{name}"
+
+    batch = shape[0] if isinstance(shape[0], int) else -1
+    h, w = shape[2], shape[3] // 2
+    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    pairs = node("Reshape", [x, c("pairs_shape", np.array([batch, h, w, 2], np.int64))], "pairs")
+    planes = node("Transpose", [pairs], "planes", perm=[0, 3, 1, 2])  # (N, 2, H, W): luma and chroma per pixel
+    y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
+    axis1 = c("axis1", np.array([1]))
+    y = node("Slice", [planes, c("y_s", np.array([y_at])), c("y_e", np.array([y_at + 1])), axis1], "y")
+    ch = node("Slice", [planes, c("c_s", np.array([c_at])), c("c_e", np.array([c_at + 1])), axis1], "chroma")
+    axis3, step2 = c("axis3", np.array([3])), c("step2", np.array([2]))
+    u = node("Slice", [ch, c("u_s", np.array([0])), c("end", np.array([w])), axis3, step2], "u")
+    v = node("Slice", [ch, c("v_s", np.array([1])), f"{p}/end", axis3, step2], "v")
+    uv = node("Concat", [u, v], "uv", axis=1)
+    up = node("Resize", [uv, "", c("scales", np.array([1, 1, 1, 2], np.float32))], "uv_full", mode="nearest",
+              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    yuv = node("Concat", [y, up], "yuv", axis=1)
+    m, b = affine(fmt.yuv)
+    weight = c("W", m.reshape(3, 3, 1, 1).astype(np.float32))
+    bias = c("B", b.astype(np.float32))
+    n.append(helper.make_node("Conv", [yuv, weight, bias], [dst], name=f"{p}/to_rgb", kernel_shape=[1, 1]))
+    return n, inits
+
+
 def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
                     sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5) -> float:
     """The model on raw camera frames against the folded model on the float reference conversion of the same
@@ -216,8 +265,10 @@ def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelF
     names = [o.name for o in s_model.get_outputs()]
     worst = 0.0
     for h, w in sizes:
-        rows = h * 3 // 2 if fmt.chroma else h
-        for raw in synthetic_frames(rows, w, 1, fmt.max_value, seed=h * 31 + w):
+        from edgefold.core.yuv import PACKED
+
+        rows, cols = (h, 2 * w) if fmt.chroma in PACKED else ((h * 3 // 2, w) if fmt.chroma else (h, w))
+        for raw in synthetic_frames(rows, cols, 1, fmt.max_value, seed=h * 31 + w):
             x = raw[0].astype(np.dtype(fmt.dtype))
             feed = {c.name: _batched(x, c.shape)}
             ref_feed = {inner.name: _batched(fmt.reference(raw, inner.channels).astype(np.float32), inner.shape)}
