@@ -1,0 +1,68 @@
+"""The convolutions a chain ends in: pointwise convs on the way are absorbed into the map; the first spatial
+conv gets the folded weights and its border term (border.py)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from edgefold.fold import border
+from edgefold.fold.ops.base import NodeCtx, Step, _with
+from edgefold.fold.plan import BorderScheme
+
+
+# ---- convolutions -------------------------------------------------------------------------------
+def conv(ctx: NodeCtx) -> Step:
+    lin = ctx.only_data_lin()
+    a = ctx.attrs
+    w = ctx.require_const(1, "weight")
+    bias = ctx.const_in(2) if ctx.input(2) else None
+    if ctx.input(2) and bias is None:
+        raise ctx.refuse(f"bias '{ctx.input(2)}' is not a constant", lin)
+    if w.ndim != 4:
+        raise ctx.refuse(f"is a {w.ndim - 2}-D convolution; only 2-D convolutions are folded", lin)
+    if bias is not None and bias.size != w.shape[0]:
+        raise ctx.refuse(f"bias '{ctx.input(2)}' has {bias.size} values for {w.shape[0]} filters; fix the model "
+                         f"(onnxruntime would reject it too)", lin)
+    if lin.axis != 1 or lin.rank != 4:
+        raise ctx.refuse(f"reads a tensor whose channels are on axis {lin.axis}, not 1 (NCHW)", lin)
+    group = int(a.get("group", 1))
+    if w.shape[1] * group != lin.affine.out_channels:
+        raise ctx.refuse(f"expects {w.shape[1] * group} input channels, the tensor has "
+                         f"{lin.affine.out_channels}", lin)
+    out = ctx.single_output(lin)
+    pointwise = (w.shape[2:] == (1, 1) and all(s == 1 for s in a.get("strides", [1, 1]))
+                 and not any(a.get("pads", [])) and a.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
+                 and lin.zero_pads is None)
+    override = None
+    if lin.zero_pads is not None:  # merge the Pad node into the conv's padding
+        if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+            raise ctx.refuse("reads a zero-padded tensor with auto_pad SAME; give the conv explicit pads", lin)
+        own = list(a.get("pads", [0, 0, 0, 0])) if a.get("auto_pad", b"NOTSET") != b"VALID" else [0, 0, 0, 0]
+        t, lft, bt, r = lin.zero_pads
+        a = {**a, "pads": [own[0] + t, own[1] + lft, own[2] + bt, own[3] + r], "auto_pad": b"NOTSET"}
+        override = {"pads": list(a["pads"])}
+    if pointwise and ctx.node_id not in ctx.terminal_ids:
+        matrix = border.grouped_matrix(w[:, :, 0, 0].astype(np.float64), group)
+        offset = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
+        return Step({out: _with(lin, lin.affine.then(matrix, offset), via=lin.via + (ctx.node_id,))},
+                    arithmetic=True)
+    in_shape = ctx.index.shapes.get(ctx.input(0))
+    spatial = tuple(in_shape[2:]) if in_shape and len(in_shape) == 4 else (None, None)
+    if lin.zero_pads is not None:  # the conv now reads the unpadded tensor
+        t, lft, bt, r = lin.zero_pads
+        spatial = tuple(d - p0 - p1 if isinstance(d, int) else None
+                        for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
+    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
+                            ctx.index.opset)
+    if fold.border is BorderScheme.DYNAMIC_SEPARABLE and ctx.index.opset < 11:
+        raise ctx.refuse(f"reads an image whose size is dynamic (or not inferable) at opset {ctx.index.opset}; "
+                         f"the exact border term is "
+                         f"built from opset-11 ops: fix the size with --input-size HxW, or convert the model "
+                         f"(onnx.version_converter.convert_version(model, 13))", lin)
+    if override is not None:
+        fold = dataclasses.replace(fold, attrs_override={**(fold.attrs_override or {}), **override})
+    return Step({}, terminal=fold)
+
+
+# the ops that may read a channel lane: per-pixel arithmetic and the ops that give it its channel axis back
