@@ -13,7 +13,7 @@ SOURCE = Path(edgefold.__file__).parent
 INTERNAL = {("core/affine.py", "ValueError"), ("graph/outputs.py", "RuntimeError"),
             # Python protocols: module __getattr__ and json's default= hook
             ("__init__.py", "AttributeError"), ("fold/__init__.py", "AttributeError"),
-            ("deploy/pipeline.py", "TypeError"), ("fold/report.py", "TypeError")}
+            ("core/jsonable.py", "TypeError")}
 ARGPARSE = "ArgumentTypeError"  # argparse turns it into its one-line error, exit 2
 # exceptions raised inside recognisers and caught by the matcher (they never reach the CLI)
 CAUGHT = {"Refusal", "NothingToFold", "NotShapeOnly", "_OriginalFailed"}

@@ -22,11 +22,13 @@ from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
 from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, pixel_format
 from edgefold.core.frames import InputFeed, synthetic_frames
+from edgefold.core.jsonable import plain
 from edgefold.core.metrics import OutputStats
 from edgefold.deploy import deepstream, triton
 from edgefold.deploy import trt as trt_layer
 from edgefold.deploy.spec import BuildOptions, EnginePlan, plan_engine
 from edgefold.errors import MissingTensorRT, UnsupportedGraph, UsageError, VerificationFailed
+from edgefold.graph.index import opset_of
 from edgefold.graph.io import load_model, save_model
 from edgefold.graph.outputs import RunOutputs
 from edgefold.graph.shapes import spatial_axes
@@ -199,24 +201,20 @@ def _meta(model: onnx.ModelProto) -> dict:
     return {p.key: p.value for p in model.metadata_props if p.key.startswith("edgefold.")}
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _upgrade_opset(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> onnx.ModelProto:
     """Per-channel Q/DQ needs opset 13: convert, and prove the converted model equal in onnxruntime."""
-    if _opset(model) >= MIN_QDQ_OPSET:
+    if opset_of(model) >= MIN_QDQ_OPSET:
         return model
     try:
         upgraded = onnx.version_converter.convert_version(model, MIN_QDQ_OPSET)
     except Exception as err:  # noqa: BLE001 - the converter raises many types
-        raise UnsupportedGraph(f"cannot upgrade opset {_opset(model)} to {MIN_QDQ_OPSET} for per-channel Q/DQ: "
+        raise UnsupportedGraph(f"cannot upgrade opset {opset_of(model)} to {MIN_QDQ_OPSET} for per-channel Q/DQ: "
                                f"{str(err).splitlines()[0][:200]}") from None
     upgraded.metadata_props.extend([p for p in model.metadata_props if p.key not in
                                     {q.key for q in upgraded.metadata_props}])
     stats = accuracy.measure(model, upgraded, feed, frames[:3], tolerance_for("fp32", {}, {}))
     if not all(s.passed for s in stats):
-        raise VerificationFailed(f"opset {_opset(model)} -> {MIN_QDQ_OPSET} conversion changed the outputs "
+        raise VerificationFailed(f"opset {opset_of(model)} -> {MIN_QDQ_OPSET} conversion changed the outputs "
                                  f"(max rel error {max(s.max_rel for s in stats):.3g}); nothing written")
     return upgraded
 
@@ -355,7 +353,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
             outputs.stage_bytes(options.output, engine_bytes)
             files.insert(0, options.output)
         outputs.stage_model(prepared_path, chosen.model)
-        outputs.stage_text(sidecar_path, json.dumps(sidecar, indent=2, default=_plain))
+        outputs.stage_text(sidecar_path, json.dumps(sidecar, indent=2, default=plain))
         outputs.stage_text(script_path, plan.trtexec_script() + _script_notes(sidecar))
         for path, content in target_files:
             if isinstance(content, onnx.ModelProto):
@@ -411,7 +409,7 @@ def _target_files(options: BuildOptions, sidecar: dict, paths: dict[str, str], e
         text = deepstream.nvinfer_config(sidecar, Path(options.output).name, Path(f"{stem}.prepared.onnx").name)
         out.append((paths["nvinfer"], text.encode()))
     if options.triton_repo:
-        side_text = json.dumps(sidecar, indent=2, default=_plain).encode()
+        side_text = json.dumps(sidecar, indent=2, default=plain).encode()
         out.append((paths["triton_config"], triton.config_text(triton.model_config(sidecar, stem.name)).encode()))
         out.append((paths["triton_sidecar"], side_text))
         if engine_bytes is not None:
@@ -462,12 +460,6 @@ def _cached_prepared(options: BuildOptions, key: str) -> onnx.ModelProto | None:
     return load_model(prepared)
 
 
-def _plain(value):  # noqa: ANN001, ANN202
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(type(value).__name__)
 
 
 def _int8_summary(chosen: Candidate, calib: CalibSet) -> dict:

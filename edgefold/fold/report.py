@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgefold.core.jsonable import plain
 from edgefold.fold.plan import ConvFold, FoldPlan
 from edgefold.fold.verify import Verification
 from edgefold.graph.index import GraphIndex
@@ -115,13 +116,7 @@ class Report:
         return "\n".join(lines)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, default=_plain)
-
-
-def _plain(value):  # noqa: ANN001, ANN202 - numpy scalars in report fields
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        return json.dumps(self.to_json(), indent=2, default=plain)
 
 
 def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffine

@@ -23,6 +23,11 @@ _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "Rando
 _MAX_CONST_ELEMENTS = 1 << 26
 
 
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset a model imports (1 when it names none)."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
 def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -44,7 +49,7 @@ class GraphIndex:
         self.model = model
         self.graph = model.graph
         self.nodes = list(self.graph.node)
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+        self.opset = opset_of(model)
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         self.by_name: dict[str, onnx.NodeProto] = {}

@@ -20,6 +20,7 @@ import onnx
 from edgefold.core.contract import Meta, helper_nodes, meta_json
 from edgefold.core.frames import InputFeed
 from edgefold.errors import UsageError
+from edgefold.graph.index import opset_of
 from edgefold.graph.io import is_large, model_bytes_or_path
 from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
@@ -60,7 +61,7 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
              method: str = "percentile", show_progress: bool = False) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    opset = opset_of(model)
     if opset < 13:
         raise UsageError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
     model = weights_as_initializers(model)  # per-channel scales whatever the weights' storage
