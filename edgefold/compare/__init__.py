@@ -24,7 +24,7 @@ from edgefold.compare.feeds import (  # noqa: F401 - candidate_feed/reference_fe
     side_inputs,
 )
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import InputContract, Meta, camera_front_end
+from edgefold.core.contract import Meta, Sidecar, camera_front_end
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats, output_stats
 from edgefold.errors import UsageError
@@ -215,18 +215,16 @@ def _sidecar(engine_path: str) -> dict:
     p = Path(engine_path).with_suffix(".json")
     if not p.is_file():
         return {}
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{p}: not valid JSON ({err})") from None
+    return Sidecar.read(p).data
 
 
 def _engine_feed(sidecar: dict, path: str) -> tuple[InputFeed, str, float, dict]:
     if not sidecar.get("input_contract"):
         raise UsageError(f"{path}: no sidecar {Path(path).with_suffix('.json').name} with the input contract; "
                          f"build engines with `edgefold build`")
-    c = InputContract.from_json(sidecar["input_contract"])
-    meta = {Meta.SOURCE_INPUTS: json.dumps(sidecar.get("source_inputs", []))}
-    if sidecar.get("frontend"):
-        meta[Meta.FRONTEND] = json.dumps(sidecar["frontend"])
+    info = Sidecar.from_json(sidecar, path)
+    c = info.contract
+    meta = {Meta.SOURCE_INPUTS: json.dumps(list(info.source_inputs))}
+    if info.frontend:
+        meta[Meta.FRONTEND] = json.dumps(info.frontend)
     return InputFeed.from_contract(c), c.channel_order, float(c.pixel_range[1]), meta

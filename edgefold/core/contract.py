@@ -8,7 +8,9 @@ file becomes a raw frame. Every ``edgefold.*`` metadata key is defined here once
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -290,6 +292,59 @@ def camera_front_end(meta: dict[str, str]) -> tuple[PixelFormat, int, list] | No
     if front.get("yuv"):
         fmt = dataclasses.replace(fmt, yuv=front["yuv"])
     return fmt, int(front["folded_contract"]["channels"]), list(front.get("source_inputs", []))
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """``NAME.json`` beside an engine, as every reader takes it: the Python runtime, compare, the DeepStream and
+    Triton writers, serve-check (and, field for field, the C++ sample). ``data`` is the whole document: the
+    build also records sources, calibration, accuracy and the build plan there."""
+
+    contract: InputContract
+    outputs: tuple[dict, ...]
+    precision: str
+    profiles: tuple[dict, ...]  # build_plan.profiles: {"name", "min", "opt", "max"}
+    engine: dict  # {"built", "tensorrt", "compute_capability", "gpu", ...}
+    source_inputs: tuple[dict, ...]
+    frontend: dict | None
+    version: int
+    data: dict
+
+    @classmethod
+    def from_json(cls, d: dict, path: str = "sidecar") -> Sidecar:
+        check_sidecar_version(d, path)
+        if not d.get("input_contract"):
+            raise UsageError(f"{path}: no input_contract; rebuild the engine with `edgefold build`")
+        return cls(contract=InputContract.from_json(d["input_contract"]),
+                   outputs=tuple(d.get("outputs") or ()), precision=str(d.get("precision") or "fp16"),
+                   profiles=tuple((d.get("build_plan") or {}).get("profiles") or ()),
+                   engine=dict(d.get("engine") or {}), source_inputs=tuple(d.get("source_inputs") or ()),
+                   frontend=d.get("frontend"), version=int(d.get("sidecar_version", 1)), data=d)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> Sidecar:
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"{p}: sidecar missing; copy NAME.json with NAME.engine (edgefold build writes both)")
+        try:
+            return cls.from_json(json.loads(p.read_text()), str(p))
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{p}: not valid JSON ({err}); copy the sidecar that was built with the engine") from None
+
+    def profile(self, name: str) -> dict | None:
+        return next((p for p in self.profiles if p.get("name") == name), None)
+
+    @property
+    def max_batch(self) -> int | None:
+        """The contract's fixed batch, else the profile's largest, else None (unknown)."""
+        batch = self.contract.shape[0]
+        if isinstance(batch, int):
+            return batch
+        p = self.profile(self.contract.name)
+        return int(p["max"][0]) if p else None
+
+    def to_json(self) -> dict:
+        return {**self.data, "sidecar_version": self.version, "input_contract": self.contract.to_json()}
 
 
 def contracts_of(model: HasMetadata) -> list[InputContract]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from edgefold.core.contract import InputContract
+from edgefold.core.contract import InputContract, Sidecar
 from edgefold.errors import UsageError
 
 # model-color-format: 0 RGB, 1 BGR, 2 GRAY (nvinfer); edgefold's "rgb" is the model's own channel order, taken
@@ -35,12 +35,13 @@ def check_contract(contract: InputContract) -> None:
 
 def nvinfer_config(sidecar: dict, engine_file: str, onnx_file: str) -> str:
     """The ``[property]`` group for ``nvinfer`` (``config-file-path=NAME.nvinfer.txt``)."""
-    contract = InputContract.from_json(sidecar["input_contract"])
+    info = Sidecar.from_json(sidecar)
+    contract = info.contract
     check_contract(contract)
-    h_w = _hw(contract, sidecar)
-    batch = _max_batch(contract, sidecar)
+    h_w = _hw(info)
+    batch = info.max_batch or 1
     channels = contract.channels
-    outputs = [o["name"] for o in sidecar.get("outputs", [])]
+    outputs = [o["name"] for o in info.outputs]
     props = [
         ("gpu-id", "0"),
         ("gie-unique-id", "1"),
@@ -49,7 +50,7 @@ def nvinfer_config(sidecar: dict, engine_file: str, onnx_file: str) -> str:
         ("output-tensor-meta", "1"),
         ("onnx-file", onnx_file),
         ("model-engine-file", engine_file),
-        ("network-mode", str(NETWORK_MODE[sidecar.get("precision", "fp16")])),
+        ("network-mode", str(NETWORK_MODE[info.precision])),
         ("batch-size", str(batch)),
         ("infer-dims", f"{channels};{h_w[0]};{h_w[1]}"),
         ("network-input-order", "0"),
@@ -78,25 +79,16 @@ def parse_nvinfer(text: str) -> dict[str, str]:
     return dict(parser["property"])
 
 
-def _hw(contract: InputContract, sidecar: dict) -> tuple[int, int]:
+def _hw(info: Sidecar) -> tuple[int, int]:
+    contract = info.contract
     size = contract.static_size()
     if size is not None:
         return size
-    for p in sidecar.get("build_plan", {}).get("profiles", []):
-        if p["name"] == contract.name:
-            opt = list(p["opt"])
-            return int(opt[2]), int(opt[3])
+    p = info.profile(contract.name)
+    if p is not None:
+        return int(p["opt"][2]), int(p["opt"][3])
     raise UsageError(f"--deepstream: input '{contract.name}' has a dynamic size and no --shapes profile; nvinfer "
                      f"needs infer-dims")
-
-
-def _max_batch(contract: InputContract, sidecar: dict) -> int:
-    if isinstance(contract.shape[0], int):
-        return int(contract.shape[0])
-    for p in sidecar.get("build_plan", {}).get("profiles", []):
-        if p["name"] == contract.name:
-            return int(p["max"][0])
-    return 1
 
 
 def config_name(stem: str) -> str:

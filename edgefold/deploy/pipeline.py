@@ -20,7 +20,7 @@ from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, pixel_format
+from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, Sidecar, pixel_format
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.jsonable import plain
 from edgefold.core.metrics import OutputStats
@@ -347,6 +347,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
                        "dla_core": options.dla_core, **trt_backend.device_info()}
     sidecar["engine"] = engine_info
     target_files = _target_files(options, sidecar, targets, engine_bytes, fp32)
+    Sidecar.from_json(sidecar, sidecar_path)  # what every reader takes it as: a broken sidecar is never written
     files = [prepared_path, sidecar_path, script_path]
     with outputs:
         if engine_bytes is not None:

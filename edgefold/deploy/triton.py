@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from edgefold.core.contract import InputContract
+from edgefold.core.contract import InputContract, Sidecar
 from edgefold.errors import UsageError, VerificationFailed
 
 SIDECAR = "edgefold.json"
@@ -51,27 +51,25 @@ def _dims(shape: list, batched: bool) -> list[int]:
     return dims[1:] if batched else dims
 
 
-def _max_batch(contract: InputContract, sidecar: dict) -> int:
+def _max_batch(info: Sidecar) -> int:
     """0 (no batching: dims carry the batch) for a fixed batch, else the profile's largest batch."""
-    if isinstance(contract.shape[0], int):
+    if isinstance(info.contract.shape[0], int):
         return 0
-    for p in sidecar.get("build_plan", {}).get("profiles", []):
-        if p["name"] == contract.name:
-            return int(p["max"][0])
-    return 1
+    return info.max_batch or 1
 
 
 def model_config(sidecar: dict, name: str, platform: str = "tensorrt_plan", instances: int = 1):  # noqa: ANN201
     """The ``ModelConfig`` message for one built model."""
     mc = schema()
-    contract = InputContract.from_json(sidecar["input_contract"])
-    max_batch = _max_batch(contract, sidecar)
+    info = Sidecar.from_json(sidecar)
+    contract = info.contract
+    max_batch = _max_batch(info)
     config = mc.ModelConfig(name=name, platform=platform, max_batch_size=max_batch)
     tensor = config.input.add()
     tensor.name = contract.name
     tensor.data_type = mc.DataType.Value(_dtype(contract.dtype, contract.name))
     tensor.dims.extend(_dims(list(contract.shape), max_batch > 0))
-    for out in sidecar.get("outputs", []):
+    for out in info.outputs:
         o = config.output.add()
         o.name = out["name"]
         o.data_type = mc.DataType.Value(_dtype(out["dtype"], out["name"]))

@@ -1,13 +1,12 @@
 """``Engine``: one API over a TensorRT engine (with its sidecar) and an ONNX model (onnxruntime)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from edgefold.core.contract import InputContract, check_sidecar_version
+from edgefold.core.contract import InputContract, Sidecar
 from edgefold.errors import EngineMismatch, UsageError  # noqa: F401 - EngineMismatch is re-exported
 
 
@@ -24,6 +23,7 @@ class Engine:
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
+        self.info: Sidecar | None = None  # the engine's sidecar (None for an ONNX model)
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such model or engine")
         if self.path.suffix in (".engine", ".plan", ".trt"):
@@ -33,15 +33,9 @@ class Engine:
             if not sidecar_path.is_file():
                 raise UsageError(f"{self.path}: its sidecar {sidecar_path.name} is missing; build engines with "
                                  f"`edgefold build` and copy NAME.json with NAME.engine")
-            try:
-                self.sidecar = json.loads(sidecar_path.read_text())
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{sidecar_path}: not valid JSON ({err}); copy the sidecar that was built with "
-                                 f"the engine") from None
-            check_sidecar_version(self.sidecar, str(sidecar_path))
-            if "input_contract" not in self.sidecar:
-                raise UsageError(f"{sidecar_path}: no input_contract; rebuild the engine with `edgefold build`")
-            self.contract = InputContract.from_json(self.sidecar["input_contract"])
+            self.info = Sidecar.read(sidecar_path)
+            self.sidecar = self.info.data
+            self.contract = self.info.contract
             self._backend: object = TrtBackend(self.path, self.sidecar)
             self.backend_name = "tensorrt"
         else:
@@ -56,13 +50,10 @@ class Engine:
     @property
     def max_batch(self) -> int | None:
         """Frames per call: the contract's fixed batch, the engine profile's largest, or None (any number)."""
+        if self.info is not None:
+            return self.info.max_batch
         batch = self.contract.shape[0]
-        if isinstance(batch, int):
-            return batch
-        for p in self.sidecar.get("build_plan", {}).get("profiles", []):
-            if p["name"] == self.contract.name:
-                return int(p["max"][0])
-        return None
+        return batch if isinstance(batch, int) else None
 
     def prepare(self, frame: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """A raw frame, a batch (N x H x W ...), or a list of frames - one per camera - as the input tensor."""
