@@ -7,13 +7,15 @@ median of per-round ratios (this machine is noisy); onnxruntime with all graph o
 The network is a ResNet-style stem (7x7/s2 3->64, BN-free) + ReLU + a 3x3 conv, at 2048x2448 by default.
 Bytes per frame: what crosses into the model.
 
-    python bench/pixel_formats.py [--size 2048x2448] [--rounds 7]
+    python bench/pixel_formats.py [--size 2048x2448] [--rounds 7] [--ocr 1024x1024]
+
+``--ocr HxW`` adds PaddleOCR's PP-OCRv4 text detector (the rapidocr-onnxruntime wheel ``./run test`` downloads;
+normalised (x/255 - 0.5)/0.5), specialised to that size, in each format.
 """
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,23 +48,48 @@ def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
-def normalise(rgb_hwc: np.ndarray) -> np.ndarray:
-    x = rgb_hwc.astype(np.float32) / 255.0
-    return np.ascontiguousarray(((x - MEAN) / STD).transpose(2, 0, 1)[None])
+def ocr_detector(h: int, w: int) -> onnx.ModelProto:
+    import zipfile
+
+    from edgefold.graph.shapes import specialise
+
+    root = Path(__file__).resolve().parents[1]
+    wheel = sorted((root / ".cache" / "wheels").glob("rapidocr_onnxruntime-1.4.4-*.whl"))
+    if not wheel:
+        raise SystemExit("run `./run test` once first: it downloads the rapidocr-onnxruntime wheel")
+    with zipfile.ZipFile(wheel[0]) as z:
+        model = onnx.load_from_string(z.read("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"))
+    return specialise(model, (h, w))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2048x2448")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--ocr", metavar="HxW", help="also PP-OCRv4 det at this size (e.g. 1024x1024)")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
+    table(f"stem network, {h}x{w}", bare_model(h, w), h, w, args.rounds, ImageNet=True)
+    if args.ocr:
+        oh, ow = (int(v) for v in args.ocr.split("x"))
+        table(f"PP-OCRv4 det, {oh}x{ow}", ocr_detector(oh, ow), oh, ow, args.rounds, ImageNet=False)
+
+
+def table(title: str, model: onnx.ModelProto, h: int, w: int, rounds: int, ImageNet: bool) -> None:  # noqa: N803
     rng = np.random.default_rng(0)
+    mean, std = (MEAN, STD) if ImageNet else (np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
+
+    def normalise(rgb_hwc: np.ndarray) -> np.ndarray:
+        x = rgb_hwc.astype(np.float32) / 255.0
+        return np.ascontiguousarray(((x - mean) / std).transpose(2, 0, 1)[None])
+
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "bare.onnx"
-        onnx.save(bare_model(h, w), str(src))
+        onnx.save(model, str(src))
         original = session(str(src))
-        flags = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--scale", "255", "--no-verify", "-q"]
+        input_name = original.get_inputs()[0].name
+        flags = ["--mean", ",".join(f"{v:g}" for v in mean), "--std", ",".join(f"{v:g}" for v in std),
+                 "--scale", "255", "--no-verify", "-q"]
         folded = {}
         for fmt in ("BayerRG8", "NV12", "Mono12"):
             out = Path(tmp) / f"{fmt}.onnx"
@@ -81,19 +108,19 @@ def main() -> None:
             "NV12": lambda f: f[None, None],
             "Mono12": lambda f: f.astype(np.float32)[None, None],  # TensorRT/ORT take no uint16: one exact cast
         }
-        print(f"{h}x{w}, onnxruntime CPU 1 thread, median of {args.rounds} interleaved rounds", file=sys.stderr)
+        print(f"\n{title}, onnxruntime CPU 1 thread, median of {rounds} interleaved rounds\n")
         print("| format | today: OpenCV/numpy + original (ms) | of which preprocessing | folded, camera buffer in (ms) | "
               "today / folded | bytes per frame into the model: today -> folded |")
         print("|---|---|---|---|---|---|")
         for fmt, frame in frames.items():
             pre, total, fold_t = [], [], []
-            for r in range(args.rounds + 1):
+            for r in range(rounds + 1):
                 t0 = time.perf_counter()
                 x = today[fmt](frame)
                 t1 = time.perf_counter()
-                original.run(None, {"image": x})
+                original.run(None, {input_name: x})
                 t2 = time.perf_counter()
-                folded[fmt].run(None, {"image": camera[fmt](frame)})
+                folded[fmt].run(None, {input_name: camera[fmt](frame)})
                 t3 = time.perf_counter()
                 if r:  # the first round warms both up
                     pre.append(t1 - t0)

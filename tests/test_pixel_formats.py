@@ -49,9 +49,9 @@ def test_float_reference_is_opencv_bilinear_to_its_rounding(pattern, h, w):
     assert np.abs(ocv - ref).max() <= 0.5 + 1e-9  # OpenCV rounds; nothing else differs, borders included
 
 
-def rgb_model(h, w, k=7, stride=2, pad=3, seed=1) -> onnx.ModelProto:
+def rgb_model(h, w, k=7, stride=2, pad=3, seed=1, opset=17) -> onnx.ModelProto:
     """An RGB network with ImageNet normalisation in its graph, float32 input 0..255."""
-    b = ModelBuilder(seed=seed)
+    b = ModelBuilder(seed=seed, opset=opset)
     x = b.input("image", [1, 3, h, w])
     x = b.op("Div", [x, b.const(np.float32(255))])
     x = b.op("Sub", [x, b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))])
@@ -276,3 +276,31 @@ def test_high_bit_depth_bayer_folds_exactly_and_opencv_agrees_on_16_bit(fmt, pat
     ref = run(original, {"image": (demosaic(m, pattern) * 255 / top)[None].astype(np.float32)})[0]
     got = run(camera, {"image": m.astype(np.float32)[None, None]})[0]
     assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("fmt", ["NV12", "YUV422_8", "BayerRG8"])
+def test_front_ends_work_at_opset_11_and_12_like_paddle2onnx_exports(fmt, tmp_path):
+    """Resize's roi is a required input before opset 13 (PP-OCR's detector is opset 12)."""
+    from edgefold.core.yuv import to_rgb
+
+    for opset in (11, 12):
+        original = rgb_model(60, 84, opset=opset)
+        camera = _fold(original, tmp_path, "--pixel-format", fmt)
+        chroma = pixel_format(fmt).chroma
+        if chroma:
+            shape = (60, 168) if chroma == "YUYV" else (90, 84)
+            buf = np.random.default_rng(opset).integers(16, 240, shape).astype(np.uint8)
+            rgb = to_rgb(buf, chroma, "bt601-limited")
+        else:
+            buf = mosaic(photo(60, 84), "RGGB")
+            rgb = demosaic(buf, "RGGB")
+        ref = run(original, {"image": rgb[None].astype(np.float32)})[0]
+        got = run(camera, {"image": buf[None, None]})[0]
+        assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max(), opset
+
+
+def test_a_dynamic_bayer_front_end_at_opset_11_asks_for_a_size(tmp_path, capsys):
+    src = tmp_path / "m.onnx"
+    onnx.save(rgb_model("h", "w", opset=11), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "BayerRG8"]) == 2
+    assert "--input-size" in capsys.readouterr().err

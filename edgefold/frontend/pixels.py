@@ -54,6 +54,14 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     if not colour and c.channels != 1:
         raise UsageError(f"--pixel-format {fmt.genicam}: a gray camera feeds a model folded for gray input; input "
                          f"'{c.name}' has {c.channels} channels (fold with --gray)")
+    from edgefold.graph.index import opset_of
+
+    opset = opset_of(folded)
+    needed = 12 if fmt.mosaic and c.static_size() is None else 11  # Range/Resize; int64 Min/Max from 12
+    if colour and opset < needed:
+        raise UsageError(f"--pixel-format {fmt.genicam}: the front end uses opset-{needed} ops and the model is opset "
+                         f"{opset}; convert it (onnx.version_converter.convert_version(model, 13))"
+                         + (" or fix the size with --input-size HxW" if needed == 12 else ""))
     out = onnx.ModelProto()
     out.CopyFrom(folded)
     g = out.graph
@@ -198,7 +206,9 @@ def _yuv420(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, li
     else:  # NV12 / NV21: pairs interleaved along the row
         pairs = node("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
         ch = node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
-    up = node("Resize", [ch, "", c("scales", np.array([1, 1, 2, 2], np.float32))], "uv_full", mode="nearest",
+    # Resize's roi input is required before opset 13: an empty one
+    up = node("Resize", [ch, c("roi", np.zeros(0, np.float32)), c("scales", np.array([1, 1, 2, 2], np.float32))],
+              "uv_full", mode="nearest",
               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     yuv = node("Concat", [y, up], "yuv", axis=1)
     m, b = affine(fmt.yuv)
@@ -240,7 +250,8 @@ def _yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, li
     u = node("Slice", [ch, c("u_s", np.array([0])), c("end", np.array([w])), axis3, step2], "u")
     v = node("Slice", [ch, c("v_s", np.array([1])), f"{p}/end", axis3, step2], "v")
     uv = node("Concat", [u, v], "uv", axis=1)
-    up = node("Resize", [uv, "", c("scales", np.array([1, 1, 1, 2], np.float32))], "uv_full", mode="nearest",
+    up = node("Resize", [uv, c("roi", np.zeros(0, np.float32)), c("scales", np.array([1, 1, 1, 2], np.float32))],
+              "uv_full", mode="nearest",
               coordinate_transformation_mode="asymmetric", nearest_mode="floor")
     yuv = node("Concat", [y, up], "yuv", axis=1)
     m, b = affine(fmt.yuv)
