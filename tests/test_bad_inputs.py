@@ -305,3 +305,23 @@ def test_bad_input_gets_one_line_a_documented_exit_and_no_output(case, tmp_path,
         assert word in err, err
         assert not any(out.iterdir()), list(out.iterdir())
     assert _digest(tmp_path / "in") == before
+
+
+def test_an_output_path_through_a_file_is_one_usage_line(tmp_path, capsys):
+    """--triton REPO where REPO is a file (found by an adversarial run: it was an internal error)."""
+    src = tmp_path / "m.onnx"
+    onnx.save(gray_model("concat"), str(src))
+    (tmp_path / "afile").write_text("x")
+    before = _digest(tmp_path)
+    code = _run(["build", str(src), "-o", str(tmp_path / "e" / "m.engine"), "--no-engine", "--triton",
+                 str(tmp_path / "afile")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is a file, not a folder" in err, err
+    assert _digest(tmp_path) == before and not (tmp_path / "e").exists()
+
+
+def test_bench_batch_zero_is_a_usage_error(tmp_path, capsys):
+    src = tmp_path / "m.onnx"
+    onnx.save(gray_model("concat"), str(src))
+    assert _run(["bench", str(src), "--batch", "0"]) == 2
+    assert "--batch needs" in capsys.readouterr().err

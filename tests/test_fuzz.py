@@ -149,6 +149,7 @@ def graph_mutations(draw) -> Recipe:
 
 
 @SETTINGS
-@given(graph_mutations(), st.sampled_from([[], ["--gray"], ["--input-dtype", "uint8"], ["--border", "approx"]]))
+@given(graph_mutations(), st.sampled_from([[], ["--gray"], ["--input-dtype", "uint8"], ["--border", "approx"],
+                                          ["--pixel-format", "Mono12"], ["--pixel-format", "BayerRG8"]]))
 def test_graph_mutations_never_crash_or_write_a_wrong_file(recipe, extra):
     _fold_run(recipe.model.SerializeToString(), extra)

@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.compare import CompareOptions, reference_feed
     from edgefold.runtime import Engine
 
+    if args.batch is not None and args.batch < 1:
+        from edgefold.errors import UsageError
+
+        raise UsageError("--batch needs a number of cameras >= 1")
     engine = Engine(args.model, threads=args.threads)
     frame_size = engine.contract.static_size() or args.size or (2048, 2448)
     channels = engine.contract.channels
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         ratio = statistics.median(b / f for b, f in zip(times["baseline"], times["folded"]))
         print(f"baseline / folded: {ratio:.2f}x (median of per-frame ratios)")
         baseline.close()
-    if args.batch:
+    if args.batch is not None:
         _cameras(engine, frame, args)
     engine.close()
     return EXIT_OK

@@ -47,7 +47,7 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
     from edgefold.core.contract import pixel_format
     from edgefold.errors import UsageError
 
-    if not args.pixel_format:
+    if args.pixel_format is None:
         return None
     fmt = pixel_format(args.pixel_format)
     if fmt.chroma:

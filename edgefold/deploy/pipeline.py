@@ -243,7 +243,7 @@ def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -
 
 
 def _camera_format(options: BuildOptions) -> PixelFormat | None:
-    if not options.pixel_format:
+    if options.pixel_format is None:
         return None
     fmt = pixel_format(options.pixel_format)
     if fmt.bits == 8 and fmt.per_pixel:

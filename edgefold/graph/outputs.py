@@ -87,6 +87,9 @@ class RunOutputs:
         if real in self._claimed:
             raise UsageError(f"{flag} {text}: the same file as {self._claimed[real]}; choose another path")
         folder = real.parent
+        blocker = next((a for a in real.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:  # a file where a folder of the path should be (make_folders cannot help)
+            raise UsageError(f"{flag} {text}: {blocker} is a file, not a folder; choose another path")
         if not folder.exists():
             if not self.make_folders:
                 raise UsageError(f"{flag} {text}: output folder {out.parent} does not exist; create it first "
