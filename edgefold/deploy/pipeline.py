@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,7 +269,90 @@ def _frames(options: BuildOptions, feed: InputFeed, pixel_max: float) -> tuple[C
     return CalibSet(kinds[:3], tuple(frames[:3])), CalibSet(kinds[3:], tuple(frames[3:]))
 
 
-def build(model_path: str, options: BuildOptions) -> BuildResult:
+@dataclass
+class Prepared:
+    """The CPU side of a build, before any precision is chosen: the original, its fp32 fold, the input feed, the
+    calibration and held-out frames, the floor, and the fp32 outputs every candidate is measured against."""
+
+    original: onnx.ModelProto
+    fp32: onnx.ModelProto
+    folded_here: bool  # the fold ran in this build (an already folded model is taken as it is)
+    feed: InputFeed
+    calib: CalibSet
+    held_out: CalibSet
+    tol: Tolerance
+    ref_calib: tuple  # (output names, per-frame outputs) of the fp32 model
+    ref_held: tuple
+
+    def evaluate(self, strategy: str, model: onnx.ModelProto) -> Candidate:
+        frames_c, frames_h = list(self.calib.frames), list(self.held_out.frames)
+        return Candidate(strategy, model,
+                         accuracy.measure_against(self.ref_calib, model, self.feed, frames_c, self.tol),
+                         accuracy.measure_against(self.ref_held, model, self.feed, frames_h, self.tol))
+
+
+def prepare(model_path: str, options: BuildOptions) -> Prepared:
+    original = load_model(model_path)
+    folded_here = options.fold and Meta.FOLDED_CONVS not in _meta(original)
+    fp32 = _fold(original, options, 0.0) if folded_here else original
+    feed, _, pixel_max = candidate_feed(fp32, model_path)
+    if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
+        dims = "x".join(str(d) for d in feed.shape)
+        raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
+                         f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{_example_profile(feed)}), "
+                         f"or one size for the fastest exact fold")
+    calib, held_out = _frames(options, feed, pixel_max)
+    tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
+    return Prepared(original, fp32, folded_here, feed, calib, held_out, tol,
+                    accuracy.reference_outputs(fp32, feed, list(calib.frames)),  # once, for every candidate
+                    accuracy.reference_outputs(fp32, feed, list(held_out.frames)))
+
+
+def _fp32(prep: Prepared, options: BuildOptions) -> list[Candidate]:
+    return [prep.evaluate("fp32", prep.fp32)]
+
+
+def _fp16_flag(prep: Prepared, options: BuildOptions) -> list[Candidate]:
+    """TensorRT <= 10: the fp32 ONNX and the FP16 builder flag (measured as fp32 here)."""
+    return [prep.evaluate("fp16-flag", prep.fp32)]
+
+
+def _fp16(prep: Prepared, options: BuildOptions) -> list[Candidate]:
+    from edgefold.precision.fp16 import to_fp16
+
+    model16, _ = to_fp16(prep.fp32, prep.feed, list(prep.calib.frames) + list(prep.held_out.frames))
+    return [prep.evaluate("fp16", model16)]
+
+
+def _int8(prep: Prepared, options: BuildOptions) -> list[Candidate]:
+    return _int8_candidates(prep.original, options, prep.fp32, prep.feed, prep.calib, prep.folded_here,
+                            prep.evaluate)
+
+
+# how each precision makes its candidates; a new one is a function of (Prepared, BuildOptions) and a line here
+STRATEGIES: dict[str, Callable[[Prepared, BuildOptions], list[Candidate]]] = {
+    "fp32": _fp32, "fp16-flag": _fp16_flag, "fp16": _fp16, "int8": _int8,
+}
+
+
+def choose(prep: Prepared, options: BuildOptions, key: str) -> tuple[Candidate, list[Candidate], bool]:
+    """(chosen, every candidate, whether the previous build's calibrated model was reused)."""
+    cached = _cached_prepared(options, key)
+    if cached is not None:
+        candidates = [_reused(json.loads(Path(f"{options.stem}.json").read_text()), prep.evaluate, cached)]
+    else:
+        name = "fp16-flag" if options.precision == "fp16" and options.fp16_flag else options.precision
+        candidates = STRATEGIES[name](prep, options)
+    chosen = max(candidates, key=lambda c: (c.passed, accuracy.score(c.on_held_out or c.on_calibration)))
+    if options.precision == "int8" and not chosen.passed and cached is None and options.mixed_precision:
+        chosen = _mixed_precision(chosen, prep.feed, prep.calib, prep.ref_calib, prep.evaluate, options)
+    if not chosen.passed and not options.accept_accuracy_drop:
+        raise VerificationFailed(_below_floor(options, prep.tol, chosen))
+    return chosen, candidates, cached is not None
+
+
+def _tensorrt_target(options: BuildOptions) -> int:
+    """The TensorRT major to plan for; a missing or different TensorRT is refused before any work."""
     installed = trt_backend.installed_major()
     if options.engine and installed is None:
         raise MissingTensorRT(f"{trt_backend.INSTALL_HINT}; or pass --no-engine to write the prepared model, "
@@ -276,7 +360,30 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     if options.engine and options.trt_major is not None and installed != options.trt_major:
         raise UsageError(f"--trt-version {options.trt_major}, but TensorRT {installed} is installed; drop the flag "
                          f"or use --no-engine")
-    target = options.trt_major or installed or 10
+    return options.trt_major or installed or 10
+
+
+def _engine(options: BuildOptions, plan: EnginePlan, model: onnx.ModelProto) -> tuple[bytes | None, dict]:
+    """The TensorRT build (only with TensorRT): engine bytes and what the sidecar records about it."""
+    if not options.engine:
+        return None, {"built": False}
+    import tempfile
+
+    # TensorRT parses a file; build from a private copy so a failed build leaves nothing behind
+    with tempfile.TemporaryDirectory(prefix="edgefold-build-") as tmp:
+        staged = str(Path(tmp) / plan.onnx_path)
+        save_model(model, staged)
+        build_plan = dataclasses.replace(plan, onnx_path=staged, engine_path=str(Path(options.output).resolve()))
+        t0 = time.perf_counter()
+        engine_bytes = trt_layer.build_engine(build_plan)
+    return engine_bytes, {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
+                          "dla_core": options.dla_core, **trt_backend.device_info()}
+
+
+def build(model_path: str, options: BuildOptions) -> BuildResult:
+    """prepare (fold, frames, fp32 reference) -> choose (the precision's strategies, the floor) -> the TensorRT
+    target (engine, trtexec script) and the deployment files -> every output written together."""
+    target = _tensorrt_target(options)
     stem = options.stem
     prepared_path, sidecar_path, script_path = f"{stem}.prepared.onnx", f"{stem}.json", f"{stem}.trtexec.sh"
     outputs = RunOutputs(make_folders=True)  # a missing engines/ folder is created, as trtexec does
@@ -288,65 +395,17 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     outputs.claim(sidecar_path, "-o (NAME.json)")
     outputs.claim(script_path, "-o (NAME.trtexec.sh)")
     targets = _claim_targets(outputs, options)
-    original = load_model(model_path)
-    already_folded = Meta.FOLDED_CONVS in _meta(original)
-    fold = options.fold and not already_folded
-    fp32 = _fold(original, options, 0.0) if fold else original
-    feed, _, pixel_max = candidate_feed(fp32, model_path)
-    if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
-        dims = "x".join(str(d) for d in feed.shape)
-        raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
-                         f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{_example_profile(feed)}), "
-                         f"or one size for the fastest exact fold")
-    calib, held_out = _frames(options, feed, pixel_max)
-    tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
 
-    ref_calib = accuracy.reference_outputs(fp32, feed, list(calib.frames))  # once, for every candidate
-    ref_held = accuracy.reference_outputs(fp32, feed, list(held_out.frames))
+    prep = prepare(model_path, options)
+    key = _cache_key(model_path, options, prep.calib)
+    chosen, candidates, reused = choose(prep, options, key)
 
-    def evaluate(strategy: str, model: onnx.ModelProto) -> Candidate:
-        return Candidate(strategy, model, accuracy.measure_against(ref_calib, model, feed, list(calib.frames), tol),
-                         accuracy.measure_against(ref_held, model, feed, list(held_out.frames), tol))
-
-    key = _cache_key(model_path, options, calib)
-    cached = _cached_prepared(options, key)
-    candidates: list[Candidate] = []
-    if cached is not None:
-        candidates.append(_reused(json.loads(Path(f"{options.stem}.json").read_text()), evaluate, cached))
-    elif options.precision == "fp32" or (options.precision == "fp16" and options.fp16_flag):
-        candidates.append(evaluate("fp32" if options.precision == "fp32" else "fp16-flag", fp32))
-    elif options.precision == "fp16":
-        from edgefold.precision.fp16 import to_fp16
-
-        model16, _ = to_fp16(fp32, feed, list(calib.frames) + list(held_out.frames))
-        candidates.append(evaluate("fp16", model16))
-    else:
-        candidates += _int8_candidates(original, options, fp32, feed, calib, fold, evaluate)
-    chosen = max(candidates, key=lambda c: (c.passed, accuracy.score(c.on_held_out or c.on_calibration)))
-    if options.precision == "int8" and not chosen.passed and cached is None and options.mixed_precision:
-        chosen = _mixed_precision(chosen, feed, calib, ref_calib, evaluate, options)
-    if not chosen.passed and not options.accept_accuracy_drop:
-        raise VerificationFailed(_below_floor(options, tol, chosen))
     plan = plan_engine(options, Path(prepared_path).name, Path(options.output).name, target)
-    sidecar = _sidecar(model_path, options, chosen, plan, calib, held_out, fp32)
+    sidecar = _sidecar(model_path, options, chosen, plan, prep.calib, prep.held_out, prep.fp32)
     sidecar["cache_key"] = key
-    sidecar["reused_calibration"] = cached is not None
-    engine_info: dict = {"built": False}
-    engine_bytes = None
-    if options.engine:
-        import tempfile
-
-        # TensorRT parses a file; build from a private copy so a failed build leaves nothing behind
-        with tempfile.TemporaryDirectory(prefix="edgefold-build-") as tmp:
-            staged = str(Path(tmp) / Path(prepared_path).name)
-            save_model(chosen.model, staged)
-            build_plan = dataclasses.replace(plan, onnx_path=staged, engine_path=str(Path(options.output).resolve()))
-            t0 = time.perf_counter()
-            engine_bytes = trt_layer.build_engine(build_plan)
-        engine_info = {"built": True, "build_seconds": round(time.perf_counter() - t0, 1),
-                       "dla_core": options.dla_core, **trt_backend.device_info()}
-    sidecar["engine"] = engine_info
-    target_files = _target_files(options, sidecar, targets, engine_bytes, fp32)
+    sidecar["reused_calibration"] = reused
+    engine_bytes, sidecar["engine"] = _engine(options, plan, chosen.model)
+    target_files = _target_files(options, sidecar, targets, engine_bytes, prep.fp32)
     Sidecar.from_json(sidecar, sidecar_path)  # what every reader takes it as: a broken sidecar is never written
     files = [prepared_path, sidecar_path, script_path]
     with outputs:
