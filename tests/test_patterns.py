@@ -431,3 +431,15 @@ def test_keras_zero_padding_then_valid_conv(dynamic, conv_pads):
     for size in ((45, 52), (30, 41)) if dynamic else ((45, 52),):
         for x in frames(*size):
             assert_same(m, folded, {"image": x}, {"image": x})
+
+
+def test_recognisers_are_chosen_by_op_and_opset():
+    """Operands that moved from attributes to inputs have one recogniser per form, picked by the model's opset."""
+    from edgefold.fold import ops
+    from edgefold.fold.ops import channels, lanes, spatial
+
+    assert ops.recogniser("Slice", 9) is channels.slice_v1 and ops.recogniser("Slice", 10) is channels.slice_v10
+    assert ops.recogniser("Unsqueeze", 12) is lanes.unsqueeze_v1 and ops.recogniser("Unsqueeze", 13) is lanes.unsqueeze_v13
+    assert ops.recogniser("Pad", 10) is spatial.pad_v2 and ops.recogniser("Pad", 17) is spatial.pad_v11
+    assert ops.recogniser("Pad", 18) is spatial.pad_v18 and ops.recogniser("Resize", 10) is spatial.resize_v10
+    assert ops.recogniser("Resize", 19) is spatial.resize_v11 and ops.recogniser("NoSuchOp", 17) is None

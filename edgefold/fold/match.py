@@ -10,7 +10,7 @@ from edgefold.core.affine import ChannelAffine, declared
 from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.fold import shapefn
 from edgefold.fold.adapter import compose, find_adapter
-from edgefold.fold.ops import LANE_OPS, RECOGNISERS, NodeCtx, Refusal, kept_shape
+from edgefold.fold.ops import LANE_OPS, NodeCtx, Refusal, kept_shape, recogniser
 from edgefold.fold.options import FoldOptions
 from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
 from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
@@ -263,11 +263,11 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
             raise Refusal(f"node {ctx.label} reads '{lane}', one channel selected with a scalar index, as an "
                           f"{node.op_type}; only per-pixel arithmetic, Unsqueeze/Reshape back to a channel, "
                           f"Concat, Scatter and Where may follow such a selection", lin[lane].via)
-        recogniser = RECOGNISERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if recogniser is None:
+        recognise = recogniser(node.op_type, index.opset) if node.domain in ("", "ai.onnx") else None
+        if recognise is None:
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{touched[0]}' and is not a per-pixel "
                           f"affine op, so the preprocessing cannot be removed", lin[touched[0]].via)
-        step = recogniser(ctx)
+        step = recognise(ctx)
         lin.update(step.outputs)
         arithmetic |= step.arithmetic
         if step.terminal is not None:

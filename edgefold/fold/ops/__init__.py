@@ -18,36 +18,61 @@ from edgefold.fold.ops.channels import (
     gather,
     gather_nd,
     identity,
-    slice_,
+    slice_v1,
+    slice_v10,
     split,
     tile,
 )
 from edgefold.fold.ops.conv import conv
-from edgefold.fold.ops.lanes import reshape, scatter_elements, scatter_nd, squeeze, unsqueeze, where
+from edgefold.fold.ops.lanes import (
+    reshape,
+    scatter_elements,
+    scatter_nd,
+    squeeze_v1,
+    squeeze_v13,
+    unsqueeze_v1,
+    unsqueeze_v13,
+    where,
+)
 from edgefold.fold.ops.spatial import (
     average_pool,
     global_average_pool,
     kept_shape,
     max_pool,
-    pad,
-    resize,
+    pad_v2,
+    pad_v11,
+    pad_v18,
+    resize_v10,
+    resize_v11,
     shape,
     transpose,
+    upsample,
 )
 
-__all__ = ["NodeCtx", "Refusal", "Step", "per_channel", "kept_shape", "LANE_OPS", "RECOGNISERS"]
+__all__ = ["NodeCtx", "Refusal", "Step", "per_channel", "kept_shape", "LANE_OPS", "RECOGNISERS", "recogniser"]
 
 LANE_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Cast", "Identity", "Unsqueeze", "Expand", "Reshape", "Shape",
                       "Where"})
 
-RECOGNISERS: dict[str, Callable[[NodeCtx], Step]] = {
-    "Add": arithmetic, "Sub": arithmetic, "Mul": arithmetic, "Div": arithmetic,
-    "Cast": cast, "Identity": identity, "BatchNormalization": batch_norm,
-    "Concat": concat, "Tile": tile, "Expand": expand, "Gather": gather, "GatherND": gather_nd, "Slice": slice_,
-    "Split": split, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Reshape": reshape,
-    "ScatterElements": scatter_elements, "ScatterND": scatter_nd, "Where": where,
-    "Transpose": transpose, "Shape": shape,
-    "AveragePool": average_pool, "GlobalAveragePool": global_average_pool, "MaxPool": max_pool,
-    "Resize": resize, "Upsample": resize, "Pad": pad,
-    "Conv": conv,
+# op -> {opset the variant applies from: recogniser}; operands that moved from attributes to inputs get a variant
+RECOGNISERS: dict[str, dict[int, Callable[[NodeCtx], Step]]] = {
+    "Add": {1: arithmetic}, "Sub": {1: arithmetic}, "Mul": {1: arithmetic}, "Div": {1: arithmetic},
+    "Cast": {1: cast}, "Identity": {1: identity}, "BatchNormalization": {1: batch_norm},
+    "Concat": {1: concat}, "Tile": {1: tile}, "Expand": {1: expand}, "Gather": {1: gather}, "GatherND": {1: gather_nd},
+    "Slice": {1: slice_v1, 10: slice_v10}, "Split": {1: split},
+    "Squeeze": {1: squeeze_v1, 13: squeeze_v13}, "Unsqueeze": {1: unsqueeze_v1, 13: unsqueeze_v13},
+    "Reshape": {1: reshape}, "ScatterElements": {1: scatter_elements}, "ScatterND": {1: scatter_nd}, "Where": {1: where},
+    "Transpose": {1: transpose}, "Shape": {1: shape},
+    "AveragePool": {1: average_pool}, "GlobalAveragePool": {1: global_average_pool}, "MaxPool": {1: max_pool},
+    "Resize": {10: resize_v10, 11: resize_v11}, "Upsample": {7: upsample}, "Pad": {2: pad_v2, 11: pad_v11, 18: pad_v18},
+    "Conv": {1: conv},
 }
+
+
+def recogniser(op_type: str, opset: int) -> Callable[[NodeCtx], Step] | None:
+    """The variant of ``op_type`` for a model of this opset: the entry with the highest version <= opset."""
+    versions = RECOGNISERS.get(op_type)
+    if not versions:
+        return None
+    since = max((v for v in versions if v <= opset), default=min(versions))
+    return versions[since]

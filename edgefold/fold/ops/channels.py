@@ -198,23 +198,26 @@ def _size_independent(ctx: NodeCtx, i: int, what: str, lin: Lin) -> list[int]:
     return np.asarray(values[0]).astype(np.int64).reshape(-1).tolist()
 
 
-def _slice_params(ctx: NodeCtx, lin: Lin) -> tuple[list[int], list[int], list[int], list[int]]:
-    if ctx.index.opset < 10:
-        a = ctx.attrs
-        starts, ends = list(a["starts"]), list(a["ends"])
-        axes = list(a.get("axes", range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = (_size_independent(ctx, i, what, lin) for i, what in ((1, "starts"), (2, "ends")))
-        axes = ctx.require_const(3, "axes").astype(np.int64).tolist() if ctx.input(3) else list(range(len(starts)))
-        steps = ctx.require_const(4, "steps").astype(np.int64).tolist() if ctx.input(4) else [1] * len(starts)
+def _slice_attrs(ctx: NodeCtx, lin: Lin) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Slice-1: starts, ends and axes are attributes; no steps."""
+    a = ctx.attrs
+    starts, ends = list(a["starts"]), list(a["ends"])
+    axes = list(a.get("axes", range(len(starts))))
+    return starts, ends, [_norm_axis(x, lin.rank) for x in axes], [1] * len(starts)
+
+
+def _slice_inputs(ctx: NodeCtx, lin: Lin) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Slice-10 and later: starts, ends, axes, steps are inputs (starts/ends may be shape computations)."""
+    starts, ends = (_size_independent(ctx, i, what, lin) for i, what in ((1, "starts"), (2, "ends")))
+    axes = ctx.require_const(3, "axes").astype(np.int64).tolist() if ctx.input(3) else list(range(len(starts)))
+    steps = ctx.require_const(4, "steps").astype(np.int64).tolist() if ctx.input(4) else [1] * len(starts)
     return starts, ends, [_norm_axis(x, lin.rank) for x in axes], steps
 
 
-def slice_(ctx: NodeCtx) -> Step:
+def _slice(ctx: NodeCtx, params) -> Step:  # noqa: ANN001 - one of the two readers above
     lin = ctx.only_data_lin()
     out = ctx.single_output(lin)
-    starts, ends, axes, steps = _slice_params(ctx, lin)
+    starts, ends, axes, steps = params(ctx, lin)
     if lin.axis not in axes:
         return _raw(ctx, lin, out)
     if len(axes) != 1:
@@ -223,6 +226,14 @@ def slice_(ctx: NodeCtx) -> Step:
     if rows.size == 0:
         raise ctx.refuse("selects no channel", lin)
     return Step({out: _with(lin, lin.affine.select(rows))})
+
+
+def slice_v1(ctx: NodeCtx) -> Step:
+    return _slice(ctx, _slice_attrs)
+
+
+def slice_v10(ctx: NodeCtx) -> Step:
+    return _slice(ctx, _slice_inputs)
 
 
 def split(ctx: NodeCtx) -> Step:

@@ -22,34 +22,52 @@ def _unlane(lin: Lin) -> Lin:
     return _with(lin, lane=False, rank=lin.rank + 1, frame=frame)
 
 
-def _axes(ctx: NodeCtx, rank: int) -> list[int] | None:
-    """The axes of a Squeeze/Unsqueeze (an attribute before opset 13, an input since), normalised."""
-    if ctx.index.opset < 13:
-        axes = ctx.attrs.get("axes")
-    else:
-        axes = ctx.require_const(1, "axes") if ctx.input(1) else None
-    if axes is None:
-        return None
-    return sorted(_norm_axis(int(a), rank) for a in np.asarray(axes).reshape(-1))
+def _axes_attr(ctx: NodeCtx) -> np.ndarray | None:
+    """Squeeze/Unsqueeze before opset 13: ``axes`` is an attribute."""
+    axes = ctx.attrs.get("axes")
+    return None if axes is None else np.asarray(axes)
 
 
-def unsqueeze(ctx: NodeCtx) -> Step:
+def _axes_input(ctx: NodeCtx) -> np.ndarray | None:
+    """Squeeze/Unsqueeze from opset 13: ``axes`` is an (optional) input."""
+    return ctx.require_const(1, "axes") if ctx.input(1) else None
+
+
+def _normalised(axes: np.ndarray | None, rank: int) -> list[int] | None:
+    return None if axes is None else sorted(_norm_axis(int(a), rank) for a in np.asarray(axes).reshape(-1))
+
+
+def _unsqueeze(ctx: NodeCtx, axes_of) -> Step:  # noqa: ANN001 - _axes_attr or _axes_input
     lin = ctx.only_data_lin()
     out = ctx.single_output(lin)
-    axes = _axes(ctx, lin.rank + 1)
-    if not lin.lane or axes != [lin.axis]:
+    if not lin.lane or _normalised(axes_of(ctx), lin.rank + 1) != [lin.axis]:
         raise ctx.refuse("adds an axis to the normalised tensor; only putting a selected channel back on its "
                          "channel axis is folded", lin)
     return Step({out: _unlane(lin)})
 
 
-def squeeze(ctx: NodeCtx) -> Step:
+def _squeeze(ctx: NodeCtx, axes_of) -> Step:  # noqa: ANN001
     lin = ctx.only_data_lin()
     out = ctx.single_output(lin)
-    axes = _axes(ctx, lin.rank)
-    if lin.lane or axes != [lin.axis] or lin.affine.out_channels != 1:
+    if lin.lane or _normalised(axes_of(ctx), lin.rank) != [lin.axis] or lin.affine.out_channels != 1:
         raise ctx.refuse("removes an axis of the normalised tensor other than a single channel", lin)
     return Step({out: _lane(lin, lin.affine)})
+
+
+def unsqueeze_v1(ctx: NodeCtx) -> Step:
+    return _unsqueeze(ctx, _axes_attr)
+
+
+def unsqueeze_v13(ctx: NodeCtx) -> Step:
+    return _unsqueeze(ctx, _axes_input)
+
+
+def squeeze_v1(ctx: NodeCtx) -> Step:
+    return _squeeze(ctx, _axes_attr)
+
+
+def squeeze_v13(ctx: NodeCtx) -> Step:
+    return _squeeze(ctx, _axes_input)
 
 
 def _resolved(target: np.ndarray, shape: tuple[int, ...], allowzero: bool) -> tuple[int, ...] | None:

@@ -95,7 +95,7 @@ def max_pool(ctx: NodeCtx) -> Step:
     return _raw(ctx, lin, ctx.single_output(lin))
 
 
-def resize(ctx: NodeCtx) -> Step:
+def _resize(ctx: NodeCtx, scale_pos: int, sizes_pos: int | None) -> Step:
     lin = ctx.only_data_lin()
     a = ctx.attrs
     mode = a.get("mode", b"nearest").decode()
@@ -104,10 +104,6 @@ def resize(ctx: NodeCtx) -> Step:
     if mode not in ("nearest", "linear", "bilinear", "cubic"):
         raise ctx.refuse(f"mode {mode} is not a weighted average", lin)
     out = ctx.single_output(lin)
-    if ctx.node.op_type == "Upsample" or ctx.index.opset < 11:
-        scale_pos, sizes_pos = (1, None)
-    else:
-        scale_pos, sizes_pos = (2, 3)
     scales = ctx.const_in(scale_pos) if ctx.input(scale_pos) else None
     axes = a.get("axes")
     full_axes = list(range(lin.rank)) if axes is None else [_norm_axis(x, lin.rank) for x in axes]
@@ -127,18 +123,46 @@ def resize(ctx: NodeCtx) -> Step:
     raise ctx.refuse("has neither constant scales nor constant sizes", lin)
 
 
-def pad(ctx: NodeCtx) -> Step:
+def upsample(ctx: NodeCtx) -> Step:
+    """Upsample (opsets 7-9): scales are input 1."""
+    return _resize(ctx, 1, None)
+
+
+def resize_v10(ctx: NodeCtx) -> Step:
+    """Resize-10: scales are input 1."""
+    return _resize(ctx, 1, None)
+
+
+def resize_v11(ctx: NodeCtx) -> Step:
+    """Resize-11 and later: roi, scales, sizes are inputs 1-3."""
+    return _resize(ctx, 2, 3)
+
+
+def pad_v2(ctx: NodeCtx) -> Step:
+    """Pad-2: pads and value are attributes."""
+    return _pad(ctx, np.asarray(ctx.attrs["pads"]), np.asarray(ctx.attrs.get("value", 0.0)))
+
+
+def pad_v11(ctx: NodeCtx) -> Step:
+    """Pad-11 and later: pads and the constant value are inputs."""
+    pads = ctx.require_const(1, "pads").astype(np.int64).reshape(-1)
+    return _pad(ctx, pads, ctx.const_in(2) if ctx.input(2) else np.asarray(0.0))
+
+
+def pad_v18(ctx: NodeCtx) -> Step:
+    """Pad-18: an optional axes input, which is not folded."""
+    if ctx.input(3):
+        raise ctx.refuse("pads selected axes (axes input) - not supported", ctx.lin_in(0))
+    return pad_v11(ctx)
+
+
+def _pad(ctx: NodeCtx, pads: np.ndarray, value: np.ndarray | None) -> Step:
     lin = ctx.only_data_lin()
     mode = ctx.attrs.get("mode", b"constant").decode()
-    pads = (ctx.require_const(1, "pads").astype(np.int64).reshape(-1) if ctx.index.opset >= 11
-            else np.asarray(ctx.attrs["pads"]))
-    if ctx.index.opset >= 18 and ctx.input(3):
-        raise ctx.refuse("pads selected axes (axes input) - not supported", lin)
     if pads[lin.axis] or pads[lin.axis + lin.rank]:
         raise ctx.refuse("pads the channel axis", lin)
     if mode != "constant":
         return _raw(ctx, lin, ctx.single_output(lin))
-    value = ctx.const_in(2) if ctx.index.opset >= 11 and ctx.input(2) else np.asarray(ctx.attrs.get("value", 0.0))
     if value is None or np.any(np.asarray(value) != 0):
         raise ctx.refuse("pads with a non-zero constant in the normalised domain, which is not a raw pixel value", lin)
     # zero padding (Keras ZeroPadding2D, explicit SAME padding): the same as the conv's own padding
