@@ -304,3 +304,15 @@ def test_a_dynamic_bayer_front_end_at_opset_11_asks_for_a_size(tmp_path, capsys)
     onnx.save(rgb_model("h", "w", opset=11), str(src))
     assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), "--pixel-format", "BayerRG8"]) == 2
     assert "--input-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["BayerRG8", "NV12", "Mono12"])
+def test_bench_times_todays_camera_conversion_against_the_camera_model(fmt, tmp_path, capsys):
+    original = gray_model("concat", dtype=np.float32) if fmt.startswith("Mono") else rgb_model(48, 64)
+    onnx.save(original, str(tmp_path / "orig.onnx"))
+    onnx.save(_fold(original, tmp_path, "--pixel-format", fmt), str(tmp_path / "cam.onnx"))
+    capsys.readouterr()
+    assert main(["bench", str(tmp_path / "cam.onnx"), "--baseline", str(tmp_path / "orig.onnx"), "--frames", "2",
+                 "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline: CPU preprocessing" in out and "baseline / folded" in out, out

@@ -5,13 +5,14 @@ memory."""
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import numpy as np
 
 from edgefold.cli.flags import add_camera_flags, size
-from edgefold.core.contract import InputContract
+from edgefold.core.contract import InputContract, Meta, camera_front_end
 from edgefold.errors import EXIT_OK
 
 
@@ -39,6 +40,29 @@ def _engine_baseline_feed(contract: InputContract, raw_channels: int, options): 
     return declared_feed(plain, raw_channels, options)
 
 
+def _conversion(fmt, channels: int):  # noqa: ANN001, ANN202 - a PixelFormat; returns raw (1, H, W) -> (C, H, W)
+    """What users run today to get the model's pixels from a camera buffer: OpenCV's cvtColor where it is
+    installed (uint8 out, as in their pipelines), else edgefold's float reference of it."""
+    try:
+        import cv2
+    except ImportError:
+        return lambda raw: fmt.reference(raw, channels)
+    if fmt.mosaic and fmt.bits == 8:
+        from edgefold.core.bayer import OPENCV_CODES
+
+        code = getattr(cv2, OPENCV_CODES[fmt.mosaic])
+        return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
+    if fmt.chroma and fmt.yuv == "bt601-limited":
+        from edgefold.core.yuv import OPENCV_CODES as YUV_CODES
+        from edgefold.core.yuv import PACKED
+
+        code = getattr(cv2, YUV_CODES[fmt.chroma])
+        if fmt.chroma in PACKED:
+            return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8).reshape(raw.shape[1], -1, 2), code).transpose(2, 0, 1)
+        return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
+    return lambda raw: fmt.reference(raw, channels)
+
+
 def _stats(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), float(np.percentile(ms, 90))
 
@@ -55,11 +79,14 @@ def run(args: argparse.Namespace) -> int:
     frame_size = engine.contract.static_size() or args.size or (2048, 2448)
     channels = engine.contract.channels
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, frame_size if channels == 1 else (*frame_size, channels)).astype(np.uint8)
+    top = int(engine.contract.pixel_range[1])
+    frame = rng.integers(0, top + 1, frame_size if channels == 1 else (*frame_size, channels))
+    frame = frame.astype(np.uint8 if top <= 255 else np.uint16)
     rows = []
     times: dict[str, list[float]] = {"folded": []}
     stages: dict[str, list[float]] = {"baseline preprocess": [], "baseline model": []}
     baseline = feed = None
+    convert = lambda raw: raw  # noqa: E731 - a camera format replaces it with its conversion
     if args.baseline:
         from edgefold.graph.io import load_model
 
@@ -69,7 +96,14 @@ def run(args: argparse.Namespace) -> int:
             folded_meta = load_model(args.model).metadata_props if args.model.endswith(".onnx") else []
             meta = {p.key: p.value for p in folded_meta}
         options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale)
-        if args.baseline.endswith(".onnx"):
+        if engine.info is not None and engine.info.frontend:
+            meta[Meta.FRONTEND] = json.dumps(engine.info.frontend)
+        camera = camera_front_end(meta)
+        if camera is not None:  # today: the camera's conversion (OpenCV where installed), then the normalisation
+            fmt, inner, sources = camera
+            convert = _conversion(fmt, inner)
+            feed = reference_feed(load_model(args.baseline), {Meta.SOURCE_INPUTS: json.dumps(sources)}, inner, options)
+        elif args.baseline.endswith(".onnx"):
             feed = reference_feed(load_model(args.baseline), meta, channels, options)
         else:  # an engine of the original model: its sidecar contract, the declared preprocessing on the CPU
             feed = _engine_baseline_feed(baseline.contract, channels, options)
@@ -78,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     def run_baseline() -> None:
         t0 = time.perf_counter()
-        x = feed.tensor(raw_chw)  # type: ignore[union-attr]
+        x = feed.tensor(convert(raw_chw))  # type: ignore[union-attr]
         t1 = time.perf_counter()
         baseline.run(x)  # type: ignore[union-attr]
         t2 = time.perf_counter()
@@ -103,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
         run_folded()
         if baseline is not None:
             run_baseline()
-    print(f"{frame_size[0]}x{frame_size[1]} {'gray' if channels == 1 else f'{channels}-channel'} uint8 frames, "
+    fmt = engine.contract.pixel_format
+    kind = fmt.genicam if fmt is not None and (not fmt.per_pixel or fmt.bits > 8) else \
+        ("gray uint8" if channels == 1 else f"{channels}-channel uint8")
+    print(f"{frame_size[0]}x{frame_size[1]} {kind} frames, "
           f"{args.frames} timed after {args.warmup} warm-up, backend {engine.backend_name}")
     print(f"{'pipeline':32s} {'median ms':>10s} {'p90 ms':>10s}")
     rows.append(("folded (raw uint8 in the model)", *_stats(times["folded"])))

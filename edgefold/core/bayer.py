@@ -18,6 +18,9 @@ import numpy as np
 from edgefold.errors import UsageError
 
 COLOURS = "RGB"
+# OpenCV's conversion code for each sensor pattern (its names are shifted: sensor RGGB is BayerBG2RGB)
+OPENCV_CODES = {"RGGB": "COLOR_BayerBG2RGB", "BGGR": "COLOR_BayerRG2RGB", "GRBG": "COLOR_BayerGB2RGB",
+                "GBRG": "COLOR_BayerGR2RGB"}
 
 
 def phase_colours(pattern: str) -> list[str]:

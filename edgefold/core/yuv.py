@@ -37,6 +37,9 @@ def affine(name: str) -> tuple[np.ndarray, np.ndarray]:
     return m, -(m @ np.array([y0, 128.0, 128.0]))
 
 
+# OpenCV's conversion code per layout (its default matrix is bt601-limited)
+OPENCV_CODES = {"NV12": "COLOR_YUV2RGB_NV12", "NV21": "COLOR_YUV2RGB_NV21", "I420": "COLOR_YUV2RGB_I420",
+                "YUYV": "COLOR_YUV2RGB_YUYV", "UYVY": "COLOR_YUV2RGB_UYVY"}
 PACKED = ("YUYV", "UYVY")  # 4:2:2: H x 2W bytes, a pair of pixels in 4 bytes (Y0 U Y1 V, or U Y0 V Y1)
 
 
