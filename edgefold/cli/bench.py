@@ -137,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
         run_folded()
         if baseline is not None:
             run_baseline()
-    fmt = engine.contract.pixel_format
-    kind = fmt.genicam if fmt is not None and (not fmt.per_pixel or fmt.bits > 8) else \
+    shown = engine.contract.pixel_format
+    kind = shown.genicam if shown is not None and (not shown.per_pixel or shown.bits > 8) else \
         ("gray uint8" if channels == 1 else f"{channels}-channel uint8")
     print(f"{frame_size[0]}x{frame_size[1]} {kind} frames, "
           f"{args.frames} timed after {args.warmup} warm-up, backend {engine.backend_name}")
