@@ -118,26 +118,44 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     return out
 
 
+class _Graph:
+    """The nodes and constants of one front end, every name under ``edgefold/FORMAT/``; a constant asked for twice
+    under one name is made once."""
+
+    def __init__(self, fmt: PixelFormat) -> None:
+        self.prefix = f"edgefold/{fmt.genicam}"
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        full = f"{self.prefix}/{name}"
+        self.inits.setdefault(full, numpy_helper.from_array(np.asarray(value), full))
+        return full
+
+    def node(self, op: str, inputs: list[str], name: str, **attrs) -> str:
+        """A node with one output, named as the node."""
+        return self.output(op, inputs, f"{self.prefix}/{name}", name, **attrs)
+
+    def output(self, op: str, inputs: list[str], out: str, name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{self.prefix}/{name}", **attrs))
+        return out
+
+    def result(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+        return self.nodes, list(self.inits.values())
+
+
 def _rescale(src: str, dst: str, fmt: PixelFormat) -> tuple[list, list]:
-    k = f"edgefold/{fmt.genicam}/scale"
-    return ([helper.make_node("Mul", [src, k], [dst], name=f"edgefold/{fmt.genicam}/to_8bit")],
-            [numpy_helper.from_array(np.array(fmt.scale, np.float32), k)])
+    g = _Graph(fmt)
+    g.output("Mul", [src, g.const("scale", np.array(fmt.scale, np.float32))], dst, "to_8bit")
+    return g.result()
 
 
 def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
-    p = f"edgefold/{fmt.genicam}"
     assert fmt.mosaic is not None
+    g = _Graph(fmt)
+    c, node = g.const, g.node
     # 10-16-bit mosaics: the scale to the 8-bit range rides on the demosaic weights
-    inits = [numpy_helper.from_array((phase_conv_weights(fmt.mosaic) * fmt.scale).astype(np.float32), f"{p}/W")]
-    n: list[onnx.NodeProto] = []
-
-    def c(name: str, value: np.ndarray) -> str:  # a constant
-        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
-        return f"{p}/{name}"
-
-    def node(op: str, ins: list[str], name: str, **kw) -> str:  # a node with one output, named as the node
-        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
-        return f"{p}/{name}"
+    weight = c("W", (phase_conv_weights(fmt.mosaic) * fmt.scale).astype(np.float32))
     x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     h, w = shape[2], shape[3]
     static = isinstance(h, int) and isinstance(w, int)
@@ -154,7 +172,7 @@ def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, 
             pads = node("Concat", [c("zeros6", np.zeros(6, np.int64)), odd], "pads", axis=0)
         x = node("Pad", [x, pads], "even")
     x = node("SpaceToDepth", [x], "phases", blocksize=2)
-    x = node("Conv", [x, f"{p}/W"], "demosaic", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    x = node("Conv", [x, weight], "demosaic", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     x = node("DepthToSpace", [x], "rgb_even", blocksize=2, mode="DCR")
     if static:
         if h % 2 or w % 2:
@@ -175,68 +193,51 @@ def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, 
         rows, cols = idx
     # OpenCV's border: the outermost rows and columns are copies of their neighbours
     x = node("Gather", [x, rows], "rows_filled", axis=2)
-    n.append(helper.make_node("Gather", [x, cols], [dst], name=f"{p}/cols_filled", axis=3))
-    unique: dict[str, onnx.TensorProto] = {t.name: t for t in inits}
-    return n, list(unique.values())
+    g.output("Gather", [x, cols], dst, "cols_filled", axis=3)
+    return g.result()
+
+
+def _yuv_to_rgb(g: _Graph, y: str, uv_half: str, scales: list[float], fmt: PixelFormat, dst: str,
+                v_first: bool = False) -> None:
+    """Y (N, 1, H, W) and U, V at reduced resolution (N, 2, ., .): chroma upsampled by ``scales`` (nearest, as
+    OpenCV shares one U, V over the pixels of a block), then the ``--yuv`` matrix as a 1x1 conv."""
+    from edgefold.core.yuv import affine
+
+    # Resize's roi input is required before opset 13: an empty one
+    up = g.node("Resize", [uv_half, g.const("roi", np.zeros(0, np.float32)),
+                           g.const("scales", np.array(scales, np.float32))], "uv_full", mode="nearest",
+                coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    yuv = g.node("Concat", [y, up], "yuv", axis=1)
+    m, b = affine(fmt.yuv)
+    if v_first:  # the chroma channels come as V, U
+        m = m[:, [0, 2, 1]]
+    g.output("Conv", [yuv, g.const("W", m.reshape(3, 3, 1, 1).astype(np.float32)), g.const("B", b.astype(np.float32))],
+             dst, "to_rgb", kernel_shape=[1, 1])
 
 
 def _yuv420(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
-    """(N, 1, 3H/2, W) uint8 -> Y plane, chroma planes upsampled 2x (nearest), one 1x1 conv with the matrix."""
-    from edgefold.core.yuv import affine
-
-    p = f"edgefold/{fmt.genicam}"
-    n: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-
-    def c(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
-        return f"{p}/{name}"
-
-    def node(op: str, ins: list[str], name: str, **kw) -> str:
-        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
-        return f"{p}/{name}"
-
+    """(N, 1, 3H/2, W) uint8 -> Y plane, chroma planes at half resolution -> RGB."""
+    g = _Graph(fmt)
+    c, node = g.const, g.node
     batch = shape[0] if isinstance(shape[0], int) else -1
     h, w = shape[2] * 2 // 3, shape[3]
     x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
-    y = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), c("axis2", np.array([2]))], "y")
-    ch = node("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), f"{p}/axis2"], "chroma")
+    axis2 = c("axis2", np.array([2]))
+    y = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
+    ch = node("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), axis2], "chroma")
     if fmt.chroma == "I420":  # a U plane, then a V plane, each H/2 x W/2
         ch = node("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
     else:  # NV12 / NV21: pairs interleaved along the row
         pairs = node("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
         ch = node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
-    # Resize's roi input is required before opset 13: an empty one
-    up = node("Resize", [ch, c("roi", np.zeros(0, np.float32)), c("scales", np.array([1, 1, 2, 2], np.float32))],
-              "uv_full", mode="nearest",
-              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    yuv = node("Concat", [y, up], "yuv", axis=1)
-    m, b = affine(fmt.yuv)
-    if fmt.chroma == "NV21":  # its chroma channels come as V, U
-        m = m[:, [0, 2, 1]]
-    weight = c("W", m.reshape(3, 3, 1, 1).astype(np.float32))
-    bias = c("B", b.astype(np.float32))
-    n.append(helper.make_node("Conv", [yuv, weight, bias], [dst], name=f"{p}/to_rgb", kernel_shape=[1, 1]))
-    return n, inits
+    _yuv_to_rgb(g, y, ch, [1, 1, 2, 2], fmt, dst, v_first=fmt.chroma == "NV21")
+    return g.result()
 
 
 def _yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
-    """(N, 1, H, 2W) packed YUYV/UYVY -> (Y, chroma) pairs per pixel -> U, V at half width upsampled 2x (nearest)
-    -> the matrix as a 1x1 conv."""
-    from edgefold.core.yuv import affine
-
-    p = f"edgefold/{fmt.genicam}"
-    n: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-
-    def c(name: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), f"{p}/{name}"))
-        return f"{p}/{name}"
-
-    def node(op: str, ins: list[str], name: str, **kw) -> str:
-        n.append(helper.make_node(op, ins, [f"{p}/{name}"], name=f"{p}/{name}", **kw))
-        return f"{p}/{name}"
-
+    """(N, 1, H, 2W) packed YUYV/UYVY -> (Y, chroma) pairs per pixel -> U, V at half width -> RGB."""
+    g = _Graph(fmt)
+    c, node = g.const, g.node
     batch = shape[0] if isinstance(shape[0], int) else -1
     h, w = shape[2], shape[3] // 2
     x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
@@ -246,19 +247,11 @@ def _yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, li
     axis1 = c("axis1", np.array([1]))
     y = node("Slice", [planes, c("y_s", np.array([y_at])), c("y_e", np.array([y_at + 1])), axis1], "y")
     ch = node("Slice", [planes, c("c_s", np.array([c_at])), c("c_e", np.array([c_at + 1])), axis1], "chroma")
-    axis3, step2 = c("axis3", np.array([3])), c("step2", np.array([2]))
-    u = node("Slice", [ch, c("u_s", np.array([0])), c("end", np.array([w])), axis3, step2], "u")
-    v = node("Slice", [ch, c("v_s", np.array([1])), f"{p}/end", axis3, step2], "v")
-    uv = node("Concat", [u, v], "uv", axis=1)
-    up = node("Resize", [uv, c("roi", np.zeros(0, np.float32)), c("scales", np.array([1, 1, 1, 2], np.float32))],
-              "uv_full", mode="nearest",
-              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-    yuv = node("Concat", [y, up], "yuv", axis=1)
-    m, b = affine(fmt.yuv)
-    weight = c("W", m.reshape(3, 3, 1, 1).astype(np.float32))
-    bias = c("B", b.astype(np.float32))
-    n.append(helper.make_node("Conv", [yuv, weight, bias], [dst], name=f"{p}/to_rgb", kernel_shape=[1, 1]))
-    return n, inits
+    axis3, step2, end = c("axis3", np.array([3])), c("step2", np.array([2])), c("end", np.array([w]))
+    u = node("Slice", [ch, c("u_s", np.array([0])), end, axis3, step2], "u")
+    v = node("Slice", [ch, c("v_s", np.array([1])), end, axis3, step2], "v")
+    _yuv_to_rgb(g, y, node("Concat", [u, v], "uv", axis=1), [1, 1, 1, 2], fmt, dst)
+    return g.result()
 
 
 def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
@@ -270,8 +263,7 @@ def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelF
     from edgefold.errors import VerificationFailed
 
     c = contracts_of(model)[0]
-    inner = InputContract.from_json(json.loads(dict((p.key, p.value) for p in model.metadata_props)[Meta.FRONTEND])
-                                    ["folded_contract"])
+    inner = InputContract.from_json(meta_json(model, Meta.FRONTEND)["folded_contract"])
     s_model, s_folded = session(model), session(folded)
     names = [o.name for o in s_model.get_outputs()]
     worst = 0.0
