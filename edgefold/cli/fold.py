@@ -54,7 +54,7 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
         import dataclasses
 
         fmt = dataclasses.replace(fmt, yuv=args.yuv)
-    wanted = "gray" if fmt.order == "gray" else ("rgb" if not fmt.per_pixel else fmt.order)
+    wanted = fmt.fold_order
     if args.channels not in (None, wanted):
         raise UsageError(f"--pixel-format {fmt.genicam} is a {wanted} camera; drop --{args.channels}")
     args.channels = wanted
@@ -69,26 +69,15 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
 def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
     """The pixel-format front end before the folded model, checked against the float reference conversion."""
     from edgefold.core.contract import contracts_of
-    from edgefold.frontend.pixels import DEMOSAIC_MACS_PER_PIXEL, attach, check_front_end
+    from edgefold.frontend.pixels import attach, check_front_end, describe
 
     model = attach(folded, fmt)
-    c = contracts_of(folded)[0]
-    size = c.static_size()
+    size = contracts_of(folded)[0].static_size()
     sizes = [size] if size else list(options.verify_sizes or [(67, 93), (128, 160)])
-    if fmt.mosaic:
-        what = (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
-                f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
-                f"folded stem")
-    elif fmt.chroma:
-        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
-        what = (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
-                f"a 1x1 conv, 9 MACs a pixel before the folded stem; unclipped (OpenCV clips out-of-gamut values)")
-    else:
-        what = f"x * 255/{int(fmt.max_value)} on the float32 input"
     if not options.verify:
-        return model, f"pixel format {fmt.genicam}: {what}; not verified (--no-verify)"
+        return model, f"pixel format {fmt.genicam}: {describe(fmt)}; not verified (--no-verify)"
     worst = check_front_end(model, folded, fmt, sizes)
-    return model, (f"pixel format {fmt.genicam}: {what}; verified against the float reference on "
+    return model, (f"pixel format {fmt.genicam}: {describe(fmt)}; verified against the float reference on "
                    f"{', '.join(f'{h}x{w}' for h, w in sizes)}: max error {worst:.2g} of max |output|")
 
 

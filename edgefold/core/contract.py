@@ -118,6 +118,14 @@ class PixelFormat:
         return self.mosaic is None and self.chroma is None
 
     @property
+    def fold_order(self) -> str:
+        """The camera flag the model is folded for: gray for Mono, the format's own order for RGB8/BGR8, and RGB
+        for the colour formats a front end converts (Bayer, YUV)."""
+        if self.order == "gray":
+            return "gray"
+        return self.order if self.per_pixel else "rgb"
+
+    @property
     def model_channels(self) -> int | None:
         return 3 if (self.mosaic or self.chroma) else None
 

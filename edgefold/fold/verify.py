@@ -81,12 +81,6 @@ class Reference:
     folded_feeds: list[dict[str, np.ndarray]]
 
 
-def verify_fold(original: onnx.ModelProto, folded: onnx.ModelProto, chains: tuple[ChainPlan, ...],
-                sizes: tuple[tuple[int, int], ...] | None, rtol: float, atol: float) -> Verification:
-    """Run both models on the same raw frames; every folded input gets frames of its own contract."""
-    return check_folded(folded, run_reference(original, chains, sizes), rtol, atol)
-
-
 def run_reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
                   sizes: tuple[tuple[int, int], ...] | None) -> Reference:
     failure: BaseException | None = None

@@ -36,6 +36,20 @@ def macs_per_pixel(fmt: PixelFormat) -> int:
     return DEMOSAIC_MACS_PER_PIXEL if fmt.mosaic else (YUV_MACS_PER_PIXEL if fmt.chroma else 0)
 
 
+def describe(fmt: PixelFormat) -> str:
+    """The form a format's front end takes in the engine, and what it costs, for the fold's summary."""
+    if fmt.mosaic:
+        return (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
+                f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
+                f"folded stem")
+    if fmt.chroma:
+        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
+        return (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
+                f"a 1x1 conv, {YUV_MACS_PER_PIXEL} MACs a pixel before the folded stem; unclipped (OpenCV clips "
+                f"out-of-gamut values)")
+    return f"x * 255/{int(fmt.max_value)} on the float32 input"
+
+
 def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     """The folded model (float32 input in the 8-bit pixel range) with ``fmt``'s front end before it."""
     contracts = contracts_of(folded)
