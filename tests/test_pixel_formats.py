@@ -138,6 +138,13 @@ def test_formats_that_are_not_folded_are_refused_by_name(name, words):
         pixel_format(name)
 
 
+def _camera_pair(fmt: str, tmp_path) -> None:  # noqa: ANN001
+    """orig.onnx (gray for Mono formats, RGB otherwise) and cam.onnx, folded for ``fmt``."""
+    original = gray_model("concat", dtype=np.float32) if fmt.startswith("Mono") else rgb_model(48, 64)
+    onnx.save(original, str(tmp_path / "orig.onnx"))
+    onnx.save(_fold(original, tmp_path, "--pixel-format", fmt), str(tmp_path / "cam.onnx"))
+
+
 def test_a_mosaic_needs_a_colour_model(tmp_path, capsys):
     src = tmp_path / "gray.onnx"
     onnx.save(gray_model("concat", dtype=np.float32), str(src))
@@ -148,9 +155,7 @@ def test_a_mosaic_needs_a_colour_model(tmp_path, capsys):
 @pytest.mark.parametrize("fmt", ["BayerGB8", "NV12", "Mono12"])
 def test_compare_feeds_the_reference_the_float_conversion_of_the_same_camera_buffer(fmt, tmp_path, capsys):
     """compare: the candidate gets raw camera buffers, the original their conversion (OpenCV's, in float)."""
-    original = gray_model("concat", dtype=np.float32) if fmt.startswith("Mono") else rgb_model(48, 64)
-    onnx.save(original, str(tmp_path / "orig.onnx"))
-    onnx.save(_fold(original, tmp_path, "--pixel-format", fmt), str(tmp_path / "cam.onnx"))
+    _camera_pair(fmt, tmp_path)
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "orig.onnx"), str(tmp_path / "cam.onnx")]) == 0
     assert "PASS" in capsys.readouterr().out
@@ -308,9 +313,7 @@ def test_a_dynamic_bayer_front_end_at_opset_11_asks_for_a_size(tmp_path, capsys)
 
 @pytest.mark.parametrize("fmt", ["BayerRG8", "NV12", "Mono12"])
 def test_bench_times_todays_camera_conversion_against_the_camera_model(fmt, tmp_path, capsys):
-    original = gray_model("concat", dtype=np.float32) if fmt.startswith("Mono") else rgb_model(48, 64)
-    onnx.save(original, str(tmp_path / "orig.onnx"))
-    onnx.save(_fold(original, tmp_path, "--pixel-format", fmt), str(tmp_path / "cam.onnx"))
+    _camera_pair(fmt, tmp_path)
     capsys.readouterr()
     assert main(["bench", str(tmp_path / "cam.onnx"), "--baseline", str(tmp_path / "orig.onnx"), "--frames", "2",
                  "--warmup", "1"]) == 0
