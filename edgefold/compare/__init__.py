@@ -192,15 +192,12 @@ def _run_onnx(run, role: str, path: str) -> list[dict]:  # noqa: ANN001 - a thun
 
     try:
         return run()
-    except (PolygraphyException, RuntimeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors have no common base we can import
+        ours = isinstance(err, (PolygraphyException, RuntimeError, ValueError))
+        if not ours and not type(err).__module__.startswith("onnxruntime"):
+            raise
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise UsageError(f"{role} {path}: onnxruntime cannot run it ({first}); compare needs models it runs") from None
-    except Exception as err:  # noqa: BLE001 - onnxruntime's pybind errors have no common base we can import
-        if type(err).__module__.startswith("onnxruntime"):
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise UsageError(f"{role} {path}: onnxruntime cannot run it ({first}); compare needs models it "
-                             f"runs") from None
-        raise
 
 
 def _check_finite(results: list[dict], frames: list[str], role: str, path: str) -> None:
