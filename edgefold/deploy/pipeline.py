@@ -21,7 +21,7 @@ from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
 from edgefold.compare.tolerance import Tolerance, tolerance_for
-from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, Sidecar, pixel_format
+from edgefold.core.contract import SIDECAR_VERSION, InputContract, Meta, PixelFormat, Sidecar, pixel_format, read_meta
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.jsonable import plain
 from edgefold.core.metrics import OutputStats
@@ -198,10 +198,6 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
-def _meta(model: onnx.ModelProto) -> dict:
-    return {p.key: p.value for p in model.metadata_props if p.key.startswith("edgefold.")}
-
-
 def _upgrade_opset(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> onnx.ModelProto:
     """Per-channel Q/DQ needs opset 13: convert, and prove the converted model equal in onnxruntime."""
     if opset_of(model) >= MIN_QDQ_OPSET:
@@ -292,7 +288,7 @@ class Prepared:
 
 def prepare(model_path: str, options: BuildOptions) -> Prepared:
     original = load_model(model_path)
-    folded_here = options.fold and Meta.FOLDED_CONVS not in _meta(original)
+    folded_here = options.fold and Meta.FOLDED_CONVS not in read_meta(original)
     fp32 = _fold(original, options, 0.0) if folded_here else original
     feed, _, pixel_max = candidate_feed(fp32, model_path)
     if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
@@ -552,7 +548,7 @@ def _sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: En
              held_out: CalibSet, fp32: onnx.ModelProto) -> dict:
     from edgefold.version import __version__
 
-    meta = _meta(chosen.model)
+    meta = read_meta(chosen.model)
     outputs = [{"name": o.name, "dtype": np.dtype(onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)).name,
                 "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                           for d in o.type.tensor_type.shape.dim]} for o in chosen.model.graph.output]

@@ -11,13 +11,12 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
-from edgefold.core.contract import Meta
+from edgefold.core.contract import Meta, meta_json
 from edgefold.graph.index import GraphIndex, attrs
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish",
@@ -148,7 +147,6 @@ def inventory(model: onnx.ModelProto) -> Inventory:
     layers = tuple(count_layer(index, n) for n in index.nodes if n.op_type != "Constant")
     inputs = tuple((vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name,
                     tuple(index.shapes.get(vi.name, []))) for vi in index.real_inputs)
-    meta = {p.key: p.value for p in model.metadata_props}
-    folded = json.loads(meta.get(Meta.FOLDED_CONVS, "[]"))
+    folded = meta_json(model, Meta.FOLDED_CONVS, [])
     first = folded[0] if folded else next((n.name for n in index.nodes if n.op_type == "Conv"), None)
     return Inventory(layers, inputs, first)

@@ -25,10 +25,6 @@ from edgefold.graph.io import is_large, model_bytes_or_path
 from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
 
-def _meta(model: onnx.ModelProto, key: str, default):
-    return meta_json(model, key, default)
-
-
 @contextlib.contextmanager
 def _quiet_quantizer():
     """onnxruntime's calibrator prints progress to stdout and warns through the root logger; the CLI shows
@@ -65,14 +61,14 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
     if opset < 13:
         raise UsageError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
     model = weights_as_initializers(model)  # per-channel scales whatever the weights' storage
-    first_convs = _meta(model, Meta.FOLDED_CONVS, [])
+    first_convs = meta_json(model, Meta.FOLDED_CONVS, [])
     exclude = helper_nodes(model)
     overrides = {}
     if strategy == "float-first":
         exclude += first_convs
     elif strategy == "recentre":
-        raw = _meta(model, Meta.RAW_TENSORS, [])
-        offsets = _meta(model, Meta.RAW_OFFSET, [])
+        raw = meta_json(model, Meta.RAW_TENSORS, [])
+        offsets = meta_json(model, Meta.RAW_OFFSET, [])
         if not raw or not offsets or offsets[0] != -128:
             raise UsageError("recentre needs a model folded with raw_offset=-128")
         overrides = {raw[0]: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}]}
