@@ -19,17 +19,23 @@ from edgefold.errors import UsageError
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def is_large(model: onnx.ModelProto) -> bool:
+def is_large(model: onnx.ModelProto, payload: int | None = None) -> bool:
     """Whether a model is too large for one protobuf (external data needed). ``ByteSize()`` walks the whole
     message (0.15 s for a 100 MB model, called at every save and session); the tensors' payload is the
     size that matters, plus a generous allowance for the graph structure."""
+    payload = tensor_payload(model) if payload is None else payload
+    structure = 256 * sum(1 for _ in _all_nodes(model.graph))
+    return payload + structure >= EXTERNAL_DATA_THRESHOLD
+
+
+def tensor_payload(model: onnx.ModelProto) -> int:
+    """Bytes of tensor data a model holds (initializers, attributes, subgraphs, functions)."""
     payload = 0
     for t in _all_tensors(model):
         payload += len(t.raw_data) + 8 * (len(t.float_data) + len(t.int32_data) + len(t.int64_data)
                                           + len(t.double_data) + len(t.uint64_data))
         payload += sum(len(x) for x in t.string_data)
-    structure = 256 * sum(1 for _ in _all_nodes(model.graph))
-    return payload + structure >= EXTERNAL_DATA_THRESHOLD
+    return payload
 
 
 def _all_nodes(graph: onnx.GraphProto):
@@ -247,15 +253,12 @@ MAP_THRESHOLD = 32 << 20
 def model_bytes_or_path(model: onnx.ModelProto, tmp_dir: str) -> str | bytes:
     """What onnxruntime loads: bytes for small models, a file with external data (mapped, not copied) for
     larger ones and for models over 2 GB."""
-    if not is_large(model) and _payload(model) < MAP_THRESHOLD:
+    payload = tensor_payload(model)  # one pass over the weights for both decisions
+    if not is_large(model, payload) and payload < MAP_THRESHOLD:
         return model.SerializeToString()
     path = Path(tmp_dir) / "model.onnx"
     save_external(model, path, "model.onnx.data")
     return str(path)
-
-
-def _payload(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
 def save_external(model: onnx.ModelProto, path: Path, data_name: str, threshold: int = 1024) -> None:
