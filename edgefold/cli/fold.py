@@ -81,20 +81,8 @@ def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
                    f"{', '.join(f'{h}x{w}' for h, w in sizes)}: max error {worst:.2g} of max |output|")
 
 
-def _fold_for(model: str, options: FoldOptions, fmt):  # noqa: ANN001, ANN202
-    from edgefold.errors import UsageError
-    from edgefold.fold import fold
-
-    try:
-        return fold(model, options)
-    except UsageError as err:
-        if fmt is not None and fmt.mosaic and "--rgb needs 3" in str(err):
-            raise UsageError(f"--pixel-format {fmt.genicam} feeds a 3-channel colour model; "
-                             f"{str(err).split(';')[0]} (for a gray model use Mono8/10/12/16)") from None
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
+    from edgefold.fold import fold
     from edgefold.graph.outputs import RunOutputs
 
     fmt = _camera_format(args)
@@ -102,14 +90,15 @@ def run(args: argparse.Namespace) -> int:
                           compose=args.compose,
                           input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
                           input_size=args.input_size, verify=not args.no_verify,
-                          verify_sizes=tuple(args.verify_size) if args.verify_size else None)
+                          verify_sizes=tuple(args.verify_size) if args.verify_size else None,
+                          camera=fmt.genicam if fmt is not None else None)
     outputs = RunOutputs()
     outputs.protect_model(args.model)
     outputs.claim_model(args.output, "-o")
     outputs.claim(args.report, "--report")
     with outputs:
         try:
-            folded, report = _fold_for(args.model, options, fmt)
+            folded, report = fold(args.model, options)
             if fmt is not None:
                 folded, front = _attach(folded, fmt, options)
         except VerificationFailed as err:

@@ -229,7 +229,8 @@ def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -
         fold_options = dataclasses.replace(fold_options, input_size=(static[0].opt[h_axis], static[0].opt[w_axis]))
     fmt = _camera_format(options)
     if fmt is not None:  # the model folds for float32 pixels in the 8-bit range; the camera's front end goes before
-        fold_options = dataclasses.replace(fold_options, input_dtype="float32", channels=fmt.fold_order)
+        fold_options = dataclasses.replace(fold_options, input_dtype="float32", channels=fmt.fold_order,
+                                           camera=fmt.genicam)
     folded, _ = fold(original, dataclasses.replace(fold_options, raw_offset=raw_offset))
     if fmt is not None:
         from edgefold.frontend.pixels import attach

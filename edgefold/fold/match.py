@@ -148,6 +148,9 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
                          f"export the model with a static channel dimension")
     order = options.channels
     if order in ("rgb", "bgr") and channels != 3:
+        if options.camera:
+            raise UsageError(f"--pixel-format {options.camera} feeds a 3-channel colour model; input '{name}' has "
+                             f"{channels} channels (for a gray model use Mono8/10/12/16)")
         raise UsageError(f"input '{name}' has {channels} channels; --{order} needs 3")
     raw_channels = 1 if order == "gray" else channels
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:

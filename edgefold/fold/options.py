@@ -22,6 +22,7 @@ class FoldOptions:
     input_name: str | None = None  # None keeps the original name
     border: str = "exact"  # "exact" | "approx"
     input_size: tuple[int, int] | None = None  # fix H, W of a dynamic model before folding
+    camera: str | None = None  # the --pixel-format a front end will add after this fold (named in messages)
     # the folded convs read raw + raw_offset (an explicit Add kept in the graph); INT8 builds use -128 so a
     # symmetric int8 tensor with scale 1.0 holds every 0..255 pixel exactly
     raw_offset: float = 0.0
