@@ -283,3 +283,14 @@ def test_no_fold_sidecar_carries_a_full_contract_that_engine_reads(demo_path, tm
     assert contract.channels == 1 and contract.layout == "NCHW" and contract.dtype == "uint8"
     frame = np.zeros(contract.shape[2:], np.uint8)
     assert contract.arrange(frame).shape == tuple(contract.shape)
+
+
+def test_a_rebuild_for_deepstream_does_not_reuse_the_uint8_prepared_model(demo_path, photos, tmp_path):
+    """--deepstream changes the engine's input (float32 raw pixels); the calibration cache must not hand back
+    the uint8-input model of the previous build with the same frames."""
+    out = tmp_path / "demo.int8.engine"
+    args = ["build", str(demo_path), "--int8", "--calib", str(photos), "-o", str(out), "--no-engine"]
+    assert main(args) == 0
+    assert main([*args, "--deepstream"]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["reused_calibration"] is False and side["input_contract"]["dtype"] == "float32"

@@ -496,7 +496,8 @@ def _cache_key(model_path: str, options: BuildOptions, calib: CalibSet) -> str:
     """What the prepared model depends on: the source, the preparation options (the floor and the search
     decide which layers stay in FP16) and the frames."""
     relevant = {k: getattr(options, k) for k in ("precision", "calib_method", "int8_strategy", "fold", "fp16_flag",
-                                                 "accuracy_floor", "mixed_precision", "search_budget_s")}
+                                                 "accuracy_floor", "mixed_precision", "search_budget_s",
+                                                 "pixel_format", "deepstream")}  # both change the model's input
     relevant["fold_options"] = repr(options.fold_options)
     relevant["shapes"] = repr(options.shapes)
     blob = json.dumps([_sha256(model_path), relevant, calib.digest()], sort_keys=True, default=str)
