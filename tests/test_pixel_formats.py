@@ -267,6 +267,71 @@ def test_packed_422_folds_exactly_and_its_reference_is_opencv(fmt, code, tmp_pat
     assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
 
 
+def _yuv_frame(fmt: str, h: int, w: int, seed: int) -> np.ndarray:
+    """A camera buffer of a photo: 4:2:0 through OpenCV's encoder, 4:2:2 packed from its YUV (full-range
+    chroma swings, so the border taps see real colour)."""
+    chroma = pixel_format(fmt).chroma
+    rgb = photo(h, w, seed)
+    if chroma not in ("YUYV", "UYVY"):
+        return yuv_buffer(rgb, chroma)
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV).astype(np.uint8)
+    y, u, v = yuv[..., 0], yuv[:, 0::2, 1], yuv[:, 0::2, 2]
+    quad = np.stack([y[:, 0::2], u, y[:, 1::2], v] if chroma == "YUYV" else [u, y[:, 0::2], v, y[:, 1::2]], -1)
+    return quad.reshape(h, 2 * w)
+
+
+@pytest.mark.parametrize("fmt", ["NV12", "NV21", "I420", "YUV422_8", "YUV422_8_UYVY"])
+@pytest.mark.parametrize("k, stride, pad", [(7, 2, 3), (3, 2, 1), (5, 2, 0), (4, 2, (2, 1, 1, 2)), (3, 4, 1),
+                                            (3, 1, 1), (5, 3, 2)])
+def test_yuv_is_composed_into_an_even_stride_stem_exactly_borders_included(fmt, k, stride, pad, tmp_path):
+    """An even-stride stem becomes a conv on Y plus a conv on the chroma planes (no RGB frame in the engine);
+    exact against "convert in float, run the original" everywhere; odd strides keep the front end, also exact."""
+    from edgefold.core.contract import Meta, meta_json
+    from edgefold.core.yuv import to_rgb
+
+    h, w = 60, 84
+    original = rgb_model(h, w, k, stride, pad)
+    camera = _fold(original, tmp_path, "--pixel-format", fmt, "--yuv", "bt709-full" if stride == 4 else "bt601-limited")
+    frontend = meta_json(camera, Meta.FRONTEND)
+    composed = stride % 2 == 0
+    assert frontend["form"] == ("composed" if composed else "front end"), frontend
+    ops = [n.op_type for n in camera.graph.node]
+    assert ("Resize" not in ops) == composed  # no upsampled chroma, no RGB frame
+    if composed:
+        assert meta_json(camera, Meta.FOLDED_CONVS) == ["stem/luma", "stem/chroma"]
+        macs, rgb_macs = frontend["macs_per_output"]["stem"]
+        assert rgb_macs == 3 * k * k and macs < rgb_macs
+    else:
+        assert "odd strides" in frontend["not_composed"]
+    for seed in range(2):
+        buf = _yuv_frame(fmt, h, w, seed)
+        ref_rgb = to_rgb(buf, pixel_format(fmt).chroma, frontend["yuv"])
+        ref = run(original, {"image": ref_rgb[None].astype(np.float32)})[0]
+        got = run(camera, {"image": buf[None, None]})[0]
+        assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
+
+
+def test_yuv_keeps_the_front_end_when_the_frame_feeds_an_odd_stride_conv_too(tmp_path):
+    """Two convs read the frame, one of stride 1: the composition is all or nothing, and says why not."""
+    from edgefold.core.contract import Meta, meta_json
+    from edgefold.core.yuv import to_rgb
+
+    b = ModelBuilder(seed=4)
+    x = b.input("image", [1, 3, 32, 48])
+    x = b.op("Div", [b.op("Sub", [b.op("Div", [x, b.const(np.float32(255))]),
+                                  b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))]), b.const(IMAGENET_STD.reshape(1, 3, 1, 1))])
+    a = b.conv(x, 3, 4, k=3, stride=2, name="down")
+    c = b.op("MaxPool", [b.conv(x, 3, 4, k=3, stride=1, name="full")], kernel_shape=[2, 2], strides=[2, 2])
+    original = b.model([b.op("Add", [a, c])])
+    camera = _fold(original, tmp_path, "--pixel-format", "NV12")
+    frontend = meta_json(camera, Meta.FRONTEND)
+    assert frontend["form"] == "front end" and "'full'" in frontend["not_composed"]
+    buf = _yuv_frame("NV12", 32, 48, 0)
+    ref = run(original, {"image": to_rgb(buf, "NV12", "bt601-limited")[None].astype(np.float32)})[0]
+    got = run(camera, {"image": buf[None, None]})[0]
+    assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max()
+
+
 @pytest.mark.parametrize("fmt, pattern, bits", [("BayerRG12", "RGGB", 12), ("BayerGB16", "GBRG", 16)])
 def test_high_bit_depth_bayer_folds_exactly_and_opencv_agrees_on_16_bit(fmt, pattern, bits, tmp_path):
     h, w = 61, 84

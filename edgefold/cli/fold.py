@@ -75,9 +75,9 @@ def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
     size = contracts_of(folded)[0].static_size()
     sizes = [size] if size else list(options.verify_sizes or [(67, 93), (128, 160)])
     if not options.verify:
-        return model, f"pixel format {fmt.genicam}: {describe(fmt)}; not verified (--no-verify)"
+        return model, f"pixel format {fmt.genicam}: {describe(model)}; not verified (--no-verify)"
     worst = check_front_end(model, folded, fmt, sizes)
-    return model, (f"pixel format {fmt.genicam}: {describe(fmt)}; verified against the float reference on "
+    return model, (f"pixel format {fmt.genicam}: {describe(model)}; verified against the float reference on "
                    f"{', '.join(f'{h}x{w}' for h, w in sizes)}: max error {worst:.2g} of max |output|")
 
 

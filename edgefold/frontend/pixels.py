@@ -11,6 +11,7 @@ costs 108 MACs a pixel on top of the folded stem (reported).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -24,6 +25,7 @@ from edgefold.core.contract import (
     contracts_of,
     helper_nodes,
     meta_json,
+    pixel_format,
     write_meta,
 )
 from edgefold.errors import UsageError
@@ -36,16 +38,26 @@ def macs_per_pixel(fmt: PixelFormat) -> int:
     return DEMOSAIC_MACS_PER_PIXEL if fmt.mosaic else (YUV_MACS_PER_PIXEL if fmt.chroma else 0)
 
 
-def describe(fmt: PixelFormat) -> str:
-    """The form a format's front end takes in the engine, and what it costs, for the fold's summary."""
+def describe(model: onnx.ModelProto) -> str:
+    """The form the pixel-format front end of ``model`` (made by ``attach``) takes in the engine, and its cost."""
+    fe = meta_json(model, Meta.FRONTEND, {})
+    fmt = pixel_format(fe["format"])
+    if fe.get("form") == "composed":
+        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
+        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
+        return (f"{fmt.chroma} buffer ({layout} uint8) composed into the stem: a conv on Y at full resolution plus a "
+                f"conv on the centred chroma planes at theirs, {fe['yuv']} matrix in the weights; no RGB frame in "
+                f"the engine; MACs per output and channel {macs}; unclipped (OpenCV "
+                f"clips out-of-gamut values)")
+    why = f" (not composed into the stem: {fe['not_composed']})" if fe.get("not_composed") else ""
     if fmt.mosaic:
         return (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
                 f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
-                f"folded stem")
+                f"folded stem{why}")
     if fmt.chroma:
         layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
-        return (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fmt.yuv} matrix as "
-                f"a 1x1 conv, {YUV_MACS_PER_PIXEL} MACs a pixel before the folded stem; unclipped (OpenCV clips "
+        return (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fe['yuv']} matrix as "
+                f"a 1x1 conv, {YUV_MACS_PER_PIXEL} MACs a pixel before the folded stem{why}; unclipped (OpenCV clips "
                 f"out-of-gamut values)")
     return f"x * 255/{int(fmt.max_value)} on the float32 input"
 
@@ -102,18 +114,38 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
-    if fmt.mosaic:
-        nodes, inits = _demosaic(c.name, inner, fmt, shape)
-    elif fmt.chroma in ("YUYV", "UYVY"):
-        nodes, inits = _yuv422(c.name, inner, fmt, shape)
-    elif fmt.chroma:
-        nodes, inits = _yuv420(c.name, inner, fmt, shape)
+    composed = _compose_yuv(g, inner, c.name, fmt, shape, set(helper_nodes(folded))) if fmt.chroma else None
+    folded_convs = meta_json(folded, Meta.FOLDED_CONVS, [])
+    if isinstance(composed, _Composed):
+        nodes, inits = composed.front
+        for node in g.node:  # the helpers that read only the frame's size and channel 0 get the Y plane
+            for i, name in enumerate(node.input):
+                if name == inner:
+                    node.input[i] = composed.luma
+        old = [n for n in g.node if n.name not in composed.stems]
+        new_convs = [m.name for n in composed.stems.values() for m in n if m.op_type == "Conv"]
+        folded_convs = [x for x in folded_convs if x not in composed.stems] + new_convs
+        stem_nodes = [m for n in composed.stems.values() for m in n]
+        form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
+                                   "stems": sorted(composed.stems)}
     else:
-        nodes, inits = _rescale(c.name, inner, fmt)
-    old = list(g.node)
+        if fmt.mosaic:
+            nodes, inits = _demosaic(c.name, inner, fmt, shape)
+        elif fmt.chroma in ("YUYV", "UYVY"):
+            nodes, inits = _yuv422(c.name, inner, fmt, shape)
+        elif fmt.chroma:
+            nodes, inits = _yuv420(c.name, inner, fmt, shape)
+        else:
+            nodes, inits = _rescale(c.name, inner, fmt)
+        old, stem_nodes = list(g.node), []
+        form = {"form": "front end", "macs_per_pixel": macs_per_pixel(fmt)}
+        if isinstance(composed, str):
+            form["not_composed"] = composed
     del g.node[:]
-    g.node.extend(nodes + old)
+    g.node.extend(nodes + stem_nodes + old)
     g.initializer.extend(inits)
+    if isinstance(composed, _Composed):
+        _drop_unused(g, {i for n in composed.stems for i in composed.weights[n]})
     contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
                              channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
                              pixel_range=(0.0, fmt.max_value))
@@ -121,15 +153,128 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         Meta.INPUT_CONTRACTS: json.dumps([contract.to_json()]),
         Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
         Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes]),
+        Meta.FOLDED_CONVS: json.dumps(folded_convs),
         Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
                                    "mosaic": fmt.mosaic, "chroma": fmt.chroma,
                                    "yuv": fmt.yuv if fmt.chroma else None, "folded_contract": c.to_json(),
                                    # how the original receives the converted (8-bit range) frame: compare uses it
-                                   "source_inputs": meta_json(folded, Meta.SOURCE_INPUTS, []),
-                                   "macs_per_pixel": macs_per_pixel(fmt)}),
+                                   "source_inputs": meta_json(folded, Meta.SOURCE_INPUTS, []), **form}),
     })
     onnx.checker.check_model(out)
     return out
+
+
+@dataclass
+class _Composed:
+    """A YUV buffer composed into the stem convs: the planes (``front``), and each stem conv's replacement."""
+
+    front: tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
+    luma: str  # the Y plane in float, uncentred: what the size-only helpers read instead of the RGB frame
+    stems: dict[str, list[onnx.NodeProto]]  # stem conv name -> (luma conv, chroma conv, Add)
+    weights: dict[str, list[str]]  # stem conv name -> the initialisers it read
+    macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
+
+
+def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
+                 helpers: set[str]) -> _Composed | str:
+    """The stem convs reading the RGB ``frame`` split into a luma and a chroma conv (frontend/compose.py), or why
+    not (then the front end converts the whole frame first)."""
+    from edgefold.core.yuv import PACKED, matrix
+    from edgefold.frontend.compose import ChromaStem, plan
+
+    inits = {t.name: t for t in g.initializer}
+    packed = fmt.chroma in PACKED
+    h, w = (shape[2], shape[3] // 2) if packed else (shape[2] * 2 // 3, shape[3])
+    y0, m = matrix(fmt.yuv)
+    if fmt.chroma == "NV21":  # chroma channels come as V, U
+        m = m[:, [0, 2, 1]]
+    factors = (1, 2) if packed else (2, 2)
+    plans: dict[str, tuple[onnx.NodeProto, ChromaStem]] = {}
+    for node in g.node:
+        if frame not in node.input:
+            continue
+        if node.name in helpers and _reads_channel0(node, inits):
+            continue
+        if node.op_type != "Conv" or list(node.input).index(frame) != 0 or frame in node.input[1:]:
+            return f"'{node.name}' ({node.op_type}) reads the converted frame, not only a stem conv"
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        weight = inits.get(node.input[1])
+        if (weight is None or a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1]))
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or len(weight.dims) != 4):
+            return f"stem conv '{node.name}' is grouped, dilated, auto-padded or has a computed weight"
+        k = list(weight.dims[2:])
+        strides, pads = tuple(a.get("strides", [1, 1])), tuple(a.get("pads", [0, 0, 0, 0]))
+        out = tuple((n + pads[i] + pads[i + 2] - k[i]) // strides[i] + 1 for i, n in enumerate((h, w)))
+        found = plan(numpy_helper.to_array(weight), strides, pads, (h, w), out, factors, m)
+        if found is None:
+            return f"stem conv '{node.name}' has stride {strides[0]}x{strides[1]}: odd strides see both chroma phases"
+        plans[node.name] = (node, found)
+    if not plans:
+        return "no conv reads the converted frame"
+    fr = _Graph(fmt)
+    c, nd = fr.const, fr.node
+    x = nd("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    batch = shape[0] if isinstance(shape[0], int) else -1
+    if packed:  # (N, 1, H, 2W): Y at every other byte, U and V at every fourth
+        y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
+        axis3, end = c("axis3", np.array([3])), c("end", np.array([2 * w]))
+        luma = nd("Slice", [x, c("y_s", np.array([y_at])), end, axis3, c("step2", np.array([2]))], "y")
+        u = nd("Slice", [x, c("u_s", np.array([c_at])), end, axis3, c("step4", np.array([4]))], "u")
+        v = nd("Slice", [x, c("v_s", np.array([c_at + 2])), end, axis3, c("step4", np.array([4]))], "v")
+        chroma = nd("Concat", [u, v], "uv", axis=1)
+    else:
+        axis2 = c("axis2", np.array([2]))
+        luma = nd("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
+        ch = nd("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), axis2], "chroma")
+        if fmt.chroma == "I420":
+            chroma = nd("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
+        else:
+            pairs = nd("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
+            chroma = nd("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
+    centred_y = nd("Sub", [luma, c("y0", np.array(y0, np.float32))], "y_centred") if y0 else luma
+    centred_c = nd("Sub", [chroma, c("c0", np.array(128.0, np.float32))], "uv_centred")
+    stems: dict[str, list[onnx.NodeProto]] = {}
+    for name, (node, p) in plans.items():
+        st = _Graph(fmt)
+        st.prefix = name
+        cc = centred_c
+        keep = [p.rows.keep, p.cols.keep]
+        if any(k is not None for k in keep):
+            ends = [k if k is not None else np.iinfo(np.int64).max for k in keep]
+            cc = st.node("Slice", [cc, st.const("chroma_start", np.zeros(2, np.int64)),
+                                   st.const("chroma_end", np.array(ends, np.int64)),
+                                   st.const("chroma_axes", np.array([2, 3], np.int64))], "chroma_crop")
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        luma_in = [centred_y, st.const("luma_W", p.luma)] + list(node.input[2:3])
+        yo = st.node("Conv", luma_in, "luma", kernel_shape=list(p.luma.shape[2:]),
+                     strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0, 0, 0, 0])))
+        co = st.node("Conv", [cc, st.const("chroma_W", p.chroma)], "chroma", kernel_shape=list(p.chroma.shape[2:]),
+                     strides=[p.rows.stride, p.cols.stride],
+                     pads=[p.rows.pad_before, p.cols.pad_before, p.rows.pad_after, p.cols.pad_after])
+        st.output("Add", [yo, co], node.output[0], "luma_plus_chroma")
+        new_nodes, new_inits = st.result()
+        stems[name] = new_nodes
+        fr.inits.update({t.name: t for t in new_inits})
+    front_nodes, front_inits = fr.result()
+    return _Composed((front_nodes, front_inits), luma, stems,
+                     {n: list(node.input[1:]) for n, (node, _) in plans.items()},
+                     {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()})
+
+
+def _reads_channel0(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
+    """A Slice that keeps channel 0 only (the border term's ones grid: it uses the frame's size, not its values)."""
+    if node.op_type != "Slice" or len(node.input) < 4 or not all(i in inits for i in node.input[1:4]):
+        return False
+    starts, ends, axes = (numpy_helper.to_array(inits[i]).tolist() for i in node.input[1:4])
+    return 1 in axes and starts[axes.index(1)] == 0 and ends[axes.index(1)] == 1
+
+
+def _drop_unused(g: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initialisers in ``names`` that no node reads any more."""
+    used = {i for n in g.node for i in n.input}
+    keep = [t for t in g.initializer if t.name not in names or t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
 
 
 class _Graph:

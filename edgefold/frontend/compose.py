@@ -1,0 +1,83 @@
+"""A YUV camera buffer composed into the stem conv(s) that read the converted frame: no RGB frame in the engine.
+
+RGB = M @ (Y - y0, U - 128, V - 128) is linear with no constant once the planes are centred, so zero padding
+of RGB is zero padding of the centred planes, and a stem conv on RGB splits exactly - borders included - into
+
+    conv(Y - y0, W @ M[:, 0])                 full resolution, the stem's own kernel, stride and pads
+  + conv(chroma - 128, W @ M[:, 1:] summed)   the chroma planes at their own resolution
+
+For a subsampled axis (2 pixels share one chroma sample) and an even stride s, output i reads the chroma
+samples (s/2) * i + floor((u - pad) / 2) for its taps u: a conv of stride s/2 whose kernel sums the taps that
+land on one sample (a 7x7/s2/p3 stem becomes a 4x4/s1 chroma conv). An odd stride sees both parities and is
+left to the front end (``frontend.pixels``), as is any stem this module cannot prove it reads the whole frame.
+
+Planning here is pure (weights and pads from numbers); ``pixels.attach`` changes the graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ChromaAxis:
+    """How one spatial axis of the chroma planes feeds a stem conv."""
+
+    sample_of_tap: tuple[int, ...]  # the chroma kernel position of each stem tap
+    kernel: int
+    stride: int
+    pad_before: int
+    pad_after: int
+    keep: int | None  # crop the planes to this many samples first (None: all of them)
+
+
+def chroma_axis(kernel: int, stride: int, pads: tuple[int, int], out_len: int, full_len: int,
+                factor: int) -> ChromaAxis | None:
+    """The chroma conv along one axis whose ``factor`` (1 or 2) pixels share a sample; None if the stride is not
+    a multiple of the factor (then the output's taps see a varying phase)."""
+    pad_before = pads[0]
+    if stride % factor or full_len % factor:
+        return None
+    if factor == 1:
+        return ChromaAxis(tuple(range(kernel)), kernel, stride, pad_before, pads[1], None)
+    offsets = [(u - pad_before) // 2 for u in range(kernel)]
+    lo, hi = offsets[0], offsets[-1]
+    step = stride // 2
+    length = full_len // 2
+    needed = step * (out_len - 1) + hi + 1  # samples the last output reads, counted from sample 0
+    return ChromaAxis(tuple(o - lo for o in offsets), hi - lo + 1, step, -lo, max(0, needed - length),
+                      needed if needed < length else None)
+
+
+@dataclass(frozen=True)
+class ChromaStem:
+    luma: np.ndarray  # (O, 1, kh, kw): the stem on Y - y0
+    chroma: np.ndarray  # (O, 2, nh, nw): the stem on (U - 128, V - 128) at chroma resolution
+    rows: ChromaAxis
+    cols: ChromaAxis
+
+    @property
+    def macs_per_output(self) -> int:
+        return int(self.luma[0].size + self.chroma[0].size)
+
+
+def plan(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int], size: tuple[int, int],
+         out_size: tuple[int, int], factors: tuple[int, int], rgb_of_yuv: np.ndarray) -> ChromaStem | None:
+    """The split of a stem conv (weight (O, 3, kh, kw) on RGB) for Y and chroma subsampled by ``factors`` (rows,
+    columns); ``rgb_of_yuv`` (3, 3) maps centred (Y, U, V) to the conv's RGB channels. None when not exact."""
+    o, c, kh, kw = weight.shape
+    if c != 3:
+        return None
+    rows = chroma_axis(kh, strides[0], (pads[0], pads[2]), out_size[0], size[0], factors[0])
+    cols = chroma_axis(kw, strides[1], (pads[1], pads[3]), out_size[1], size[1], factors[1])
+    if rows is None or cols is None:
+        return None
+    w = weight.astype(np.float64)
+    luma = np.einsum("ocuv,c->ouv", w, rgb_of_yuv[:, 0])[:, None]
+    per_tap = np.einsum("ocuv,cj->ojuv", w, rgb_of_yuv[:, 1:])  # (O, 2, kh, kw)
+    chroma = np.zeros((o, 2, rows.kernel, cols.kernel))
+    for u in range(kh):
+        for v in range(kw):
+            chroma[:, :, rows.sample_of_tap[u], cols.sample_of_tap[v]] += per_tap[:, :, u, v]
+    return ChromaStem(luma.astype(np.float32), chroma.astype(np.float32), rows, cols)
