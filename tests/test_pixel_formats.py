@@ -68,11 +68,21 @@ def _fold(model, tmp_path, *flags) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("fmt", sorted(PATTERNS))
-@pytest.mark.parametrize("k, stride, pad", [(7, 2, 3), (3, 1, 1), (5, 3, 0)])
-def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k, stride, pad, tmp_path):
-    h, w = 61, 84
+@pytest.mark.parametrize("k, stride, pad, h, w", [(7, 2, 3, 61, 84), (3, 1, 1, 61, 84), (5, 3, 0, 61, 84),
+                                                  (3, 2, 1, 60, 85), (4, 2, (2, 1, 1, 2), 61, 84),
+                                                  (5, 2, 0, 62, 83), (3, 4, 1, 61, 84), (1, 2, 0, 61, 84)])
+def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k, stride, pad, h, w, tmp_path):
+    """Even strides: one conv on the mosaic plus exact edge strips; odd: the demosaic front end. Both exact."""
+    from edgefold.core.contract import Meta, meta_json
+
     original = rgb_model(h, w, k, stride, pad)
     camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    frontend = meta_json(camera, Meta.FRONTEND)
+    assert frontend["form"] == ("composed" if stride % 2 == 0 else "front end"), frontend
+    if stride % 2 == 0:  # no full-resolution RGB frame, no full-size border term: the strips carry it
+        assert not any(n.op_type == "DepthToSpace" and n.name.startswith("edgefold/") for n in camera.graph.node)
+        assert not any("tinyconv" in n.name or "border_add" in n.name for n in camera.graph.node)
+        assert frontend["macs_per_output"]["stem"] == [(k + 2) ** 2, 3 * k * k]
     inp = camera.graph.input[0].type.tensor_type
     assert inp.elem_type == onnx.TensorProto.UINT8 and [d.dim_value for d in inp.shape.dim] == [1, 1, h, w]
     for seed in range(3):
@@ -89,8 +99,11 @@ def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k,
 
 
 def test_bayer_with_dynamic_size_folds_exactly_at_odd_and_even_sizes(tmp_path):
+    from edgefold.core.contract import Meta, meta_json
+
     original = rgb_model("h", "w", 5, 2, 2)
     camera = _fold(original, tmp_path, "--pixel-format", "BayerGR8")
+    assert "dynamic" in meta_json(camera, Meta.FRONTEND)["not_composed"]
     for h, w in ((48, 64), (37, 53), (3, 5)):
         m = mosaic(photo(h, w, 1), "GRBG")
         ref = run(original, {"image": demosaic(m, "GRBG")[None].astype(np.float32)})[0]

@@ -81,3 +81,76 @@ def plan(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int
         for v in range(kw):
             chroma[:, :, rows.sample_of_tap[u], cols.sample_of_tap[v]] += per_tap[:, :, u, v]
     return ChromaStem(luma.astype(np.float32), chroma.astype(np.float32), rows, cols)
+
+
+@dataclass(frozen=True)
+class MosaicAxis:
+    """One spatial axis of a stem conv composed with a bilinear demosaic.
+
+    Outputs ``[before, length - after)`` read only pixels whose demosaic is the plain bilinear one (rows 1 .. H-2:
+    OpenCV copies the outermost row from its neighbour): there the composed conv runs on the mosaic cropped to
+    ``interior``. The ``before`` first and ``after`` last outputs are computed exactly on strips: the mosaic
+    ``before_strip`` (from 0) demosaiced as the whole frame would be, its first ``before_keep`` rows convolved with
+    the stem's leading pad only; likewise ``after_strip`` (starting on an even row, so the pattern is unchanged),
+    whose rows from ``after_keep`` on are convolved with the trailing pad only."""
+
+    length: int
+    before: int
+    after: int
+    interior: tuple[int, int]
+    before_strip: int
+    before_keep: int
+    after_strip: int
+    after_keep: int
+
+
+def mosaic_axis(kernel: int, stride: int, pads: tuple[int, int], full_len: int) -> MosaicAxis | None:
+    """None when the stride is odd (each output would see another colour phase) or the frame is too small to
+    have an output away from both edges."""
+    if stride % 2:
+        return None
+    pb, pa = pads
+    length = (full_len + pb + pa - kernel) // stride + 1
+    before = (pb + stride) // stride  # outputs i with stride * i - pb < 1
+    # the first output reading a pixel past full_len - 2 (none: the conv stops short of the last rows)
+    first_after = min(length, max(0, (full_len - 1 + pb - kernel) // stride + 1))
+    if before >= first_after:
+        return None
+    keep_before = stride * (before - 1) - pb + kernel
+    start = stride * first_after - pb  # the first pixel the after-strip outputs read
+    if keep_before + 1 > full_len or (first_after < length and start < 1):
+        return None
+    even = min((start - 1) // 2 * 2, (full_len - 3) // 2 * 2)  # a demosaic needs 3 rows
+    return MosaicAxis(length, before, length - first_after,
+                      (stride * before - pb - 1, stride * (first_after - 1) - pb + kernel + 1),
+                      min(full_len, max(keep_before + 1, 3)), keep_before, even, start - even)
+
+
+@dataclass(frozen=True)
+class MosaicStem:
+    kernel: np.ndarray  # (O, 1, kh + 2, kw + 2): the stem on the mosaic, valid away from the frame's edges
+    rows: MosaicAxis
+    cols: MosaicAxis
+
+    @property
+    def macs_per_output(self) -> int:
+        return int(self.kernel[0].size)
+
+
+def plan_mosaic(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int],
+                size: tuple[int, int], demosaic: np.ndarray, scale: float) -> MosaicStem | None:
+    """A stem conv (O, 3, kh, kw) on the demosaiced frame as one conv on the mosaic: with an even stride every
+    output sees the same phase at each tap, so the kernel is the stem's taps convolved with the demosaic's 3x3
+    weights of that tap's phase. ``demosaic`` is ``bayer.neighbour_weights``: [py, px, colour, 3, 3]."""
+    o, c, kh, kw = weight.shape
+    rows = mosaic_axis(kh, strides[0], (pads[0], pads[2]), size[0])
+    cols = mosaic_axis(kw, strides[1], (pads[1], pads[3]), size[1])
+    if c != 3 or rows is None or cols is None:
+        return None
+    k = np.zeros((o, kh + 2, kw + 2))
+    w = weight.astype(np.float64) * scale
+    for u in range(kh):
+        for v in range(kw):
+            d = demosaic[(u - pads[0]) % 2, (v - pads[1]) % 2]  # (colour, 3, 3) at this tap's phase
+            k[:, u:u + 3, v:v + 3] += np.einsum("oc,cab->oab", w[:, :, u, v], d)
+    return MosaicStem(k[:, None].astype(np.float32), rows, cols)

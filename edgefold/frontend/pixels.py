@@ -29,6 +29,7 @@ from edgefold.core.contract import (
     write_meta,
 )
 from edgefold.errors import UsageError
+from edgefold.frontend.compose import ChromaStem, MosaicStem, plan, plan_mosaic
 
 DEMOSAIC_MACS_PER_PIXEL = 12 * 4 * 9 // 4  # the 4->12 3x3 conv at a quarter of the pixels
 YUV_MACS_PER_PIXEL = 9  # the 3x3 matrix as a 1x1 conv
@@ -42,6 +43,12 @@ def describe(model: onnx.ModelProto) -> str:
     """The form the pixel-format front end of ``model`` (made by ``attach``) takes in the engine, and its cost."""
     fe = meta_json(model, Meta.FRONTEND, {})
     fmt = pixel_format(fe["format"])
+    if fe.get("form") == "composed" and fmt.mosaic:
+        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
+        return (f"Bayer mosaic composed into the stem: one conv on the mosaic (each even-stride output sees one "
+                f"colour phase per tap) away from the edges, the demosaic and the stem on thin strips along them "
+                f"(OpenCV's border rows/columns), joined by two Concats; no RGB frame in the engine; MACs per output "
+                f"and channel {macs}")
     if fe.get("form") == "composed":
         layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
         macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
@@ -114,7 +121,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
-    composed = _compose_yuv(g, inner, c.name, fmt, shape, set(helper_nodes(folded))) if fmt.chroma else None
+    composer = _compose_yuv if fmt.chroma else (_compose_bayer if fmt.mosaic else None)
+    composed = composer(g, inner, c.name, fmt, shape, folded) if composer else None
     folded_convs = meta_json(folded, Meta.FOLDED_CONVS, [])
     if isinstance(composed, _Composed):
         nodes, inits = composed.front
@@ -122,12 +130,12 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             for i, name in enumerate(node.input):
                 if name == inner:
                     node.input[i] = composed.luma
-        old = [n for n in g.node if n.name not in composed.stems]
-        new_convs = [m.name for n in composed.stems.values() for m in n if m.op_type == "Conv"]
-        folded_convs = [x for x in folded_convs if x not in composed.stems] + new_convs
-        stem_nodes = [m for n in composed.stems.values() for m in n]
+        old = [n for n in g.node if n.name not in composed.replaced]
+        folded_convs = [x for x in folded_convs if x not in composed.replaced] + composed.convs
+        stem_nodes = [m for n in composed.replaced.values() for m in n]
+        extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs]
         form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
-                                   "stems": sorted(composed.stems)}
+                                   "stems": sorted(composed.replaced)}
     else:
         if fmt.mosaic:
             nodes, inits = _demosaic(c.name, inner, fmt, shape)
@@ -137,7 +145,7 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             nodes, inits = _yuv420(c.name, inner, fmt, shape)
         else:
             nodes, inits = _rescale(c.name, inner, fmt)
-        old, stem_nodes = list(g.node), []
+        old, stem_nodes, extra_helpers = list(g.node), [], []
         form = {"form": "front end", "macs_per_pixel": macs_per_pixel(fmt)}
         if isinstance(composed, str):
             form["not_composed"] = composed
@@ -145,14 +153,14 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     g.node.extend(nodes + stem_nodes + old)
     g.initializer.extend(inits)
     if isinstance(composed, _Composed):
-        _drop_unused(g, {i for n in composed.stems for i in composed.weights[n]})
+        _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])}, set(helper_nodes(folded)))
     contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
                              channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
                              pixel_range=(0.0, fmt.max_value))
     write_meta(out, {
         Meta.INPUT_CONTRACTS: json.dumps([contract.to_json()]),
         Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
-        Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes]),
+        Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes] + extra_helpers),
         Meta.FOLDED_CONVS: json.dumps(folded_convs),
         Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
                                    "mosaic": fmt.mosaic, "chroma": fmt.chroma,
@@ -170,47 +178,36 @@ class _Composed:
 
     front: tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
     luma: str  # the Y plane in float, uncentred: what the size-only helpers read instead of the RGB frame
-    stems: dict[str, list[onnx.NodeProto]]  # stem conv name -> (luma conv, chroma conv, Add)
+    replaced: dict[str, list[onnx.NodeProto]]  # stem conv name -> the nodes computing its output instead
+    convs: list[str]  # the new convs that carry the stem's weights (the rest of ``replaced`` are helpers)
     weights: dict[str, list[str]]  # stem conv name -> the initialisers it read
     macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
 
 
 def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
-                 helpers: set[str]) -> _Composed | str:
+                 folded: onnx.ModelProto) -> _Composed | str:
     """The stem convs reading the RGB ``frame`` split into a luma and a chroma conv (frontend/compose.py), or why
     not (then the front end converts the whole frame first)."""
     from edgefold.core.yuv import PACKED, matrix
-    from edgefold.frontend.compose import ChromaStem, plan
 
-    inits = {t.name: t for t in g.initializer}
     packed = fmt.chroma in PACKED
     h, w = (shape[2], shape[3] // 2) if packed else (shape[2] * 2 // 3, shape[3])
     y0, m = matrix(fmt.yuv)
     if fmt.chroma == "NV21":  # chroma channels come as V, U
         m = m[:, [0, 2, 1]]
     factors = (1, 2) if packed else (2, 2)
+    stems = _stem_convs(g, frame, set(helper_nodes(folded)))
+    if isinstance(stems, str):
+        return stems
     plans: dict[str, tuple[onnx.NodeProto, ChromaStem]] = {}
-    for node in g.node:
-        if frame not in node.input:
-            continue
-        if node.name in helpers and _reads_channel0(node, inits):
-            continue
-        if node.op_type != "Conv" or list(node.input).index(frame) != 0 or frame in node.input[1:]:
-            return f"'{node.name}' ({node.op_type}) reads the converted frame, not only a stem conv"
-        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-        weight = inits.get(node.input[1])
-        if (weight is None or a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1]))
-                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or len(weight.dims) != 4):
-            return f"stem conv '{node.name}' is grouped, dilated, auto-padded or has a computed weight"
-        k = list(weight.dims[2:])
-        strides, pads = tuple(a.get("strides", [1, 1])), tuple(a.get("pads", [0, 0, 0, 0]))
-        out = tuple((n + pads[i] + pads[i + 2] - k[i]) // strides[i] + 1 for i, n in enumerate((h, w)))
-        found = plan(numpy_helper.to_array(weight), strides, pads, (h, w), out, factors, m)
+    for stem in stems:
+        out = tuple((n + stem.pads[i] + stem.pads[i + 2] - stem.weight.shape[2 + i]) // stem.strides[i] + 1
+                    for i, n in enumerate((h, w)))
+        found = plan(stem.weight, stem.strides, stem.pads, (h, w), out, factors, m)
         if found is None:
-            return f"stem conv '{node.name}' has stride {strides[0]}x{strides[1]}: odd strides see both chroma phases"
-        plans[node.name] = (node, found)
-    if not plans:
-        return "no conv reads the converted frame"
+            return (f"stem conv '{stem.node.name}' has stride {stem.strides[0]}x{stem.strides[1]}: odd strides see "
+                    f"both chroma phases")
+        plans[stem.node.name] = (stem.node, found)
     fr = _Graph(fmt)
     c, nd = fr.const, fr.node
     x = nd("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
@@ -233,7 +230,7 @@ def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sha
             chroma = nd("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
     centred_y = nd("Sub", [luma, c("y0", np.array(y0, np.float32))], "y_centred") if y0 else luma
     centred_c = nd("Sub", [chroma, c("c0", np.array(128.0, np.float32))], "uv_centred")
-    stems: dict[str, list[onnx.NodeProto]] = {}
+    replaced: dict[str, list[onnx.NodeProto]] = {}
     for name, (node, p) in plans.items():
         st = _Graph(fmt)
         st.prefix = name
@@ -253,12 +250,175 @@ def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sha
                      pads=[p.rows.pad_before, p.cols.pad_before, p.rows.pad_after, p.cols.pad_after])
         st.output("Add", [yo, co], node.output[0], "luma_plus_chroma")
         new_nodes, new_inits = st.result()
-        stems[name] = new_nodes
+        replaced[name] = new_nodes
         fr.inits.update({t.name: t for t in new_inits})
     front_nodes, front_inits = fr.result()
-    return _Composed((front_nodes, front_inits), luma, stems,
+    return _Composed((front_nodes, front_inits), luma, replaced,
+                     [f"{n}/{part}" for n in plans for part in ("luma", "chroma")],
                      {n: list(node.input[1:]) for n, (node, _) in plans.items()},
                      {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()})
+
+
+def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
+                   folded: onnx.ModelProto) -> _Composed | str:
+    """Each even-stride stem conv reading the demosaiced ``frame`` as one conv on the mosaic away from the edges,
+    and exact strips (demosaic, then the stem) along them, put together with two Concats (frontend/compose.py);
+    or why not."""
+    from edgefold.core.bayer import neighbour_weights
+
+    assert fmt.mosaic is not None
+    h, w = shape[2], shape[3]
+    if not (isinstance(h, int) and isinstance(w, int)):
+        return "the frame size is dynamic (the edge strips are cut at fixed rows; fold with --input-size HxW)"
+    helpers = set(helper_nodes(folded))
+    stems = _stem_convs(g, frame, helpers)
+    if isinstance(stems, str):
+        return stems
+    plans: dict[str, tuple[onnx.NodeProto, MosaicStem]] = {}
+    for stem in stems:
+        found = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale)
+        if found is None:
+            return (f"stem conv '{stem.node.name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must "
+                    f"see one colour phase: even strides) or the frame is too small for it")
+        plans[stem.node.name] = (stem.node, found)
+    fr = _Graph(fmt)
+    mosaic = fr.node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    composed: dict[str, list[onnx.NodeProto]] = {}
+    weights = {stem.node.name: stem.weight for stem in stems}
+    for name, (node, p) in plans.items():
+        # the fold's border term (zero away from the edges) is added on the strips only: a constant there
+        add = _border_add(g, node, helpers)
+        ring = None
+        if add is not None:
+            term = next(i for i in add.input if i != node.output[0])
+            ring = _border_term(folded, term)
+            r, q = p.rows, p.cols
+            inside = np.abs(ring[:, :, r.before:r.length - r.after, q.before:q.length - q.after])
+            if inside.size and inside.max() > 1e-6 * (1.0 + np.abs(ring).max()):  # zero up to its float rounding
+                return f"the border term of '{name}' is not zero away from the edges"
+            composed[add.name] = []
+        out = add.output[0] if add is not None else node.output[0]
+        nodes, inits = _bayer_stem(node, weights[name], p, mosaic, fmt, shape, ring, out)
+        composed[name] = nodes
+        fr.inits.update({t.name: t for t in inits})
+    convs = [m.name for n, new in composed.items() for m in new
+             if m.op_type == "Conv" and m.input[1] in (f"{n}/stem_W", f"{n}/mosaic_W")]
+    return _Composed(fr.result(), mosaic, composed, convs, {n: list(node.input[1:]) for n, (node, _) in plans.items()},
+                     {n: [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
+                      for n, (_, p) in plans.items()})
+
+
+def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic: str, fmt: PixelFormat,
+                shape: list, ring: np.ndarray | None, out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The nodes replacing one stem conv (and its border Add): the composed conv on the mosaic's interior, the
+    exact edge strips (plus the border term ``ring`` there), and the two Concats (the middle band's columns, then
+    the bands) that give ``out``."""
+    st = _Graph(fmt)
+    st.prefix = node.name
+    c = st.const
+    h, w = shape[2], shape[3]
+    bias = list(node.input[2:3])
+    strides, pads = _conv_geometry(node)
+    pt, pl, pb, pr = pads
+    r, q = p.rows, p.cols
+
+    def crop(x: str, starts: list[int], ends: list[int], axes: list[int], label: str) -> str:
+        return st.node("Slice", [x, c(f"{label}_s", np.array(starts, np.int64)), c(f"{label}_e", np.array(ends, np.int64)),
+                                 c(f"{label}_a", np.array(axes, np.int64))], label)
+
+    def strip(axis: int, start: int, stop: int, keep: tuple[int, int], conv_pads: list[int], label: str,
+              term: np.ndarray | None, rows: slice | None = None) -> str:
+        """The stem's exact output along one edge: demosaic a strip of the mosaic, keep the pixels whose demosaic
+        is the whole frame's, convolve with that edge's pads only."""
+        part = crop(mosaic, [start], [stop], [axis], f"{label}_mosaic")
+        strip_shape = list(shape)
+        strip_shape[axis] = stop - start
+        rgb = f"{node.name}/{label}_rgb"
+        d_nodes, d_inits = _demosaic(part, rgb, fmt, strip_shape, prefix=f"{node.name}/{label}")
+        st.nodes.extend(d_nodes)
+        st.inits.update({t.name: t for t in d_inits})
+        kept = crop(rgb, [keep[0]], [keep[1]], [axis], f"{label}_keep")
+        y = st.node("Conv", [kept, c("stem_W", weight), *bias], label, kernel_shape=list(weight.shape[2:]),
+                    strides=strides, pads=conv_pads)
+        if rows is not None:  # a column strip: the rows between the top and bottom bands
+            y = crop(y, [rows.start], [rows.stop], [2], f"{label}_rows")
+        return y if term is None else st.node("Add", [y, c(f"{label}_border", term)], f"{label}_bordered")
+
+    interior = crop(mosaic, [r.interior[0], q.interior[0]], [r.interior[1], q.interior[1]], [2, 3], "interior_px")
+    middle = [st.node("Conv", [interior, c("mosaic_W", p.kernel), *bias], "interior",
+                      kernel_shape=list(p.kernel.shape[2:]), strides=strides, pads=[0, 0, 0, 0])]
+    mid = slice(r.before, r.length - r.after)
+    part = (lambda rows, cols: None) if ring is None else (lambda rows, cols: ring[:, :, rows, cols])  # noqa: E731
+    middle.insert(0, strip(3, 0, q.before_strip, (0, q.before_keep), [pt, pl, pb, 0], "left",
+                           part(mid, slice(0, q.before)), mid))
+    if q.after:
+        middle.append(strip(3, q.after_strip, w, (q.after_keep, w - q.after_strip), [pt, 0, pb, pr], "right",
+                            part(mid, slice(q.length - q.after, q.length)), mid))
+    every = slice(0, q.length)
+    bands = [strip(2, 0, r.before_strip, (0, r.before_keep), [pt, pl, 0, pr], "top", part(slice(0, r.before), every)),
+             st.node("Concat", middle, "middle", axis=3)]
+    if r.after:
+        bands.append(strip(2, r.after_strip, h, (r.after_keep, h - r.after_strip), [0, pl, pb, pr], "bottom",
+                           part(slice(r.length - r.after, r.length), every)))
+    st.output("Concat", bands, out, "assembled", axis=2)
+    return st.result()
+
+
+def _border_add(g: onnx.GraphProto, conv: onnx.NodeProto, helpers: set[str]) -> onnx.NodeProto | None:
+    """The fold's Add of its border term after a stem conv, if the conv has one (and nothing else reads it)."""
+    readers = [n for n in g.node if conv.output[0] in n.input]
+    if len(readers) == 1 and readers[0].op_type == "Add" and readers[0].name in helpers:
+        return readers[0]
+    return None
+
+
+def _border_term(folded: onnx.ModelProto, tensor: str) -> np.ndarray:
+    """The value of a fold's border term at the model's static size: it depends on the frame's size only (the
+    fold makes it from ``frame * 0 + 1``), so any frame gives it; a batch of one."""
+    from edgefold.backends.ort import session
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(folded)
+    del probe.graph.output[:]
+    probe.graph.output.append(helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    c = contracts_of(folded)[0]
+    shape = [d if isinstance(d, int) else 1 for d in c.shape]
+    return session(probe).run([tensor], {c.name: np.zeros(shape, np.float32)})[0]
+
+
+def _conv_geometry(node: onnx.NodeProto) -> tuple[list[int], list[int]]:
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    return list(a.get("strides", [1, 1])), list(a.get("pads", [0, 0, 0, 0]))
+
+
+@dataclass(frozen=True)
+class _Stem:
+    node: onnx.NodeProto
+    weight: np.ndarray
+    strides: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+
+def _stem_convs(g: onnx.GraphProto, frame: str, helpers: set[str]) -> list[_Stem] | str:
+    """The convs that read the converted ``frame`` (as their data input, plain: no group, dilation or auto_pad,
+    a constant weight), or why the frame has another reader (the size-only border helpers are fine)."""
+    inits = {t.name: t for t in g.initializer}
+    stems = []
+    for node in g.node:
+        if frame not in node.input:
+            continue
+        if node.name in helpers and _reads_channel0(node, inits):
+            continue
+        if node.op_type != "Conv" or list(node.input).index(frame) != 0 or frame in node.input[1:]:
+            return f"'{node.name}' ({node.op_type}) reads the converted frame, not only a stem conv"
+        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+        weight = inits.get(node.input[1])
+        if (weight is None or a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1]))
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or len(weight.dims) != 4):
+            return f"stem conv '{node.name}' is grouped, dilated, auto-padded or has a computed weight"
+        stems.append(_Stem(node, numpy_helper.to_array(weight), tuple(a.get("strides", [1, 1])),
+                           tuple(a.get("pads", [0, 0, 0, 0]))))
+    return stems or "no conv reads the converted frame"
 
 
 def _reads_channel0(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
@@ -269,9 +429,16 @@ def _reads_channel0(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) ->
     return 1 in axes and starts[axes.index(1)] == 0 and ends[axes.index(1)] == 1
 
 
-def _drop_unused(g: onnx.GraphProto, names: set[str]) -> None:
-    """Remove the initialisers in ``names`` that no node reads any more."""
-    used = {i for n in g.node for i in n.input}
+def _drop_unused(g: onnx.GraphProto, names: set[str], nodes: set[str]) -> None:
+    """Remove the nodes in ``nodes`` and the initialisers in ``names`` that nothing reads any more."""
+    while True:
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if n.name in nodes and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            names.update(n.input)
+            g.node.remove(n)
     keep = [t for t in g.initializer if t.name not in names or t.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
@@ -309,9 +476,11 @@ def _rescale(src: str, dst: str, fmt: PixelFormat) -> tuple[list, list]:
     return g.result()
 
 
-def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+def _demosaic(src: str, dst: str, fmt: PixelFormat, shape: list, prefix: str | None = None) -> tuple[list, list]:
     assert fmt.mosaic is not None
     g = _Graph(fmt)
+    if prefix:
+        g.prefix = prefix
     c, node = g.const, g.node
     # 10-16-bit mosaics: the scale to the 8-bit range rides on the demosaic weights
     weight = c("W", (phase_conv_weights(fmt.mosaic) * fmt.scale).astype(np.float32))
