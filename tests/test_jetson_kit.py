@@ -39,6 +39,11 @@ def test_image_reader_builds_and_reads_pgm_like_python(tmp_path):
     out = subprocess.run([str(build / "edgefold_image_check"), str(tmp_path / "f.pgm")], capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["300", "421", str(int(frame.astype(np.uint64).sum()))]
+    nv12 = np.random.default_rng(0).integers(0, 256, (72, 64), dtype=np.uint8)  # a 48x64 NV12 camera buffer
+    nv12.tofile(tmp_path / "frame.raw")
+    out = subprocess.run([str(build / "edgefold_image_check"), str(tmp_path / "frame.raw")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [str(nv12.size), str(int(nv12.astype(np.uint64).sum()))]
     (tmp_path / "bad.pgm").write_bytes(b"P2\n2 2\n255\n0 0 0 0\n")
     r = subprocess.run([str(build / "edgefold_image_check"), str(tmp_path / "bad.pgm")], capture_output=True, text=True)
     assert r.returncode == 2 and "not a binary PGM" in r.stderr
@@ -57,3 +62,25 @@ def test_cpp_sample_reads_the_sidecar_schema_the_python_runtime_reads():
     header = (CPP / "include" / "edgefold" / "engine.hpp").read_text()
     assert int(re.search(r"kSidecarVersion = (\d+);", header).group(1)) == SIDECAR_VERSION
     assert "is newer than this app reads" in header
+
+
+def test_a_camera_format_sidecar_gives_the_cpp_sample_its_buffer_size(tmp_path):
+    """edgefold_infer ENGINE FRAME.raw takes rows x cols from input_contract.shape[2:] (Engine::buffer_size) and
+    the format from channel_order: a build with --pixel-format must write both as the camera's buffer."""
+    import json
+
+    import onnx
+
+    from edgefold.cli.main import main
+    from tests.test_pixel_formats import rgb_model
+
+    onnx.save(rgb_model(48, 64), str(tmp_path / "m.onnx"))
+    for fmt, rows_cols, dtype in (("NV12", [72, 64], "uint8"), ("YUV422_8", [48, 128], "uint8"),
+                                  ("BayerRG12", [48, 64], "float32")):
+        out = tmp_path / f"{fmt}.engine"
+        assert main(["build", str(tmp_path / "m.onnx"), "--fp16", "-o", str(out), "--no-engine",
+                     "--pixel-format", fmt]) == 0
+        contract = json.loads(out.with_suffix(".json").read_text())["input_contract"]
+        assert contract["shape"][2:] == rows_cols and contract["channel_order"] == fmt and contract["dtype"] == dtype
+    header = (CPP / "include" / "edgefold" / "engine.hpp").read_text()
+    assert 'c.value("shape"' in header and 'c.value("channel_order"' in header

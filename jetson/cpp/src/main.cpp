@@ -1,7 +1,10 @@
-// edgefold_infer ENGINE IMAGE [IMAGE...]: raw gray pixels into an edgefold engine, outputs printed.
+// edgefold_infer ENGINE IMAGE [IMAGE...]: raw gray pixels into an edgefold engine, outputs printed. A .raw/.bin
+// file is a camera buffer (Bayer mosaic, NV12, YUYV, Mono12 as float32 ...) for an engine built with
+// --pixel-format: its bytes go in as they are.
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -9,10 +12,15 @@
 #include "edgefold/engine.hpp"
 #include "edgefold/image.hpp"
 
+static bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 int main(int argc, char** argv) {
     if (argc < 3) {
-        std::fprintf(stderr, "usage: edgefold_infer NAME.engine IMAGE.pgm|IMAGE.png [...]\n"
-                             "  reads NAME.json (the sidecar edgefold build writes) next to the engine\n");
+        std::fprintf(stderr, "usage: edgefold_infer NAME.engine IMAGE.pgm|IMAGE.png|FRAME.raw [...]\n"
+                             "  reads NAME.json (the sidecar edgefold build writes) next to the engine;\n"
+                             "  FRAME.raw: the camera's buffer for an engine built with --pixel-format\n");
         return 2;
     }
     const std::string engine_path = argv[1];
@@ -21,9 +29,20 @@ int main(int argc, char** argv) {
     try {
         edgefold::Engine engine(engine_path, sidecar);
         for (int i = 2; i < argc; ++i) {
-            const auto img = edgefold::read_gray(argv[i]);
-            const auto outputs = engine.infer(img.pixels.data(), img.height, img.width);
-            std::printf("%s (%dx%d):\n", argv[i], img.width, img.height);
+            const std::string path = argv[i];
+            const bool raw = ends_with(path, ".raw") || ends_with(path, ".bin");
+            std::map<std::string, edgefold::Tensor> outputs;
+            if (raw) {  // the camera's own buffer, at the size the engine was built for
+                const auto size = engine.buffer_size();
+                const auto bytes = edgefold::read_bytes(path);
+                outputs = engine.infer_raw(bytes.data(), bytes.size(), size.first, size.second);
+                std::printf("%s (%s buffer, %dx%d):\n", argv[i], engine.pixel_format().c_str(), size.second,
+                            size.first);
+            } else {
+                const auto img = edgefold::read_gray(path);
+                outputs = engine.infer(img.pixels.data(), img.height, img.width);
+                std::printf("%s (%dx%d):\n", argv[i], img.width, img.height);
+            }
             for (const auto& kv : outputs) {
                 const auto& t = kv.second;
                 std::string shape;

@@ -1,6 +1,7 @@
 // edgefold::Engine - a small RAII wrapper an inspection app can include: loads a TensorRT engine built by
 // `edgefold build` and its NAME.json sidecar, allocates device buffers once, copies raw uint8 gray pixels in
-// as the input contract says, runs enqueueV3 on its own stream and returns the outputs as float vectors.
+// as the input contract says - or, for an engine built with --pixel-format, the camera's own buffer (a Bayer
+// mosaic, NV12, YUYV, Mono12 ...) as it is - runs enqueueV3 on its own stream and returns the outputs as floats.
 // TensorRT 8.5+ (named tensors: JetPack 5.1, 6.x) and 10.x/11.x; CUDA >= 11.4. No Python, no OpenCV.
 #pragma once
 
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace edgefold {
@@ -97,6 +99,9 @@ class Engine {
         input_dtype_ = c.at("dtype").get<std::string>();
         layout_ = c.at("layout").get<std::string>();
         channels_ = c.at("channels").get<int>();
+        pixel_format_ = c.value("channel_order", std::string());
+        for (const auto& d : c.value("shape", nlohmann::json::array()))
+            shape_.push_back(d.is_number_integer() ? d.get<int64_t>() : -1);  // -1: a dynamic dimension
         const auto built = sidecar.value("engine", nlohmann::json::object()).value("tensorrt", std::string());
         const std::string here = std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + ".";
         if (!built.empty() && built.rfind(here, 0) != 0)
@@ -129,27 +134,52 @@ class Engine {
 
     int channels() const { return channels_; }
 
+    // The GenICam name of the camera format the engine reads (BayerRG8, NV12, YUV422_8, Mono12 ...; an engine
+    // built with --pixel-format), else the channel order of a gray/RGB contract.
+    const std::string& pixel_format() const { return pixel_format_; }
+
+    // The rows x columns of the camera buffer a static engine takes (NV12: 3H/2 x W; YUYV: H x 2W; Bayer: H x W).
+    std::pair<int, int> buffer_size() const {
+        if (shape_.size() != 4 || shape_[2] < 0 || shape_[3] < 0)
+            throw std::runtime_error("the engine's input size is dynamic: give the frame's rows and columns");
+        return {static_cast<int>(shape_[2]), static_cast<int>(shape_[3])};
+    }
+
     // One gray uint8 frame (height x width, row-major) -> outputs by name.
     std::map<std::string, Tensor> infer(const std::uint8_t* pixels, int height, int width) {
         if (channels_ != 1) throw std::runtime_error("this sample feeds gray frames; the engine takes " +
                                                      std::to_string(channels_) + " channels");
-        nvinfer1::Dims dims{};
         const bool nhwc = layout_ == "NHWC";
         const bool nhw = layout_ == "NHW";  // N x H x W input: the network inserts the channel axis
         const int64_t shape[4] = {1, nhwc || nhw ? height : 1, nhwc || nhw ? width : height, nhwc ? 1 : width};
-        dims.nbDims = nhw ? 3 : 4;
-        for (int k = 0; k < dims.nbDims; ++k) dims.d[k] = static_cast<std::remove_reference_t<decltype(dims.d[0])>>(shape[k]);
+        const std::size_t n = static_cast<std::size_t>(height) * width;
+        if (input_dtype_ == "uint8") return run(shape, nhw ? 3 : 4, pixels, n);
+        staging_.resize(n);  // a float32 contract: convert on the host
+        for (std::size_t i = 0; i < n; ++i) staging_[i] = static_cast<float>(pixels[i]);
+        return run(shape, nhw ? 3 : 4, staging_.data(), n * 4);
+    }
+
+    // A camera buffer exactly as the engine's input takes it (rows x cols elements of the contract's dtype:
+    // uint8 for 8-bit formats, float32 for Mono10-16/Bayer10-16, which TensorRT has no uint16 type for).
+    std::map<std::string, Tensor> infer_raw(const void* data, std::size_t bytes, int rows, int cols) {
+        const std::size_t element = input_dtype_ == "uint8" ? 1 : 4;
+        const std::size_t want = static_cast<std::size_t>(rows) * cols * element;
+        if (bytes != want)
+            throw std::runtime_error("a " + std::to_string(cols) + "x" + std::to_string(rows) + " " + pixel_format_ +
+                                     " buffer is " + std::to_string(want) + " bytes, got " + std::to_string(bytes));
+        const int64_t shape[4] = {1, 1, rows, cols};
+        return run(shape, 4, data, bytes);
+    }
+
+   private:
+    std::map<std::string, Tensor> run(const int64_t* shape, int rank, const void* data, std::size_t bytes) {
+        nvinfer1::Dims dims{};
+        dims.nbDims = rank;
+        for (int k = 0; k < rank; ++k) dims.d[k] = static_cast<std::remove_reference_t<decltype(dims.d[0])>>(shape[k]);
         if (!context_->setInputShape(input_name_.c_str(), dims))
             throw std::runtime_error("frame size is outside the engine's optimization profile");
-        const std::size_t n = static_cast<std::size_t>(height) * width;
-        void* in = buffer(input_name_, n * element_size(engine_->getTensorDataType(input_name_.c_str())));
-        if (input_dtype_ == "uint8") {
-            cuda_check(cudaMemcpyAsync(in, pixels, n, cudaMemcpyHostToDevice, stream_), "copy input");
-        } else {  // a float32 contract: convert on the host
-            staging_.resize(n);
-            for (std::size_t i = 0; i < n; ++i) staging_[i] = static_cast<float>(pixels[i]);
-            cuda_check(cudaMemcpyAsync(in, staging_.data(), n * 4, cudaMemcpyHostToDevice, stream_), "copy input");
-        }
+        void* in = buffer(input_name_, bytes);
+        cuda_check(cudaMemcpyAsync(in, data, bytes, cudaMemcpyHostToDevice, stream_), "copy input");
         context_->setTensorAddress(input_name_.c_str(), in);
         std::map<std::string, std::vector<std::uint8_t>> host;
         for (const auto& name : outputs_) {
@@ -194,7 +224,6 @@ class Engine {
         return result;
     }
 
-   private:
     void* buffer(const std::string& name, std::size_t bytes) {  // allocate once, grow when needed
         auto it = device_.find(name);
         if (it != device_.end() && it->second.second >= bytes) return it->second.first;
@@ -210,8 +239,9 @@ class Engine {
     std::unique_ptr<nvinfer1::ICudaEngine> engine_;
     std::unique_ptr<nvinfer1::IExecutionContext> context_;
     cudaStream_t stream_ = nullptr;
-    std::string input_name_, input_dtype_, layout_;
+    std::string input_name_, input_dtype_, layout_, pixel_format_;
     int channels_ = 1;
+    std::vector<int64_t> shape_;
     std::vector<std::string> outputs_;
     std::map<std::string, std::pair<void*, std::size_t>> device_;
     std::vector<float> staging_;
