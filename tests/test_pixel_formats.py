@@ -397,3 +397,34 @@ def test_bench_times_todays_camera_conversion_against_the_camera_model(fmt, tmp_
                  "--warmup", "1"]) == 0
     out = capsys.readouterr().out
     assert "baseline: CPU preprocessing" in out and "baseline / folded" in out, out
+
+
+def test_build_takes_the_yuv_matrix_and_checks_its_front_end_like_fold(tmp_path, capsys, monkeypatch):
+    """build --pixel-format NV12 --yuv bt709-full: the prepared model converts with BT.709 full range (equal to
+    to_rgb(..., "bt709-full") + the original), and the build runs the same front-end check fold runs."""
+    import json
+
+    from edgefold.core.yuv import to_rgb
+    from edgefold.frontend import pixels
+
+    h, w = 48, 64
+    original = rgb_model(h, w)
+    onnx.save(original, str(tmp_path / "m.onnx"))
+    checked = []
+    real = pixels.check_front_end
+    monkeypatch.setattr(pixels, "check_front_end", lambda *a, **k: checked.append(a[2].yuv) or real(*a, **k))
+    out = tmp_path / "nv12.engine"
+    assert main(["build", str(tmp_path / "m.onnx"), "--fp16", "-o", str(out), "--no-engine", "--pixel-format",
+                 "NV12", "--yuv", "bt709-full"]) == 0
+    assert checked == ["bt709-full"]
+    assert json.loads(out.with_suffix(".json").read_text())["frontend"]["yuv"] == "bt709-full"
+    prepared = onnx.load(str(out.with_name("nv12.prepared.onnx")))
+    buf = yuv_buffer(photo(h, w, 1), "NV12")
+    ref = run(original, {"image": to_rgb(buf, "NV12", "bt709-full")[None].astype(np.float32)})[0]
+    got = run(prepared, {"image": buf[None, None]})[0]
+    assert np.abs(ref - got).max() <= 0.02 * np.abs(ref).max()  # the prepared model is FP16
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["build", str(tmp_path / "m.onnx"), "--fp16", "-o", str(out), "--no-engine", "--pixel-format", "NV12",
+              "--yuv", "bt2020"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgefold.cli.flags import add_camera_flags, add_floor_flag, finite
+from edgefold.cli.flags import add_camera_flags, add_floor_flag, add_yuv_flag, finite
 from edgefold.errors import EXIT_OK
 
 
@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     add_camera_flags(p, compose=True)
     p.add_argument("--input-dtype", choices=("uint8", "float32"), help="as for fold")
     p.add_argument("--pixel-format", metavar="PFNC", help="as for fold: the engine reads the camera's buffer "
-                   "(BayerRG8 ..., NV12/NV21/I420, Mono10/12/16); calibration frames are raw buffers")
+                   "(BayerRG8 ..., NV12/NV21/I420, YUV422_8, Mono10/12/16); calibration frames are raw buffers")
+    add_yuv_flag(p)
     p.add_argument("--no-engine", action="store_true", help="write everything but the engine (no TensorRT needed)")
     p.add_argument("--trt-version", type=int, choices=(8, 9, 10, 11), help="target TensorRT major (default: installed, "
                    "else 10 as on JetPack 6)")
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         version_compatible=args.version_compatible, accept_accuracy_drop=args.accept_accuracy_drop,
         accuracy_floor=args.accuracy_floor or {}, mixed_precision=not args.no_mixed_precision,
         search_budget_s=args.search_budget, deepstream=args.deepstream, pixel_format=args.pixel_format,
+        yuv=args.yuv,
         triton_repo=args.triton, triton_onnx=args.triton_onnx,
         show_progress=True)
     result = build(args.model, options)

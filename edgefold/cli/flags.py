@@ -68,3 +68,11 @@ def add_floor_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accuracy-floor", type=accuracy_floor, metavar="KEY=V[,KEY=V]",
                    help="task floors: top1 (agreement), iou (mean over frames with positives), fp (false-positive "
                    "pixel rate on frames without), cosine (other outputs); e.g. iou=0.95,fp=0.005")
+
+
+def add_yuv_flag(p: argparse.ArgumentParser) -> None:
+    from edgefold.core.yuv import MATRICES
+
+    p.add_argument("--yuv", choices=tuple(MATRICES), default="bt601-limited",
+                   help="the YUV->RGB matrix of NV12/NV21/I420/YUYV/UYVY (default bt601-limited, OpenCV's "
+                   "cvtColor coefficients)")

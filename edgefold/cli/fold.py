@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgefold.cli.flags import add_camera_flags, size
+from edgefold.cli.flags import add_camera_flags, add_yuv_flag, size
 from edgefold.errors import EXIT_OK, VerificationFailed
 from edgefold.fold.options import FoldOptions
 
@@ -20,10 +20,9 @@ def add_parser(sub) -> None:
     add_camera_flags(p, compose=True)
     p.add_argument("--pixel-format", metavar="PFNC",
                    help="the camera's own buffer as the input, by GenICam name: Mono8/10/12/16, BayerRG8/BG8/GR8/GB8 "
-                   "(bilinear demosaic in the engine, as OpenCV's cvtColor without its rounding), RGB8, BGR8")
-    p.add_argument("--yuv", choices=("bt601-limited", "bt601-full", "bt709-limited", "bt709-full"),
-                   default="bt601-limited", help="the YUV->RGB matrix of NV12/NV21/I420 (default bt601-limited, "
-                   "OpenCV's cvtColor coefficients)")
+                   "and 10/12/16 (bilinear demosaic as OpenCV's cvtColor without its rounding), NV12/NV21/I420, "
+                   "YUV422_8 (YUYV), YUV422_8_UYVY, RGB8, BGR8; composed into an even-stride stem conv")
+    add_yuv_flag(p)
     p.add_argument("--input-dtype", choices=("uint8", "float32"),
                    help="type of the new input (default: the original input's type)")
     p.add_argument("--input-name", help="name of the new input (default: the original name)")
@@ -66,21 +65,6 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
     return fmt
 
 
-def _attach(folded, fmt, options):  # noqa: ANN001, ANN202
-    """The pixel-format front end before the folded model, checked against the float reference conversion."""
-    from edgefold.core.contract import contracts_of
-    from edgefold.frontend.pixels import attach, check_front_end, describe
-
-    model = attach(folded, fmt)
-    size = contracts_of(folded)[0].static_size()
-    sizes = [size] if size else list(options.verify_sizes or [(67, 93), (128, 160)])
-    if not options.verify:
-        return model, f"pixel format {fmt.genicam}: {describe(model)}; not verified (--no-verify)"
-    worst = check_front_end(model, folded, fmt, sizes)
-    return model, (f"pixel format {fmt.genicam}: {describe(model)}; verified against the float reference on "
-                   f"{', '.join(f'{h}x{w}' for h, w in sizes)}: max error {worst:.2g} of max |output|")
-
-
 def run(args: argparse.Namespace) -> int:
     from edgefold.fold import fold
     from edgefold.graph.outputs import RunOutputs
@@ -100,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             folded, report = fold(args.model, options)
             if fmt is not None:
-                folded, front = _attach(folded, fmt, options)
+                from edgefold.frontend.pixels import attach_checked
+
+                folded, front = attach_checked(folded, fmt, options.verify, options.verify_sizes)
         except VerificationFailed as err:
             if args.report and err.report is not None:  # the report says where it failed; the model is not written
                 outputs.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]

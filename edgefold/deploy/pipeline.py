@@ -232,10 +232,10 @@ def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -
         fold_options = dataclasses.replace(fold_options, input_dtype="float32", channels=fmt.fold_order,
                                            camera=fmt.genicam)
     folded, _ = fold(original, dataclasses.replace(fold_options, raw_offset=raw_offset))
-    if fmt is not None:
-        from edgefold.frontend.pixels import attach
+    if fmt is not None:  # checked against the float reference conversion, as fold does
+        from edgefold.frontend.pixels import attach_checked
 
-        folded = attach(folded, fmt)
+        folded, _ = attach_checked(folded, fmt, fold_options.verify, fold_options.verify_sizes)
     return folded
 
 
@@ -243,6 +243,8 @@ def _camera_format(options: BuildOptions) -> PixelFormat | None:
     if options.pixel_format is None:
         return None
     fmt = pixel_format(options.pixel_format)
+    if fmt.chroma:
+        fmt = dataclasses.replace(fmt, yuv=options.yuv)
     if fmt.bits == 8 and fmt.per_pixel:
         raise UsageError(f"--pixel-format {fmt.genicam} is the ordinary fold: use --{fmt.name}")
     if fmt.bits > 8 and options.calib and Path(options.calib).is_dir():
@@ -497,7 +499,7 @@ def _cache_key(model_path: str, options: BuildOptions, calib: CalibSet) -> str:
     decide which layers stay in FP16) and the frames."""
     relevant = {k: getattr(options, k) for k in ("precision", "calib_method", "int8_strategy", "fold", "fp16_flag",
                                                  "accuracy_floor", "mixed_precision", "search_budget_s",
-                                                 "pixel_format", "deepstream")}  # both change the model's input
+                                                 "pixel_format", "yuv", "deepstream")}  # these change its input
     relevant["fold_options"] = repr(options.fold_options)
     relevant["shapes"] = repr(options.shapes)
     blob = json.dumps([_sha256(model_path), relevant, calib.digest()], sort_keys=True, default=str)

@@ -80,6 +80,7 @@ class BuildOptions:
     search_budget_s: float = 600.0
     show_progress: bool = False
     pixel_format: str | None = None  # a camera format with a front end (Bayer, NV12, Mono12 ...), as fold's flag
+    yuv: str = "bt601-limited"  # the YUV->RGB matrix of a YUV pixel format (fold's --yuv)
     deepstream: bool = False  # engine for nvinfer (float32 raw pixels in) + NAME.nvinfer.txt
     triton_repo: str | None = None  # write REPO/NAME/{config.pbtxt, 1/model.plan, edgefold.json}
     triton_onnx: bool = False  # and REPO/NAME_onnx with the folded fp32 model (onnxruntime_onnx)

@@ -582,6 +582,20 @@ def _yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, li
     return g.result()
 
 
+def attach_checked(folded: onnx.ModelProto, fmt: PixelFormat, verify: bool = True,
+                   sizes: tuple[tuple[int, int], ...] | None = None) -> tuple[onnx.ModelProto, str]:
+    """``attach``, then the result checked against the folded model fed the float reference conversion of the
+    same camera frames (``check_front_end``); the model and a one-line summary for the report."""
+    model = attach(folded, fmt)
+    size = contracts_of(folded)[0].static_size()
+    checked = [size] if size else list(sizes or [(67, 93), (128, 160)])
+    if not verify:
+        return model, f"pixel format {fmt.genicam}: {describe(model)}; not verified (--no-verify)"
+    worst = check_front_end(model, folded, fmt, checked)
+    return model, (f"pixel format {fmt.genicam}: {describe(model)}; verified against the float reference on "
+                   f"{', '.join(f'{h}x{w}' for h, w in checked)}: max error {worst:.2g} of max |output|")
+
+
 def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
                     sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5) -> float:
     """The model on raw camera frames against the folded model on the float reference conversion of the same
