@@ -428,3 +428,49 @@ def test_build_takes_the_yuv_matrix_and_checks_its_front_end_like_fold(tmp_path,
         main(["build", str(tmp_path / "m.onnx"), "--fp16", "-o", str(out), "--no-engine", "--pixel-format", "NV12",
               "--yuv", "bt2020"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def _stem_then(tail: str, h: int = 61, w: int = 84) -> onnx.ModelProto:
+    """An RGB model whose stem (7x7/s2/p3) is followed by ``tail``."""
+    b = ModelBuilder(seed=7)
+    x = b.input("image", [1, 3, h, w])
+    x = b.op("Div", [b.op("Sub", [b.op("Div", [x, b.const(np.float32(255))]),
+                                  b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))]), b.const(IMAGENET_STD.reshape(1, 3, 1, 1))])
+    y = b.conv(x, 3, 8, k=7, stride=2, pad=3, name="stem")
+    if tail == "bn-relu-maxpool":
+        c = 8
+        y = b.op("BatchNormalization", [y, b.const(np.linspace(0.5, 2, c, dtype=np.float32)),
+                                        b.const(np.linspace(-1, 1, c, dtype=np.float32)),
+                                        b.const(np.zeros(c, np.float32)), b.const(np.ones(c, np.float32))])
+        return b.model([b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])])
+    if tail == "silu-avgpool":
+        y = b.op("Mul", [y, b.op("Sigmoid", [y])])
+        return b.model([b.op("AveragePool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])])
+    if tail == "ceil-maxpool":  # ceil_mode: the pieces are joined after the stem instead
+        return b.model([b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)])
+    if tail == "two-readers":  # the ReLU's output feeds two ops
+        r = b.op("Relu", [y])
+        return b.model([b.op("Add", [b.conv(r, 8, 4, k=3, name="a"), b.conv(r, 8, 4, k=3, name="b")])])
+    if tail == "stem-is-output":
+        return b.model([y, b.op("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])])
+    raise ValueError(tail)
+
+
+@pytest.mark.parametrize("tail, joined", [("bn-relu-maxpool", "MaxPool"), ("silu-avgpool", "AveragePool"),
+                                          ("ceil-maxpool", "the stem"), ("two-readers", "the stem"),
+                                          ("stem-is-output", "the stem")])
+def test_bayer_pieces_are_joined_after_the_op_that_follows_the_stem_when_they_can_be(tail, joined, tmp_path):
+    """Through pointwise ops (BN, ReLU, SiLU) to the pool or conv after the stem, where the tensor is 4x smaller;
+    right after the stem when something else reads it or the pool's window is not fixed. Exact either way."""
+    from edgefold.core.contract import Meta, meta_json
+
+    original = _stem_then(tail)
+    camera = _fold(original, tmp_path, "--pixel-format", "BayerGB8")
+    frontend = meta_json(camera, Meta.FRONTEND)
+    assert frontend["form"] == "composed" and frontend["joined_after"]["stem"].startswith(joined), frontend
+    for seed in range(2):
+        m = mosaic(photo(61, 84, seed), "GBRG")
+        ref = run(original, {"image": demosaic(m, "GBRG")[None].astype(np.float32)})
+        got = run(camera, {"image": m[None, None]})
+        for r, g in zip(ref, got):
+            assert r.shape == g.shape and np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()

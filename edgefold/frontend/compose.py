@@ -84,46 +84,74 @@ def plan(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int
 
 
 @dataclass(frozen=True)
+class Window:
+    """A sliding-window op along one axis (conv or pool): effective kernel, stride, leading and trailing pad.
+    ``Window(1, 1, 0, 0)`` is the identity."""
+
+    kernel: int
+    stride: int
+    before: int
+    after: int
+
+    def out_len(self, n: int) -> int:
+        return (n + self.before + self.after - self.kernel) // self.stride + 1
+
+
+@dataclass(frozen=True)
 class MosaicAxis:
-    """One spatial axis of a stem conv composed with a bilinear demosaic.
+    """One spatial axis of a stem conv composed with a bilinear demosaic, assembled after ``tail`` (the local op
+    that follows the stem, or the identity).
 
-    Outputs ``[before, length - after)`` read only pixels whose demosaic is the plain bilinear one (rows 1 .. H-2:
-    OpenCV copies the outermost row from its neighbour): there the composed conv runs on the mosaic cropped to
-    ``interior``. The ``before`` first and ``after`` last outputs are computed exactly on strips: the mosaic
-    ``before_strip`` (from 0) demosaiced as the whole frame would be, its first ``before_keep`` rows convolved with
-    the stem's leading pad only; likewise ``after_strip`` (starting on an even row, so the pattern is unchanged),
-    whose rows from ``after_keep`` on are convolved with the trailing pad only."""
+    The stem's outputs ``[exact[0], exact[1])`` read only pixels whose demosaic is the plain bilinear one (rows 1
+    .. H-2: OpenCV copies the outermost row from its neighbour), so the composed conv on the mosaic rows
+    ``interior_px`` gives them exactly; the tail's outputs ``[before, length - after)`` read only those (its
+    zero padding too is left to the strips). The first ``before`` tail outputs come from a strip: mosaic rows
+    ``[0, lead_px)`` demosaiced as the whole frame would be, RGB rows ``[0, lead_keep)`` convolved with the stem's
+    leading pad only (stem rows ``[0, lead_stem)``), then the tail with its leading pad only. The last ``after``
+    likewise from mosaic rows ``[trail_px, n)`` (an even start: the pattern is unchanged), RGB rows from
+    ``trail_keep`` on (relative to ``trail_px``), stem rows ``[trail_stem, stem_len)``."""
 
+    stem_len: int
     length: int
     before: int
     after: int
-    interior: tuple[int, int]
-    before_strip: int
-    before_keep: int
-    after_strip: int
-    after_keep: int
+    exact: tuple[int, int]
+    interior_stem: tuple[int, int]
+    interior_px: tuple[int, int]
+    lead_px: int
+    lead_keep: int
+    lead_stem: int
+    trail_px: int
+    trail_keep: int
+    trail_stem: int
 
 
-def mosaic_axis(kernel: int, stride: int, pads: tuple[int, int], full_len: int) -> MosaicAxis | None:
-    """None when the stride is odd (each output would see another colour phase) or the frame is too small to
-    have an output away from both edges."""
-    if stride % 2:
+def mosaic_axis(stem: Window, full_len: int, tail: Window = Window(1, 1, 0, 0)) -> MosaicAxis | None:
+    """None when the stem's stride is odd (each output would see another colour phase) or the frame is too small
+    to have a tail output away from both edges."""
+    s, k, pb = stem.stride, stem.kernel, stem.before
+    if s % 2:
         return None
-    pb, pa = pads
-    length = (full_len + pb + pa - kernel) // stride + 1
-    before = (pb + stride) // stride  # outputs i with stride * i - pb < 1
-    # the first output reading a pixel past full_len - 2 (none: the conv stops short of the last rows)
-    first_after = min(length, max(0, (full_len - 1 + pb - kernel) // stride + 1))
-    if before >= first_after:
+    stem_len = stem.out_len(full_len)
+    exact0 = (pb + s) // s  # the first stem output whose taps all read rows >= 1
+    exact1 = min(stem_len - 1, (full_len - 1 + pb - k) // s)  # the last whose taps read rows <= full_len - 2
+    length = tail.out_len(stem_len)
+    q0 = -(-(exact0 + tail.before) // tail.stride)
+    q1 = min(length - 1, (exact1 + tail.before - tail.kernel + 1) // tail.stride)
+    if q0 > q1:
         return None
-    keep_before = stride * (before - 1) - pb + kernel
-    start = stride * first_after - pb  # the first pixel the after-strip outputs read
-    if keep_before + 1 > full_len or (first_after < length and start < 1):
+    a, b = tail.stride * q0 - tail.before, tail.stride * q1 - tail.before + tail.kernel  # stem rows read
+    lead_stem = tail.stride * (q0 - 1) - tail.before + tail.kernel
+    lead_keep = s * (lead_stem - 1) - pb + k
+    trail_stem = tail.stride * (q1 + 1) - tail.before
+    start = s * trail_stem - pb  # the first RGB row the trailing strip reads
+    after = length - 1 - q1
+    if lead_keep + 1 > full_len or (after and (start < 1 or trail_stem < 0)):
         return None
-    even = min((start - 1) // 2 * 2, (full_len - 3) // 2 * 2)  # a demosaic needs 3 rows
-    return MosaicAxis(length, before, length - first_after,
-                      (stride * before - pb - 1, stride * (first_after - 1) - pb + kernel + 1),
-                      min(full_len, max(keep_before + 1, 3)), keep_before, even, start - even)
+    even = min((start - 1) // 2 * 2, (full_len - 3) // 2 * 2) if after else full_len  # a demosaic needs 3 rows
+    return MosaicAxis(stem_len, length, q0, after, (exact0, exact1 + 1), (a, b),
+                      (s * a - pb - 1, s * (b - 1) - pb + k + 1), min(full_len, max(lead_keep + 1, 3)), lead_keep,
+                      lead_stem, even, start - even, trail_stem)
 
 
 @dataclass(frozen=True)
@@ -138,13 +166,14 @@ class MosaicStem:
 
 
 def plan_mosaic(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int],
-                size: tuple[int, int], demosaic: np.ndarray, scale: float) -> MosaicStem | None:
+                size: tuple[int, int], demosaic: np.ndarray, scale: float,
+                tail: tuple[Window, Window] = (Window(1, 1, 0, 0), Window(1, 1, 0, 0))) -> MosaicStem | None:
     """A stem conv (O, 3, kh, kw) on the demosaiced frame as one conv on the mosaic: with an even stride every
     output sees the same phase at each tap, so the kernel is the stem's taps convolved with the demosaic's 3x3
     weights of that tap's phase. ``demosaic`` is ``bayer.neighbour_weights``: [py, px, colour, 3, 3]."""
     o, c, kh, kw = weight.shape
-    rows = mosaic_axis(kh, strides[0], (pads[0], pads[2]), size[0])
-    cols = mosaic_axis(kw, strides[1], (pads[1], pads[3]), size[1])
+    rows = mosaic_axis(Window(kh, strides[0], pads[0], pads[2]), size[0], tail[0])
+    cols = mosaic_axis(Window(kw, strides[1], pads[1], pads[3]), size[1], tail[1])
     if c != 3 or rows is None or cols is None:
         return None
     k = np.zeros((o, kh + 2, kw + 2))

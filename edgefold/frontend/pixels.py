@@ -11,7 +11,7 @@ costs 108 MACs a pixel on top of the folded stem (reported).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -29,7 +29,7 @@ from edgefold.core.contract import (
     write_meta,
 )
 from edgefold.errors import UsageError
-from edgefold.frontend.compose import ChromaStem, MosaicStem, plan, plan_mosaic
+from edgefold.frontend.compose import ChromaStem, MosaicStem, Window, plan, plan_mosaic
 
 DEMOSAIC_MACS_PER_PIXEL = 12 * 4 * 9 // 4  # the 4->12 3x3 conv at a quarter of the pixels
 YUV_MACS_PER_PIXEL = 9  # the 3x3 matrix as a 1x1 conv
@@ -45,10 +45,11 @@ def describe(model: onnx.ModelProto) -> str:
     fmt = pixel_format(fe["format"])
     if fe.get("form") == "composed" and fmt.mosaic:
         macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
+        joined = ", ".join(f"'{k}' after {v}" for k, v in fe.get("joined_after", {}).items())
         return (f"Bayer mosaic composed into the stem: one conv on the mosaic (each even-stride output sees one "
                 f"colour phase per tap) away from the edges, the demosaic and the stem on thin strips along them "
-                f"(OpenCV's border rows/columns), joined by two Concats; no RGB frame in the engine; MACs per output "
-                f"and channel {macs}")
+                f"(OpenCV's border rows/columns), joined by two Concats ({joined}); no RGB frame in the engine; MACs "
+                f"per output and channel {macs}")
     if fe.get("form") == "composed":
         layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
         macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
@@ -135,7 +136,7 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         stem_nodes = [m for n in composed.replaced.values() for m in n]
         extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs]
         form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
-                                   "stems": sorted(composed.replaced)}
+                                   "stems": sorted(composed.macs), "joined_after": composed.joined}
     else:
         if fmt.mosaic:
             nodes, inits = _demosaic(c.name, inner, fmt, shape)
@@ -153,7 +154,9 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     g.node.extend(nodes + stem_nodes + old)
     g.initializer.extend(inits)
     if isinstance(composed, _Composed):
-        _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])}, set(helper_nodes(folded)))
+        constants = {n.name for n in g.node if n.op_type == "Constant"}  # a dead one is dead whoever made it
+        _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])},
+                     set(helper_nodes(folded)) | constants)
     contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
                              channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
                              pixel_range=(0.0, fmt.max_value))
@@ -182,6 +185,7 @@ class _Composed:
     convs: list[str]  # the new convs that carry the stem's weights (the rest of ``replaced`` are helpers)
     weights: dict[str, list[str]]  # stem conv name -> the initialisers it read
     macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
+    joined: dict[str, str] = field(default_factory=dict)  # stem conv name -> the node after which pieces are joined
 
 
 def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
@@ -262,8 +266,9 @@ def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sha
 def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
                    folded: onnx.ModelProto) -> _Composed | str:
     """Each even-stride stem conv reading the demosaiced ``frame`` as one conv on the mosaic away from the edges,
-    and exact strips (demosaic, then the stem) along them, put together with two Concats (frontend/compose.py);
-    or why not."""
+    and exact strips (demosaic, then the stem) along them, put together with two Concats after the local op that
+    follows the stem (a pool or conv, through pointwise ops: there the tensor is smaller) or after the stem
+    itself (frontend/compose.py); or why not."""
     from edgefold.core.bayer import neighbour_weights
 
     assert fmt.mosaic is not None
@@ -274,45 +279,131 @@ def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, s
     stems = _stem_convs(g, frame, helpers)
     if isinstance(stems, str):
         return stems
-    plans: dict[str, tuple[onnx.NodeProto, MosaicStem]] = {}
-    for stem in stems:
-        found = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale)
-        if found is None:
-            return (f"stem conv '{stem.node.name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must "
-                    f"see one colour phase: even strides) or the frame is too small for it")
-        plans[stem.node.name] = (stem.node, found)
     fr = _Graph(fmt)
     mosaic = fr.node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     composed: dict[str, list[onnx.NodeProto]] = {}
-    weights = {stem.node.name: stem.weight for stem in stems}
-    for name, (node, p) in plans.items():
-        # the fold's border term (zero away from the edges) is added on the strips only: a constant there
+    convs: list[str] = []
+    macs: dict[str, list[int]] = {}
+    joined: dict[str, str] = {}
+    for stem in stems:
+        node, name = stem.node, stem.node.name
         add = _border_add(g, node, helpers)
+        start = add.output[0] if add is not None else node.output[0]
+        chain, tail = _tail(g, start)
+        windows = _windows(tail) if tail is not None else None
+        p = None
+        if windows is not None:
+            p = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale,
+                            windows)
+        if p is None:  # assemble right after the stem
+            chain, tail = [], None
+            p = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale)
+        if p is None:
+            return (f"stem conv '{name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must see one "
+                    f"colour phase: even strides) or the frame is too small for it")
+        # the fold's border term (zero away from the edges) is added on the strips only: a constant there
         ring = None
         if add is not None:
-            term = next(i for i in add.input if i != node.output[0])
-            ring = _border_term(folded, term)
-            r, q = p.rows, p.cols
-            inside = np.abs(ring[:, :, r.before:r.length - r.after, q.before:q.length - q.after])
+            ring = _border_term(folded, next(i for i in add.input if i != node.output[0]))
+            (ra, rb), (ca, cb) = p.rows.interior_stem, p.cols.interior_stem
+            inside = np.abs(ring[:, :, ra:rb, ca:cb])
             if inside.size and inside.max() > 1e-6 * (1.0 + np.abs(ring).max()):  # zero up to its float rounding
                 return f"the border term of '{name}' is not zero away from the edges"
-            composed[add.name] = []
-        out = add.output[0] if add is not None else node.output[0]
-        nodes, inits = _bayer_stem(node, weights[name], p, mosaic, fmt, shape, ring, out)
+        out = tail.output[0] if tail is not None else start
+        produced = {n.output[0] for n in g.node if n.op_type == "Constant"}
+        used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in produced}
+        values = _constant_values(g)
+        nodes, inits = _bayer_stem(node, stem.weight, p, mosaic, fmt, shape, ring, chain, tail, start, out,
+                                   {x: values[x] for x in used})
         composed[name] = nodes
+        for gone in ([add] if add is not None else []) + chain + ([tail] if tail is not None else []):
+            composed[gone.name] = []
+        convs += [m.name for m in nodes if m.op_type == "Conv" and m.input[1] in (f"{name}/stem_W", f"{name}/mosaic_W")]
         fr.inits.update({t.name: t for t in inits})
-    convs = [m.name for n, new in composed.items() for m in new
-             if m.op_type == "Conv" and m.input[1] in (f"{n}/stem_W", f"{n}/mosaic_W")]
-    return _Composed(fr.result(), mosaic, composed, convs, {n: list(node.input[1:]) for n, (node, _) in plans.items()},
-                     {n: [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
-                      for n, (_, p) in plans.items()})
+        macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
+        joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
+    return _Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
+                     joined)
+
+
+# ops that act on each pixel alone (their other inputs constants with no spatial extent): the strips and the
+# interior can each run them, so the pieces may be joined after the local op that follows
+_POINTWISE = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Elu", "Selu", "Tanh", "Softplus",
+              "PRelu", "BatchNormalization", "Mul", "Add", "Sub", "Div", "Identity"}
+
+
+def _tail(g: onnx.GraphProto, start: str) -> tuple[list[onnx.NodeProto], onnx.NodeProto | None]:
+    """The pointwise nodes after the stem's output ``start`` and the one pool or conv they lead to (SiLU, x *
+    sigmoid(x), included), or ([], None)."""
+    values = _constant_values(g)
+    outputs = {o.name for o in g.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in set(n.input):
+            readers.setdefault(i, []).append(n)
+
+    def constant(name: str, op: str) -> bool:
+        """A constant with no spatial extent: a scalar, per channel (C, 1, 1), or BatchNormalization's vectors."""
+        if name not in values:
+            return False
+        dims = list(values[name].shape)
+        return op == "BatchNormalization" or all(d == 1 for d in dims) or (len(dims) >= 3 and dims[-2:] == [1, 1])
+
+    chain: list[onnx.NodeProto] = []
+    cur = start
+    while cur not in outputs:
+        nxt = readers.get(cur, [])
+        if len(nxt) == 1 and nxt[0].op_type in ("MaxPool", "AveragePool", "Conv") and nxt[0].input[0] == cur \
+                and len(nxt[0].output) == 1 and cur not in nxt[0].input[1:]:
+            return chain, nxt[0]
+        if len(nxt) == 1 and nxt[0].op_type in _POINTWISE and len(nxt[0].output) == 1 \
+                and all(i == cur or constant(i, nxt[0].op_type) for i in nxt[0].input if i):
+            chain.append(nxt[0])
+            cur = nxt[0].output[0]
+            continue
+        ops = sorted(n.op_type for n in nxt)
+        if ops in (["Mul", "Sigmoid"], ["HardSigmoid", "Mul"]):  # x * sigmoid(x): SiLU / hard swish
+            gate = next(n for n in nxt if n.op_type != "Mul")
+            mul = next(n for n in nxt if n.op_type == "Mul")
+            if gate.input[0] == cur and sorted(mul.input) == sorted([cur, gate.output[0]]) \
+                    and [n.name for n in readers.get(gate.output[0], [])] == [mul.name]:
+                chain += [gate, mul]
+                cur = mul.output[0]
+                continue
+        break
+    return [], None
+
+
+def _constant_values(g: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """Every constant tensor by name: initialisers and the outputs of Constant nodes (paddle2onnx stores its
+    weights so)."""
+    values = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            values[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return values
+
+
+def _windows(node: onnx.NodeProto) -> tuple[Window, Window] | None:
+    """A pool's or conv's sliding window along rows and columns, or None (ceil_mode, auto_pad, not 2-D)."""
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    if a.get("ceil_mode", 0) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    kernel = a.get("kernel_shape")
+    if kernel is None or len(kernel) != 2:
+        return None
+    strides, pads, dil = a.get("strides", [1, 1]), a.get("pads", [0, 0, 0, 0]), a.get("dilations", [1, 1])
+    return tuple(Window((kernel[i] - 1) * dil[i] + 1, strides[i], pads[i], pads[i + 2]) for i in range(2))  # type: ignore[return-value]
 
 
 def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic: str, fmt: PixelFormat,
-                shape: list, ring: np.ndarray | None, out: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The nodes replacing one stem conv (and its border Add): the composed conv on the mosaic's interior, the
-    exact edge strips (plus the border term ``ring`` there), and the two Concats (the middle band's columns, then
-    the bands) that give ``out``."""
+                shape: list, ring: np.ndarray | None, chain: list[onnx.NodeProto], tail: onnx.NodeProto | None,
+                start: str, out: str, constants: dict[str, np.ndarray] | None = None
+                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The nodes replacing one stem conv, its border Add, the pointwise ``chain`` and the ``tail`` op: each piece
+    (the composed conv on the mosaic's interior; the exact strips along the edges, plus the border term ``ring``
+    there) runs the stem, the chain and the tail, and two Concats (the middle band's columns, then the bands)
+    give ``out``."""
     st = _Graph(fmt)
     st.prefix = node.name
     c = st.const
@@ -320,46 +411,69 @@ def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic:
     bias = list(node.input[2:3])
     strides, pads = _conv_geometry(node)
     pt, pl, pb, pr = pads
+    tail_pads = _conv_geometry(tail)[1] if tail is not None else [0, 0, 0, 0]
+    node_constants = constants or {}
     r, q = p.rows, p.cols
 
     def crop(x: str, starts: list[int], ends: list[int], axes: list[int], label: str) -> str:
         return st.node("Slice", [x, c(f"{label}_s", np.array(starts, np.int64)), c(f"{label}_e", np.array(ends, np.int64)),
                                  c(f"{label}_a", np.array(axes, np.int64))], label)
 
-    def strip(axis: int, start: int, stop: int, keep: tuple[int, int], conv_pads: list[int], label: str,
-              term: np.ndarray | None, rows: slice | None = None) -> str:
-        """The stem's exact output along one edge: demosaic a strip of the mosaic, keep the pixels whose demosaic
-        is the whole frame's, convolve with that edge's pads only."""
-        part = crop(mosaic, [start], [stop], [axis], f"{label}_mosaic")
+    def finish(y: str, label: str, keep: list[int]) -> str:
+        """The chain and the tail on one piece; ``keep`` says which of the tail's pads (top, left, bottom, right)
+        this piece has (the others are edges of the piece, not of the frame)."""
+        names = {start: y}
+        for n in chain + ([tail] if tail is not None else []):
+            copy = onnx.NodeProto()
+            copy.CopyFrom(n)
+            copy.name = f"{node.name}/{label}/{n.name}"
+            for i, x in enumerate(copy.input):  # a Constant node's output may come later in the graph: a copy here
+                copy.input[i] = names.get(x) or (c(f"const/{x}", node_constants[x]) if x in node_constants else x)
+            for i, x in enumerate(copy.output):
+                names[x] = copy.output[i] = f"{node.name}/{label}/{x}"
+            if n is tail:
+                for attr in copy.attribute:
+                    if attr.name == "pads":
+                        attr.ints[:] = [v if k else 0 for v, k in zip(tail_pads, keep)]
+            st.nodes.append(copy)
+        return names[out] if (chain or tail is not None) else y
+
+    def strip(axis: int, start_px: int, stop_px: int, keep_rgb: tuple[int, int], edges: list[int], label: str,
+              stem_part: tuple[slice, slice]) -> str:
+        """The exact result along one edge: demosaic a strip of the mosaic, keep the pixels whose demosaic is the
+        whole frame's, the stem with that edge's pads only (``edges``: top, left, bottom, right), the border term,
+        then the chain and the tail."""
+        part = crop(mosaic, [start_px], [stop_px], [axis], f"{label}_mosaic")
         strip_shape = list(shape)
-        strip_shape[axis] = stop - start
+        strip_shape[axis] = stop_px - start_px
         rgb = f"{node.name}/{label}_rgb"
         d_nodes, d_inits = _demosaic(part, rgb, fmt, strip_shape, prefix=f"{node.name}/{label}")
         st.nodes.extend(d_nodes)
         st.inits.update({t.name: t for t in d_inits})
-        kept = crop(rgb, [keep[0]], [keep[1]], [axis], f"{label}_keep")
+        kept = crop(rgb, [keep_rgb[0]], [keep_rgb[1]], [axis], f"{label}_keep")
         y = st.node("Conv", [kept, c("stem_W", weight), *bias], label, kernel_shape=list(weight.shape[2:]),
-                    strides=strides, pads=conv_pads)
-        if rows is not None:  # a column strip: the rows between the top and bottom bands
-            y = crop(y, [rows.start], [rows.stop], [2], f"{label}_rows")
-        return y if term is None else st.node("Add", [y, c(f"{label}_border", term)], f"{label}_bordered")
+                    strides=strides, pads=[v if k else 0 for v, k in zip(pads, edges)])
+        if ring is not None:
+            y = st.node("Add", [y, c(f"{label}_border", ring[:, :, stem_part[0], stem_part[1]])], f"{label}_bordered")
+        return finish(y, label, edges)
 
-    interior = crop(mosaic, [r.interior[0], q.interior[0]], [r.interior[1], q.interior[1]], [2, 3], "interior_px")
-    middle = [st.node("Conv", [interior, c("mosaic_W", p.kernel), *bias], "interior",
-                      kernel_shape=list(p.kernel.shape[2:]), strides=strides, pads=[0, 0, 0, 0])]
-    mid = slice(r.before, r.length - r.after)
-    part = (lambda rows, cols: None) if ring is None else (lambda rows, cols: ring[:, :, rows, cols])  # noqa: E731
-    middle.insert(0, strip(3, 0, q.before_strip, (0, q.before_keep), [pt, pl, pb, 0], "left",
-                           part(mid, slice(0, q.before)), mid))
+    (ra, rb), (ca, cb) = r.interior_px, q.interior_px
+    interior = st.node("Conv", [crop(mosaic, [ra, ca], [rb, cb], [2, 3], "interior_px"), c("mosaic_W", p.kernel), *bias],
+                       "interior", kernel_shape=list(p.kernel.shape[2:]), strides=strides, pads=[0, 0, 0, 0])
+    middle = [finish(interior, "interior", [0, 0, 0, 0])]
+    mid = ([r.before], [r.length - r.after], [2])
+    every_row, every_col = slice(0, r.stem_len), slice(0, q.stem_len)
+    left = strip(3, 0, q.lead_px, (0, q.lead_keep), [1, 1, 1, 0], "left", (every_row, slice(0, q.lead_stem)))
+    middle.insert(0, crop(left, *mid, "left_mid"))
     if q.after:
-        middle.append(strip(3, q.after_strip, w, (q.after_keep, w - q.after_strip), [pt, 0, pb, pr], "right",
-                            part(mid, slice(q.length - q.after, q.length)), mid))
-    every = slice(0, q.length)
-    bands = [strip(2, 0, r.before_strip, (0, r.before_keep), [pt, pl, 0, pr], "top", part(slice(0, r.before), every)),
+        right = strip(3, q.trail_px, w, (q.trail_keep, w - q.trail_px), [1, 0, 1, 1], "right",
+                      (every_row, slice(q.trail_stem, q.stem_len)))
+        middle.append(crop(right, *mid, "right_mid"))
+    bands = [strip(2, 0, r.lead_px, (0, r.lead_keep), [1, 1, 0, 1], "top", (slice(0, r.lead_stem), every_col)),
              st.node("Concat", middle, "middle", axis=3)]
     if r.after:
-        bands.append(strip(2, r.after_strip, h, (r.after_keep, h - r.after_strip), [0, pl, pb, pr], "bottom",
-                           part(slice(r.length - r.after, r.length), every)))
+        bands.append(strip(2, r.trail_px, h, (r.trail_keep, h - r.trail_px), [0, 1, 1, 1], "bottom",
+                           (slice(r.trail_stem, r.stem_len), every_col)))
     st.output("Concat", bands, out, "assembled", axis=2)
     return st.result()
 
