@@ -474,3 +474,18 @@ def test_bayer_pieces_are_joined_after_the_op_that_follows_the_stem_when_they_ca
         got = run(camera, {"image": m[None, None]})
         for r, g in zip(ref, got):
             assert r.shape == g.shape and np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()
+
+
+def test_composed_pieces_tell_precision_which_nodes_are_the_network(tmp_path):
+    """The stem on each piece is a folded conv (float-first keeps it in float); the model's own ops copied onto the
+    pieces (here ReLU and the next conv) are the network's, so INT8 quantises them; only the demosaic strips,
+    crops, border constants and Concats are helpers."""
+    from edgefold.core.contract import Meta, helper_nodes, meta_json
+
+    camera = _fold(rgb_model(48, 64), tmp_path, "--pixel-format", "BayerRG8")
+    helpers, folded = set(helper_nodes(camera)), set(meta_json(camera, Meta.FOLDED_CONVS))
+    convs = {n.name: n for n in camera.graph.node if n.op_type == "Conv"}
+    assert {"stem/interior", "stem/left", "stem/top"} <= folded and not folded & helpers
+    copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].name)]
+    assert len(copies) >= 3 and not set(copies) & helpers
+    assert all(n in helpers for n in convs if n.endswith("/demosaic"))

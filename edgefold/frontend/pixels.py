@@ -134,7 +134,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         old = [n for n in g.node if n.name not in composed.replaced]
         folded_convs = [x for x in folded_convs if x not in composed.replaced] + composed.convs
         stem_nodes = [m for n in composed.replaced.values() for m in n]
-        extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs]
+        # the model's own ops copied onto each piece stay the network's (precision treats them as such)
+        extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs and m.name not in composed.copies]
         form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
                                    "stems": sorted(composed.macs), "joined_after": composed.joined}
     else:
@@ -186,6 +187,7 @@ class _Composed:
     weights: dict[str, list[str]]  # stem conv name -> the initialisers it read
     macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
     joined: dict[str, str] = field(default_factory=dict)  # stem conv name -> the node after which pieces are joined
+    copies: set[str] = field(default_factory=set)  # the model's own ops (after the stem) run on each piece
 
 
 def _compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
@@ -285,6 +287,7 @@ def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, s
     convs: list[str] = []
     macs: dict[str, list[int]] = {}
     joined: dict[str, str] = {}
+    copies: set[str] = set()
     for stem in stems:
         node, name = stem.node, stem.node.name
         add = _border_add(g, node, helpers)
@@ -313,8 +316,9 @@ def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, s
         produced = {n.output[0] for n in g.node if n.op_type == "Constant"}
         used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in produced}
         values = _constant_values(g)
-        nodes, inits = _bayer_stem(node, stem.weight, p, mosaic, fmt, shape, ring, chain, tail, start, out,
-                                   {x: values[x] for x in used})
+        nodes, inits, copied = _bayer_stem(node, stem.weight, p, mosaic, fmt, shape, ring, chain, tail, start, out,
+                                           {x: values[x] for x in used})
+        copies |= copied
         composed[name] = nodes
         for gone in ([add] if add is not None else []) + chain + ([tail] if tail is not None else []):
             composed[gone.name] = []
@@ -323,7 +327,7 @@ def _compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, s
         macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
         joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
     return _Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
-                     joined)
+                     joined, copies)
 
 
 # ops that act on each pixel alone (their other inputs constants with no spatial extent): the strips and the
@@ -399,13 +403,14 @@ def _windows(node: onnx.NodeProto) -> tuple[Window, Window] | None:
 def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic: str, fmt: PixelFormat,
                 shape: list, ring: np.ndarray | None, chain: list[onnx.NodeProto], tail: onnx.NodeProto | None,
                 start: str, out: str, constants: dict[str, np.ndarray] | None = None
-                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], set[str]]:
     """The nodes replacing one stem conv, its border Add, the pointwise ``chain`` and the ``tail`` op: each piece
     (the composed conv on the mosaic's interior; the exact strips along the edges, plus the border term ``ring``
     there) runs the stem, the chain and the tail, and two Concats (the middle band's columns, then the bands)
-    give ``out``."""
+    give ``out``; also the names of the copies of the model's own ops."""
     st = _Graph(fmt)
     st.prefix = node.name
+    copied: set[str] = set()
     c = st.const
     h, w = shape[2], shape[3]
     bias = list(node.input[2:3])
@@ -427,6 +432,7 @@ def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic:
             copy = onnx.NodeProto()
             copy.CopyFrom(n)
             copy.name = f"{node.name}/{label}/{n.name}"
+            copied.add(copy.name)
             for i, x in enumerate(copy.input):  # a Constant node's output may come later in the graph: a copy here
                 copy.input[i] = names.get(x) or (c(f"const/{x}", node_constants[x]) if x in node_constants else x)
             for i, x in enumerate(copy.output):
@@ -475,7 +481,7 @@ def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic:
         bands.append(strip(2, r.trail_px, h, (r.trail_keep, h - r.trail_px), [0, 1, 1, 1], "bottom",
                            (slice(r.trail_stem, r.stem_len), every_col)))
     st.output("Concat", bands, out, "assembled", axis=2)
-    return st.result()
+    return (*st.result(), copied)
 
 
 def _border_add(g: onnx.GraphProto, conv: onnx.NodeProto, helpers: set[str]) -> onnx.NodeProto | None:
