@@ -489,3 +489,64 @@ def test_composed_pieces_tell_precision_which_nodes_are_the_network(tmp_path):
     copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].name)]
     assert len(copies) >= 3 and not set(copies) & helpers
     assert all(n in helpers for n in convs if n.endswith("/demosaic"))
+
+
+def _camera_buffer(fmt: str, h: int, w: int, seed: int) -> np.ndarray:
+    f = pixel_format(fmt)
+    rng = np.random.default_rng(seed)
+    if f.mosaic:
+        return rng.integers(0, 2 ** f.bits, (h, w)).astype(np.uint8 if f.bits == 8 else np.float32)
+    if f.chroma in ("YUYV", "UYVY"):
+        return rng.integers(0, 256, (h, 2 * w), dtype=np.uint8)
+    return rng.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
+
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(["BayerRG8", "BayerGR8", "BayerBG10", "BayerGB16", "NV12", "NV21", "I420", "YUV422_8",
+                            "YUV422_8_UYVY"]),
+       k=st.integers(1, 7), stride=st.integers(1, 4), pads=st.tuples(*[st.integers(0, 3)] * 4),
+       half=st.tuples(st.integers(3, 14), st.integers(3, 14)), odd=st.tuples(st.booleans(), st.booleans()),
+       tail=st.sampled_from(["conv", "relu-maxpool", "none"]))
+def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stride, pads, half, odd, tail):
+    """Random stem kernels, strides, asymmetric pads, frame sizes (odd ones for Bayer) and what follows the stem:
+    the camera model equals "convert in float, run the original", whichever form the fold chose."""
+    import tempfile
+    from pathlib import Path
+
+    from edgefold.core.contract import Meta, meta_json
+
+    f = pixel_format(fmt)
+    h, w = 2 * half[0] + (odd[0] if f.mosaic else 0), 2 * half[1] + (odd[1] if f.mosaic else 0)
+    assume(max(pads) < k)  # onnxruntime refuses a pad as wide as the kernel
+    out = [(n + pads[i] + pads[i + 2] - k) // stride + 1 for i, n in enumerate((h, w))]
+    assume(min(out) >= (2 if tail == "relu-maxpool" else 1))
+    b = ModelBuilder(seed=k * 7 + stride)
+    x = b.input("image", [1, 3, h, w])
+    x = b.op("Div", [b.op("Sub", [b.op("Div", [x, b.const(np.float32(255))]),
+                                  b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))]), b.const(IMAGENET_STD.reshape(1, 3, 1, 1))])
+    y = b.conv(x, 3, 8, k=k, stride=stride, pad=list(pads), name="stem")
+    if tail == "conv":
+        y = b.conv(b.op("Relu", [y]), 8, 4, k=3, stride=2)
+    elif tail == "relu-maxpool":
+        y = b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[2, 2], strides=[2, 2])
+    original = b.model([y])
+    with tempfile.TemporaryDirectory() as tmp:
+        camera = _fold(original, Path(tmp), "--pixel-format", fmt, "--no-verify")
+    form = meta_json(camera, Meta.FRONTEND)["form"]
+    if f.chroma:  # even frames: a YUV stem composes exactly when its stride is even
+        assert form == ("composed" if stride % 2 == 0 else "front end")
+    elif stride % 2:  # a Bayer stem also needs room for an output away from the edges
+        assert form == "front end"
+    for seed in range(2):
+        buf = _camera_buffer(fmt, h, w, seed)
+        ref_rgb = f.reference(buf[None].astype(np.float64), 3)
+        ref = run(original, {"image": ref_rgb[None].astype(np.float32)})[0]
+        got = run(camera, {"image": buf[None, None]})[0]
+        assert ref.shape == got.shape
+        assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max(), (fmt, k, stride, pads, h, w, tail)
+
