@@ -117,6 +117,11 @@ def test_mono_high_bit_depth_is_scaled_exactly_into_a_gray_model(fmt, bits, tmp_
     camera = _fold(original, tmp_path, "--pixel-format", fmt)
     inp = camera.graph.input[0].type.tensor_type
     assert inp.elem_type == onnx.TensorProto.FLOAT and inp.shape.dim[1].dim_value == 1
+    from edgefold.core.contract import Meta, meta_json
+
+    # the scale rides on the stem's weights: the frame goes straight into the conv
+    assert meta_json(camera, Meta.FRONTEND)["form"] == "composed"
+    assert not [n for n in camera.graph.node if n.op_type == "Mul" and camera.graph.input[0].name in n.input]
     top = 2 ** bits - 1
     for x in (np.random.default_rng(bits).integers(0, top + 1, (1, 1, 40, 52)), np.full((1, 1, 40, 52), top)):
         raw = x.astype(np.float32)

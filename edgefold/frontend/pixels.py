@@ -33,7 +33,7 @@ from edgefold.frontend.planes import (
     yuv420,
     yuv422,
 )
-from edgefold.frontend.stems import Composed, compose_bayer, compose_yuv
+from edgefold.frontend.stems import Composed, compose_bayer, compose_scale, compose_yuv
 
 
 def describe(model: onnx.ModelProto) -> str:
@@ -47,6 +47,10 @@ def describe(model: onnx.ModelProto) -> str:
                 f"colour phase per tap) away from the edges, the demosaic and the stem on thin strips along them "
                 f"(OpenCV's border rows/columns), joined by two Concats ({joined}); no RGB frame in the engine; MACs "
                 f"per output and channel {macs}")
+    if fe.get("form") == "composed" and not fmt.chroma:
+        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
+        return (f"the scale x * 255/{int(fmt.max_value)} in the gray stem's weights, which read the float32 frame "
+                f"(no pass before them); MACs per output and channel {macs}")
     if fe.get("form") == "composed":
         layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
         macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
@@ -119,8 +123,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
-    composer = compose_yuv if fmt.chroma else (compose_bayer if fmt.mosaic else None)
-    composed = composer(g, inner, c.name, fmt, shape, folded) if composer else None
+    composer = compose_yuv if fmt.chroma else (compose_bayer if fmt.mosaic else compose_scale)
+    composed = composer(g, inner, c.name, fmt, shape, folded)
     folded_convs = meta_json(folded, Meta.FOLDED_CONVS, [])
     if isinstance(composed, Composed):
         nodes, inits = composed.front

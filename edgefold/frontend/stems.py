@@ -18,16 +18,39 @@ from edgefold.frontend.planes import Graph, demosaic
 
 @dataclass
 class Composed:
-    """A YUV buffer composed into the stem convs: the planes (``front``), and each stem conv's replacement."""
+    """A camera buffer composed into the stem convs: the nodes before them (``front``: planes, a cast), and each
+    stem conv's replacement."""
 
     front: tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
-    luma: str  # the Y plane in float, uncentred: what the size-only helpers read instead of the RGB frame
+    luma: str  # a float frame of the camera's size (Y, mosaic): what the size-only helpers read instead
     replaced: dict[str, list[onnx.NodeProto]]  # stem conv name -> the nodes computing its output instead
     convs: list[str]  # the new convs that carry the stem's weights (the rest of ``replaced`` are helpers)
     weights: dict[str, list[str]]  # stem conv name -> the initialisers it read
     macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
     joined: dict[str, str] = field(default_factory=dict)  # stem conv name -> the node after which pieces are joined
     copies: set[str] = field(default_factory=set)  # the model's own ops (after the stem) run on each piece
+
+
+def compose_scale(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
+                  folded: onnx.ModelProto) -> Composed | str:
+    """Mono10/12/16: the scale to the 8-bit range (x * 255 / (2^bits - 1)) in the stem convs' weights, which then
+    read the camera's float32 frame: no Mul over the frame. The fold's border term depends on the frame's size
+    only, so it is unchanged."""
+    stems = _stem_convs(g, frame, set(helper_nodes(folded)))
+    if isinstance(stems, str):
+        return stems
+    replaced: dict[str, list[onnx.NodeProto]] = {}
+    inits: list[onnx.TensorProto] = []
+    for stem in stems:
+        conv = onnx.NodeProto()
+        conv.CopyFrom(stem.node)
+        name = f"{stem.node.name}/W_{fmt.genicam}"
+        inits.append(numpy_helper.from_array((stem.weight.astype(np.float64) * fmt.scale).astype(np.float32), name))
+        conv.input[0], conv.input[1] = src, name
+        replaced[stem.node.name] = [conv]
+    return Composed(([], inits), src, replaced, list(replaced), {s.node.name: [s.node.input[1]] for s in stems},
+                    {s.node.name: [int(np.prod(s.weight.shape[1:])), 3 * int(np.prod(s.weight.shape[2:]))]
+                     for s in stems})
 
 
 def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
