@@ -555,3 +555,25 @@ def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stri
         assert ref.shape == got.shape
         assert np.abs(ref - got).max() <= 1e-5 + 1e-4 * np.abs(ref).max(), (fmt, k, stride, pads, h, w, tail)
 
+
+
+def test_int8_recentre_composes_bayer_and_quantises_the_mosaic_losslessly(tmp_path):
+    """build --int8 --int8-strategy recentre: the fold's frame - 128 becomes mosaic - 128 (a bilinear demosaic keeps
+    constants), the composed conv reads it, and its int8 input is that integer with scale 1 - no rounding."""
+    import json
+
+    from onnx import numpy_helper
+
+    onnx.save(rgb_model(48, 64), str(tmp_path / "o.onnx"))
+    np.save(tmp_path / "f.npy", np.stack([mosaic(photo(48, 64, i), "RGGB") for i in range(10)]))
+    out = tmp_path / "r.engine"
+    assert main(["build", str(tmp_path / "o.onnx"), "--int8", "--int8-strategy", "recentre", "--calib",
+                 str(tmp_path / "f.npy"), "-o", str(out), "--no-engine", "--pixel-format", "BayerRG8"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["frontend"]["form"] == "composed"
+    m = onnx.load(str(tmp_path / "r.prepared.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "stem/interior_px"]
+    assert len(q) == 1 and float(inits[q[0].input[1]]) == 1.0 and int(inits[q[0].input[2]]) == 0
+    # what it quantises is the mosaic - 128: integers in [-128, 127]
+    centred = next(n for n in m.graph.node if n.output[0].endswith("raw_centred"))
+    assert float(inits[centred.input[1]]) == -128.0

@@ -167,6 +167,9 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
         Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes] + extra_helpers),
         Meta.FOLDED_CONVS: json.dumps(folded_convs),
+        **({Meta.RAW_TENSORS: json.dumps(composed.raw),
+            Meta.RAW_OFFSET: json.dumps([composed.raw_offset] * len(composed.raw))}
+           if isinstance(composed, Composed) and composed.raw else {}),
         Meta.FRONTEND: json.dumps({"kind": "pixel-format", "format": fmt.genicam, "bits": fmt.bits,
                                    "mosaic": fmt.mosaic, "chroma": fmt.chroma,
                                    "yuv": fmt.yuv if fmt.chroma else None, "folded_contract": c.to_json(),

@@ -29,6 +29,8 @@ class Composed:
     macs: dict[str, list[int]]  # stem conv name -> MACs per output pixel and channel: composed, RGB stem
     joined: dict[str, str] = field(default_factory=dict)  # stem conv name -> the node after which pieces are joined
     copies: set[str] = field(default_factory=set)  # the model's own ops (after the stem) run on each piece
+    raw: list[str] = field(default_factory=list)  # INT8 recentre: the integer tensors (pixel - 128) convs read
+    raw_offset: float = 0.0
 
 
 def compose_scale(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
@@ -141,12 +143,18 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
     if not (isinstance(h, int) and isinstance(w, int)):
         return "the frame size is dynamic (the edge strips are cut at fixed rows; fold with --input-size HxW)"
     helpers = set(helper_nodes(folded))
-    stems = _stem_convs(g, frame, helpers)
+    recentre = _recentre(g, frame, helpers)  # an INT8 build's frame - 128: the mosaic - 128 (demosaic keeps constants)
+    if recentre is not None and fmt.bits != 8:
+        return "a recentred (INT8) frame of more than 8 bits is not an integer mosaic"
+    stems = _stem_convs(g, recentre[0].output[0] if recentre else frame, helpers)
     if isinstance(stems, str):
         return stems
     fr = Graph(fmt)
     mosaic = fr.node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     composed: dict[str, list[onnx.NodeProto]] = {}
+    if recentre is not None:
+        mosaic = fr.node("Add", [mosaic, fr.const("raw_offset", np.array(recentre[1], np.float32))], "raw_centred")
+        composed[recentre[0].name] = []
     convs: list[str] = []
     macs: dict[str, list[int]] = {}
     joined: dict[str, str] = {}
@@ -190,7 +198,20 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
         macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
         joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
     return Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
-                     joined, copies)
+                     joined, copies, [f"{s.node.name}/interior_px" for s in stems] if recentre else [],
+                     recentre[1] if recentre else 0.0)
+
+
+def _recentre(g: onnx.GraphProto, frame: str, helpers: set[str]) -> tuple[onnx.NodeProto, float] | None:
+    """The fold's ``frame + offset`` for INT8 recentring (a helper Add of a scalar), if the frame's only reader."""
+    readers = [n for n in g.node if frame in n.input]
+    inits = {t.name: t for t in g.initializer}
+    if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].name not in helpers:
+        return None
+    other = [i for i in readers[0].input if i != frame]
+    if len(other) != 1 or other[0] not in inits or numpy_helper.to_array(inits[other[0]]).size != 1:
+        return None
+    return readers[0], float(numpy_helper.to_array(inits[other[0]]).reshape(()))
 
 
 # ops that act on each pixel alone (their other inputs constants with no spatial extent): the strips and the

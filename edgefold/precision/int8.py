@@ -69,9 +69,10 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
     elif strategy == "recentre":
         raw = meta_json(model, Meta.RAW_TENSORS, [])
         offsets = meta_json(model, Meta.RAW_OFFSET, [])
-        if not raw or not offsets or offsets[0] != -128:
+        if not raw or not offsets or any(o != -128 for o in offsets):
             raise UsageError("recentre needs a model folded with raw_offset=-128")
-        overrides = {raw[0]: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}]}
+        # integer pixels - 128 fit int8 exactly: scale 1, zero point 0, for every tensor a first conv reads so
+        overrides = {t: [{"scale": np.array(1.0, np.float32), "zero_point": np.array(0, np.int8)}] for t in raw}
     else:
         raise UsageError(f"unknown INT8 strategy {strategy!r}")
     all_ops = sorted({n.op_type for n in model.graph.node})
