@@ -10,7 +10,8 @@ Bytes per frame: what crosses into the model.
     python bench/pixel_formats.py [--size 2048x2448] [--rounds 7] [--ocr 1024x1024]
 
 ``--ocr HxW`` adds PaddleOCR's PP-OCRv4 text detector (the rapidocr-onnxruntime wheel ``./run test`` downloads;
-normalised (x/255 - 0.5)/0.5), specialised to that size, in each format.
+normalised (x/255 - 0.5)/0.5), specialised to that size, in each format; ``--yolo HxW`` an Ultralytics YOLOv8n
+detector (the nudenet wheel; x/255).
 """
 from __future__ import annotations
 
@@ -68,6 +69,20 @@ def ocr_detector(h: int, w: int) -> onnx.ModelProto:
     return specialise(model, (h, w))
 
 
+def yolo_detector(h: int, w: int) -> onnx.ModelProto:
+    import zipfile
+
+    from edgefold.graph.shapes import specialise
+
+    root = Path(__file__).resolve().parents[1]
+    wheel = sorted((root / ".cache" / "wheels").glob("nudenet-3.4.2-*.whl"))
+    if not wheel:
+        raise SystemExit("run `./run test` once first: it downloads the nudenet wheel (YOLOv8n)")
+    with zipfile.ZipFile(wheel[0]) as z:
+        model = onnx.load_from_string(z.read("nudenet/320n.onnx"))
+    return specialise(model, (h, w))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="2048x2448")
@@ -75,6 +90,7 @@ def main() -> None:
     ap.add_argument("--net", choices=("resnet-stem", "stem+conv"), default="resnet-stem")
     ap.add_argument("--formats", default="BayerRG8,NV12,Mono12")
     ap.add_argument("--ocr", metavar="HxW", help="also PP-OCRv4 det at this size (e.g. 1024x1024)")
+    ap.add_argument("--yolo", metavar="HxW", help="also YOLOv8n at this size (e.g. 1088x1920)")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     formats = args.formats.split(",")
@@ -82,12 +98,16 @@ def main() -> None:
     if args.ocr:
         oh, ow = (int(v) for v in args.ocr.split("x"))
         table(f"PP-OCRv4 det, {oh}x{ow}", ocr_detector(oh, ow), oh, ow, args.rounds, formats, ImageNet=False)
+    if args.yolo:
+        yh, yw = (int(v) for v in args.yolo.split("x"))
+        table(f"YOLOv8n, {yh}x{yw}", yolo_detector(yh, yw), yh, yw, args.rounds, formats, ImageNet=False,
+              mean_std=(0.0, 1.0))
 
 
 def table(title: str, model: onnx.ModelProto, h: int, w: int, rounds: int, formats: list[str],
-          ImageNet: bool) -> None:  # noqa: N803
+          ImageNet: bool, mean_std: tuple[float, float] = (0.5, 0.5)) -> None:  # noqa: N803
     rng = np.random.default_rng(0)
-    mean, std = (MEAN, STD) if ImageNet else (np.full(3, 0.5, np.float32), np.full(3, 0.5, np.float32))
+    mean, std = (MEAN, STD) if ImageNet else (np.full(3, mean_std[0], np.float32), np.full(3, mean_std[1], np.float32))
 
     def normalise(rgb_hwc: np.ndarray) -> np.ndarray:
         x = rgb_hwc.astype(np.float32) / 255.0
