@@ -156,6 +156,10 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     g.node.extend(nodes + stem_nodes + old)
     g.initializer.extend(inits)
     if isinstance(composed, Composed):
+        made = {o for n in nodes + stem_nodes for o in n.output}  # a reused name may change shape: not stale info
+        kept_info = [v for v in g.value_info if v.name not in made]
+        del g.value_info[:]
+        g.value_info.extend(kept_info)
         constants = {n.name for n in g.node if n.op_type == "Constant"}  # a dead one is dead whoever made it
         _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])},
                      set(helper_nodes(folded)) | constants)

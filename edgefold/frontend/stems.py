@@ -152,13 +152,16 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
     fr = Graph(fmt)
     mosaic = fr.node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     composed: dict[str, list[onnx.NodeProto]] = {}
-    if recentre is not None:
-        mosaic = fr.node("Add", [mosaic, fr.const("raw_offset", np.array(recentre[1], np.float32))], "raw_centred")
+    if recentre is not None:  # under the fold's own name: a size-only helper may still read it
+        mosaic = fr.output("Add", [mosaic, fr.const("raw_offset", np.array(recentre[1], np.float32))],
+                           recentre[0].output[0], "raw_centred")
         composed[recentre[0].name] = []
     convs: list[str] = []
     macs: dict[str, list[int]] = {}
     joined: dict[str, str] = {}
     copies: set[str] = set()
+    values = _constant_values(g)
+    made_by_constant = {n.output[0] for n in g.node if n.op_type == "Constant"}
     for stem in stems:
         node, name = stem.node, stem.node.name
         add = _border_add(g, node, helpers)
@@ -184,9 +187,7 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
             if inside.size and inside.max() > 1e-6 * (1.0 + np.abs(ring).max()):  # zero up to its float rounding
                 return f"the border term of '{name}' is not zero away from the edges"
         out = tail.output[0] if tail is not None else start
-        produced = {n.output[0] for n in g.node if n.op_type == "Constant"}
-        used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in produced}
-        values = _constant_values(g)
+        used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in made_by_constant}
         nodes, inits, copied = _bayer_stem(node, stem.weight, p, mosaic, fmt, shape, ring, chain, tail, start, out,
                                            {x: values[x] for x in used})
         copies |= copied
@@ -198,8 +199,8 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
         macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
         joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
     return Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
-                     joined, copies, [f"{s.node.name}/interior_px" for s in stems] if recentre else [],
-                     recentre[1] if recentre else 0.0)
+                     joined, copies, [f"{s.node.name}/interior_px" for s in stems] if recentre is not None else [],
+                     recentre[1] if recentre is not None else 0.0)
 
 
 def _recentre(g: onnx.GraphProto, frame: str, helpers: set[str]) -> tuple[onnx.NodeProto, float] | None:
