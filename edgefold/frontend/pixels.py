@@ -128,9 +128,10 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     folded_convs = meta_json(folded, Meta.FOLDED_CONVS, [])
     if isinstance(composed, Composed):
         nodes, inits = composed.front
+        frames = {inner, *composed.aliases}
         for node in g.node:  # the helpers that read only the frame's size and channel 0 get the Y plane
             for i, name in enumerate(node.input):
-                if name == inner:
+                if name in frames:
                     node.input[i] = composed.luma
         old = [n for n in g.node if n.name not in composed.replaced]
         folded_convs = [x for x in folded_convs if x not in composed.replaced] + composed.convs

@@ -30,6 +30,7 @@ class Composed:
     joined: dict[str, str] = field(default_factory=dict)  # stem conv name -> the node after which pieces are joined
     copies: set[str] = field(default_factory=set)  # the model's own ops (after the stem) run on each piece
     raw: list[str] = field(default_factory=list)  # INT8 recentre: the integer tensors (pixel - 128) convs read
+    aliases: list[str] = field(default_factory=list)  # other frame names whose size-only readers get ``luma``
     raw_offset: float = 0.0
 
 
@@ -67,7 +68,13 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
     if fmt.chroma == "NV21":  # chroma channels come as V, U
         m = m[:, [0, 2, 1]]
     factors = (1, 2) if packed else (2, 2)
-    stems = _stem_convs(g, frame, set(helper_nodes(folded)))
+    helpers = set(helper_nodes(folded))
+    # an INT8 build's frame + offset (RGB - 128): the planes are centred where the matrix gives that instead
+    recentre = _recentre(g, frame, helpers)
+    centre = np.array([y0, 128.0, 128.0])
+    if recentre is not None:
+        centre = centre - np.linalg.solve(m, np.full(3, recentre[1]))
+    stems = _stem_convs(g, recentre[0].output[0] if recentre else frame, helpers)
     if isinstance(stems, str):
         return stems
     plans: dict[str, tuple[onnx.NodeProto, ChromaStem]] = {}
@@ -99,9 +106,11 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
         else:
             pairs = nd("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
             chroma = nd("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
-    centred_y = nd("Sub", [luma, c("y0", np.array(y0, np.float32))], "y_centred") if y0 else luma
-    centred_c = nd("Sub", [chroma, c("c0", np.array(128.0, np.float32))], "uv_centred")
+    centred_y = nd("Sub", [luma, c("y0", np.array(centre[0], np.float32))], "y_centred") if centre[0] else luma
+    centred_c = nd("Sub", [chroma, c("c0", centre[1:].reshape(1, 2, 1, 1).astype(np.float32))], "uv_centred")
     replaced: dict[str, list[onnx.NodeProto]] = {}
+    if recentre is not None:
+        replaced[recentre[0].name] = []
     for name, (node, p) in plans.items():
         st = Graph(fmt)
         st.prefix = name
@@ -124,10 +133,15 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
         replaced[name] = new_nodes
         fr.inits.update({t.name: t for t in new_inits})
     front_nodes, front_inits = fr.result()
+    # INT8 recentre: each stem's convs read the centred planes; Y - y0' is an integer plus a constant fraction
+    # (limited range), quantised with step 1 as the front end's RGB - 128 would be
+    raw = [centred_y] + [n.input[0] for new in replaced.values() for n in new if n.name.endswith("/chroma")]
     return Composed((front_nodes, front_inits), luma, replaced,
                      [f"{n}/{part}" for n in plans for part in ("luma", "chroma")],
                      {n: list(node.input[1:]) for n, (node, _) in plans.items()},
-                     {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()})
+                     {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()},
+                     raw=raw if recentre is not None else [], raw_offset=recentre[1] if recentre is not None else 0.0,
+                     aliases=[recentre[0].output[0]] if recentre is not None else [])
 
 
 def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
@@ -199,8 +213,8 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
         macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
         joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
     return Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
-                     joined, copies, [f"{s.node.name}/interior_px" for s in stems] if recentre is not None else [],
-                     recentre[1] if recentre is not None else 0.0)
+                     joined, copies, raw=[f"{s.node.name}/interior_px" for s in stems] if recentre is not None else [],
+                     raw_offset=recentre[1] if recentre is not None else 0.0)
 
 
 def _recentre(g: onnx.GraphProto, frame: str, helpers: set[str]) -> tuple[onnx.NodeProto, float] | None:
