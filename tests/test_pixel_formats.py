@@ -577,3 +577,35 @@ def test_int8_recentre_composes_bayer_and_quantises_the_mosaic_losslessly(tmp_pa
     # what it quantises is the mosaic - 128: integers in [-128, 127]
     centred = next(n for n in m.graph.node if n.output[0].endswith("raw_centred"))
     assert float(inits[centred.input[1]]) == -128.0
+
+
+@pytest.mark.parametrize("layout", ["NV12", "NV21", "I420", "YUYV", "UYVY"])
+@pytest.mark.parametrize("yuv", ["bt601-limited", "bt709-full"])
+def test_yuv_encoder_for_synthetic_frames_round_trips(layout, yuv):
+    """compare's synthetic YUV frames are RGB frames encoded as a camera would: decoding gives the photo back to
+    the encoder's rounding and its chroma averaging."""
+    from edgefold.core.yuv import from_rgb, to_rgb
+
+    rgb = photo(48, 64, 2).transpose(2, 0, 1).astype(np.float64)
+    smooth = np.repeat(np.repeat(rgb[:, ::2, ::2], 2, axis=1), 2, axis=2)  # chroma constant over 2x2 blocks
+    buf = from_rgb(smooth, layout, yuv)
+    assert buf.dtype == np.uint8 and buf.shape == ((48, 128) if layout in ("YUYV", "UYVY") else (72, 64))
+    assert np.abs(to_rgb(buf, layout, yuv) - smooth).max() <= 3.0
+
+
+def test_int8_recentre_composes_yuv_and_compare_passes_on_in_gamut_frames(tmp_path):
+    """--int8-strategy recentre on NV12: the planes are centred where the matrix gives RGB - 128, the convs read
+    them with step 1, and compare's synthetic frames are encoded RGB (in gamut), so a good build passes."""
+    import json
+
+    onnx.save(rgb_model(48, 64), str(tmp_path / "o.onnx"))
+    np.save(tmp_path / "f.npy", np.stack([_yuv_frame("NV12", 48, 64, i) for i in range(10)]))
+    out = tmp_path / "r.engine"
+    assert main(["build", str(tmp_path / "o.onnx"), "--int8", "--int8-strategy", "recentre", "--calib",
+                 str(tmp_path / "f.npy"), "-o", str(out), "--no-engine", "--pixel-format", "NV12"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["frontend"]["form"] == "composed"
+    from edgefold.core.contract import Meta, meta_json
+
+    prepared = onnx.load(str(tmp_path / "r.prepared.onnx"))
+    assert meta_json(prepared, Meta.RAW_TENSORS) == ["edgefold/NV12/y_centred", "edgefold/NV12/uv_centred"]
+    assert main(["compare", str(tmp_path / "o.onnx"), str(tmp_path / "r.prepared.onnx")]) == 0

@@ -121,6 +121,7 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         precision = options.precision or detect_precision(candidate)
         run_candidate = runners.onnx_runner(candidate, "candidate")
     camera = camera_front_end(meta)
+    camera_format = camera[0] if camera is not None else None
     if camera is None:
         ref_feed = reference_feed(reference, meta, feed.affine.in_channels, options)
         convert = lambda f: f  # noqa: E731
@@ -128,7 +129,7 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         fmt, channels, sources = camera
         ref_feed = reference_feed(reference, {Meta.SOURCE_INPUTS: json.dumps(sources)}, channels, options)
         convert = lambda f: fmt.reference(f, channels)  # noqa: E731
-    frames = comparison_frames(options, feed, order, pixel_max)
+    frames = comparison_frames(options, feed, order, pixel_max, camera_format)
     ref_feeds = [{ref_feed.name: ref_feed.tensor(convert(f))} for _, f in frames]
     cand_feeds = [{feed.name: feed.tensor(f)} for _, f in frames]
     # more folded inputs (a stereo pair): each gets frames of its own contract, the same for both models

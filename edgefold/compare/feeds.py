@@ -2,6 +2,7 @@
 declared input map, the frames themselves, and inputs that are not frames."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING
 
@@ -9,7 +10,7 @@ import numpy as np
 import onnx
 
 from edgefold.core.affine import ChannelAffine, declared
-from edgefold.core.contract import InputContract, Meta, contracts_of, meta_json, read_meta
+from edgefold.core.contract import InputContract, Meta, PixelFormat, contracts_of, meta_json, read_meta
 from edgefold.core.frames import InputFeed, load_images, synthetic_frames
 from edgefold.errors import UsageError
 from edgefold.graph.shapes import spatial_axes
@@ -113,10 +114,25 @@ def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channel
                      f"declare the mapping with --gray/--rgb/--bgr and --mean/--std/--scale")
 
 
-def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixel_max: float
-                      ) -> list[tuple[str, np.ndarray]]:
+def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixel_max: float,
+                      camera: PixelFormat | None = None) -> list[tuple[str, np.ndarray]]:
+    """Named raw frames for both models. A YUV camera's synthetic frames are synthetic RGB frames encoded as the
+    camera would (random bytes would be mostly out of gamut, which no camera sends)."""
     channels = feed.affine.in_channels
     out: list[tuple[str, np.ndarray]] = []
+    if camera is not None and camera.chroma and (options.random or not options.images):
+        from edgefold.core.yuv import PACKED, from_rgb
+
+        rows, cols = feed.static_size() or options.size or (240, 224)
+        h, w = (rows, cols // 2) if camera.chroma in PACKED else (rows * 2 // 3, cols)
+        n = options.random if options.random is not None else 4
+        rgb = [synthetic_frames(h, w, 3, 255.0, seed=100 + i)[0] for i in range(n)]
+        rgb += synthetic_frames(h, w, 3, 255.0, seed=0)[1:]
+        names = [f"random-{i}" for i in range(n)] + ["black", "white", "edges", "page"]
+        out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64)) for name, f in zip(names, rgb)]
+        if not options.images:
+            return out
+        options = dataclasses.replace(options, random=0)
     if options.images:
         out += load_images(options.images, channels, feed.static_size(), "bgr" if order == "bgr" else "rgb")
     if options.random or not options.images:

@@ -80,3 +80,29 @@ def to_rgb(buffer: np.ndarray, chroma: str, name: str) -> np.ndarray:
     w_m, b = affine(name)
     yuv = np.stack(planes(buffer, chroma))
     return np.einsum("cj,jhw->chw", w_m, yuv) + b[:, None, None]
+
+
+def from_rgb(rgb: np.ndarray, chroma: str, name: str) -> np.ndarray:
+    """(3, H, W) RGB in 0..255 -> the camera's uint8 buffer: the inverse matrix, chroma averaged over the pixels
+    that share it (2x2 for 4:2:0, 1x2 for 4:2:2), rounded and clipped as an encoder does. What synthetic test
+    frames need: in-gamut YUV, as a camera gives it (a buffer of random bytes is mostly out of gamut)."""
+    y0, m = matrix(name)
+    rgb = np.asarray(rgb, np.float64)
+    _, h, w = rgb.shape
+    yuv = np.einsum("jc,chw->jhw", np.linalg.inv(m), rgb) + np.array([y0, 128.0, 128.0])[:, None, None]
+
+    def q(a: np.ndarray) -> np.ndarray:
+        return np.asarray(np.clip(np.round(a), 0, 255), np.uint8)
+
+    y, u, v = yuv
+    if chroma in PACKED:
+        u, v = q(u.reshape(h, w // 2, 2).mean(-1)), q(v.reshape(h, w // 2, 2).mean(-1))
+        ys = q(y).reshape(h, w // 2, 2)
+        quad = [ys[..., 0], u, ys[..., 1], v] if chroma == "YUYV" else [u, ys[..., 0], v, ys[..., 1]]
+        return np.stack(quad, -1).reshape(h, 2 * w)
+    u, v = (q(p.reshape(h // 2, 2, w // 2, 2).mean((1, 3))) for p in (u, v))
+    if chroma == "I420":
+        tail = np.concatenate([u.reshape(-1), v.reshape(-1)]).reshape(h // 2, w)
+    else:
+        tail = np.stack([u, v] if chroma == "NV12" else [v, u], -1).reshape(h // 2, w)
+    return np.concatenate([q(y), tail])
