@@ -609,3 +609,26 @@ def test_int8_recentre_composes_yuv_and_compare_passes_on_in_gamut_frames(tmp_pa
     prepared = onnx.load(str(tmp_path / "r.prepared.onnx"))
     assert meta_json(prepared, Meta.RAW_TENSORS) == ["edgefold/NV12/y_centred", "edgefold/NV12/uv_centred"]
     assert main(["compare", str(tmp_path / "o.onnx"), str(tmp_path / "r.prepared.onnx")]) == 0
+
+
+@pytest.mark.parametrize("fmt", ["BayerRG8", "NV12", "YUV422_8"])
+def test_composed_stem_with_a_dynamic_batch_no_bias_and_two_stems(fmt, tmp_path):
+    """A dynamic batch (the border constants broadcast over it), a stem conv without bias followed by Clip and a
+    max pool, and a second stem of stride 4 reading the same frame: composed, exact for a batch of 3."""
+    from edgefold.core.contract import Meta, meta_json
+
+    b = ModelBuilder(seed=11)
+    x = b.input("image", ["N", 3, 40, 56])
+    x = b.op("Div", [b.op("Sub", [b.op("Div", [x, b.const(np.float32(255))]),
+                                  b.const(IMAGENET_MEAN.reshape(1, 3, 1, 1))]), b.const(IMAGENET_STD.reshape(1, 3, 1, 1))])
+    y = b.op("Clip", [b.conv(x, 3, 8, k=5, stride=2, pad=2, bias=False, name="s2"), b.const(np.float32(0)),
+                      b.const(np.float32(6))])
+    original = b.model([b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+                        b.conv(x, 3, 4, k=5, stride=4, pad=2, name="s4")])
+    camera = _fold(original, tmp_path, "--pixel-format", fmt)
+    assert meta_json(camera, Meta.FRONTEND)["form"] == "composed"
+    f = pixel_format(fmt)
+    bufs = np.stack([_camera_buffer(fmt, 40, 56, seed) for seed in range(3)])
+    ref_rgb = np.stack([f.reference(buf[None].astype(np.float64), 3) for buf in bufs]).astype(np.float32)
+    for r, g in zip(run(original, {"image": ref_rgb}), run(camera, {"image": bufs[:, None]})):
+        assert r.shape == g.shape and np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()
