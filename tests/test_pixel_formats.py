@@ -317,6 +317,11 @@ def test_yuv_is_composed_into_an_even_stride_stem_exactly_borders_included(fmt, 
     assert ("Resize" not in ops) == composed  # no upsampled chroma, no RGB frame
     if composed:
         assert meta_json(camera, Meta.FOLDED_CONVS) == ["stem/luma", "stem/chroma"]
+        # the planes are centred at the colour that normalises to zero (found from the fold's border term), so
+        # zero padding is the original's and no border term is left
+        if pad != 0:  # (without padding the fold adds no border term)
+            assert np.allclose(frontend["neutral_rgb"], IMAGENET_MEAN * 255, atol=1e-3)
+        assert not any("tinyconv" in n.name or "border" in n.name for n in camera.graph.node)
         macs, rgb_macs = frontend["macs_per_output"]["stem"]
         assert rgb_macs == 3 * k * k and macs < rgb_macs
     else:

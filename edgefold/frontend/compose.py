@@ -183,3 +183,39 @@ def plan_mosaic(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, i
             d = demosaic[(u - pads[0]) % 2, (v - pads[1]) % 2]  # (colour, 3, 3) at this tap's phase
             k[:, u:u + 3, v:v + 3] += np.einsum("oc,cab->oab", w[:, :, u, v], d)
     return MosaicStem(k[:, None].astype(np.float32), rows, cols)
+
+
+def neutral_colour(weight: np.ndarray, strides: tuple[int, int], pads: tuple[int, int, int, int],
+                   size: tuple[int, int], border: np.ndarray) -> np.ndarray | None:
+    """The constant pixel value x* (per input channel) the fold's border term stands for, or None.
+
+    The fold pads the *normalised* frame with zeros, which for a conv on raw pixels is the border term: at each
+    output, the weights of its taps outside the frame times the pixel value that normalises to zero (the conv's
+    folded bias assumed that value under every tap).
+    When one x* explains the whole term (least squares over every distinct edge pattern, then checked), the
+    frame centred at x* can be zero-padded instead and the term dropped: conv(x - x*) + bias + sum(W) x*."""
+    o, c, kh, kw = weight.shape
+    w = weight.astype(np.float64)
+
+    def patterns(n: int, k: int, s: int, before: int, out_len: int) -> dict[tuple[int, ...], int]:
+        """Each distinct in-frame tap mask along one axis -> an output index that has it."""
+        seen: dict[tuple[int, ...], int] = {}
+        for i in range(out_len):
+            mask = tuple(int(0 <= s * i - before + u < n) for u in range(k))
+            seen.setdefault(mask, i)
+        return seen
+
+    ho, wo = border.shape[-2:]
+    rows = patterns(size[0], kh, strides[0], pads[0], ho)
+    cols = patterns(size[1], kw, strides[1], pads[1], wo)
+    a, b = [], []
+    for rmask, i in rows.items():
+        for cmask, j in cols.items():
+            inside = np.einsum("ocuv,u,v->oc", w, np.array(rmask, np.float64), np.array(cmask, np.float64))
+            a.append(w.sum(axis=(2, 3)) - inside)  # (O, C): the weights outside the frame
+            b.append(border.reshape(-1, o, ho, wo)[0, :, i, j].astype(np.float64))
+    a_m, b_v = np.concatenate(a), np.concatenate(b)
+    x, *_ = np.linalg.lstsq(a_m, b_v, rcond=None)
+    if np.abs(a_m @ x - b_v).max() > 1e-4 * (1.0 + np.abs(b_v).max()):
+        return None
+    return x

@@ -54,10 +54,13 @@ def describe(model: onnx.ModelProto) -> str:
     if fe.get("form") == "composed":
         layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
         macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
+        neutral = fe.get("neutral_rgb")
+        centred = (f"centred at RGB ({', '.join(f'{v:.4g}' for v in neutral)}), the colour that normalises to zero, so "
+                   f"no border term" if neutral else "centred")
         return (f"{fmt.chroma} buffer ({layout} uint8) composed into the stem: a conv on Y at full resolution plus a "
-                f"conv on the centred chroma planes at theirs, {fe['yuv']} matrix in the weights; no RGB frame in "
-                f"the engine; MACs per output and channel {macs}; unclipped (OpenCV "
-                f"clips out-of-gamut values)")
+                f"conv on the chroma planes at theirs, the planes {centred}, {fe['yuv']} matrix in the weights; no "
+                f"RGB frame in the engine; MACs per output and channel {macs}; unclipped (OpenCV clips out-of-gamut "
+                f"values)")
     why = f" (not composed into the stem: {fe['not_composed']})" if fe.get("not_composed") else ""
     if fmt.mosaic:
         return (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
@@ -140,6 +143,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
         extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs and m.name not in composed.copies]
         form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
                                    "stems": sorted(composed.macs), "joined_after": composed.joined}
+        if composed.neutral is not None:
+            form["neutral_rgb"] = composed.neutral
     else:
         if fmt.mosaic:
             nodes, inits = demosaic(c.name, inner, fmt, shape)

@@ -12,7 +12,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgefold.core.contract import PixelFormat, contracts_of, helper_nodes
-from edgefold.frontend.compose import ChromaStem, MosaicStem, Window, plan, plan_mosaic
+from edgefold.frontend.compose import ChromaStem, MosaicStem, Window, neutral_colour, plan, plan_mosaic
 from edgefold.frontend.planes import Graph, demosaic
 
 
@@ -31,6 +31,7 @@ class Composed:
     copies: set[str] = field(default_factory=set)  # the model's own ops (after the stem) run on each piece
     raw: list[str] = field(default_factory=list)  # INT8 recentre: the integer tensors (pixel - 128) convs read
     aliases: list[str] = field(default_factory=list)  # other frame names whose size-only readers get ``luma``
+    neutral: list[float] | None = None  # YUV: the RGB colour the planes are centred at instead of a border term
     raw_offset: float = 0.0
 
 
@@ -71,12 +72,27 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
     helpers = set(helper_nodes(folded))
     # an INT8 build's frame + offset (RGB - 128): the planes are centred where the matrix gives that instead
     recentre = _recentre(g, frame, helpers)
-    centre = np.array([y0, 128.0, 128.0])
-    if recentre is not None:
-        centre = centre - np.linalg.solve(m, np.full(3, recentre[1]))
     stems = _stem_convs(g, recentre[0].output[0] if recentre else frame, helpers)
     if isinstance(stems, str):
         return stems
+    # where the planes are centred: the RGB value whose zero padding the stems expect - 0 (the fold's border term
+    # then corrects for the normalisation), 128 after an INT8 build's recentring (frame - 128), or the colour that
+    # normalises to zero, which makes the border term unnecessary (``neutral_colour``)
+    target = np.zeros(3) if recentre is None else np.full(3, -recentre[1])
+    adds = {stem.node.name: _border_add(g, stem.node, helpers) for stem in stems}
+    neutral = None
+    if recentre is None and all(a is not None for a in adds.values()):
+        colours = []
+        for stem in stems:
+            add = adds[stem.node.name]
+            assert add is not None
+            term = _border_term(folded, next(i for i in add.input if i != stem.node.output[0]))
+            colours.append(neutral_colour(stem.weight, stem.strides, stem.pads, (h, w), term))
+        first = colours[0]
+        if first is not None and all(x is not None and np.allclose(x, first, atol=1e-3) for x in colours):
+            neutral = target = first
+    centre = np.array([y0, 128.0, 128.0]) + np.linalg.solve(m, target)
+    values = _constant_values(g)
     plans: dict[str, tuple[onnx.NodeProto, ChromaStem]] = {}
     for stem in stems:
         out = tuple((n + stem.pads[i] + stem.pads[i + 2] - stem.weight.shape[2 + i]) // stem.strides[i] + 1
@@ -122,13 +138,23 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
                                    st.const("chroma_end", np.array(ends, np.int64)),
                                    st.const("chroma_axes", np.array([2, 3], np.int64))], "chroma_crop")
         a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-        luma_in = [centred_y, st.const("luma_W", p.luma)] + list(node.input[2:3])
+        bias = list(node.input[2:3])
+        out = node.output[0]
+        if neutral is not None:  # the conv reads (frame - x*): its bias gains sum(W) x*, the border term goes
+            weight = next(s_.weight for s_ in stems if s_.node.name == name).astype(np.float64)
+            old = values[bias[0]].astype(np.float64) if bias else 0.0
+            bias = [st.const("luma_B", (old + np.einsum("ocuv,c->o", weight, neutral)).astype(np.float32))]
+            add = adds[name]
+            assert add is not None
+            out = add.output[0]
+            replaced[add.name] = []
+        luma_in = [centred_y, st.const("luma_W", p.luma)] + bias
         yo = st.node("Conv", luma_in, "luma", kernel_shape=list(p.luma.shape[2:]),
                      strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0, 0, 0, 0])))
         co = st.node("Conv", [cc, st.const("chroma_W", p.chroma)], "chroma", kernel_shape=list(p.chroma.shape[2:]),
                      strides=[p.rows.stride, p.cols.stride],
                      pads=[p.rows.pad_before, p.cols.pad_before, p.rows.pad_after, p.cols.pad_after])
-        st.output("Add", [yo, co], node.output[0], "luma_plus_chroma")
+        st.output("Add", [yo, co], out, "luma_plus_chroma")
         new_nodes, new_inits = st.result()
         replaced[name] = new_nodes
         fr.inits.update({t.name: t for t in new_inits})
@@ -141,7 +167,8 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
                      {n: list(node.input[1:]) for n, (node, _) in plans.items()},
                      {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()},
                      raw=raw if recentre is not None else [], raw_offset=recentre[1] if recentre is not None else 0.0,
-                     aliases=[recentre[0].output[0]] if recentre is not None else [])
+                     aliases=[recentre[0].output[0]] if recentre is not None else [],
+                     neutral=[float(v) for v in neutral] if neutral is not None else None)
 
 
 def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
