@@ -24,6 +24,7 @@ from edgefold.core.contract import (
     write_meta,
 )
 from edgefold.errors import UsageError
+from edgefold.frontend.bayer_stem import compose_bayer
 from edgefold.frontend.planes import (
     DEMOSAIC_MACS_PER_PIXEL,
     YUV_MACS_PER_PIXEL,
@@ -33,7 +34,7 @@ from edgefold.frontend.planes import (
     yuv420,
     yuv422,
 )
-from edgefold.frontend.stems import Composed, compose_bayer, compose_scale, compose_yuv
+from edgefold.frontend.stems import Composed, compose_scale, compose_yuv
 
 
 def describe(model: onnx.ModelProto) -> str:
