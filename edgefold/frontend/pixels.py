@@ -41,66 +41,43 @@ def describe(model: onnx.ModelProto) -> str:
     """The form the pixel-format front end of ``model`` (made by ``attach``) takes in the engine, and its cost."""
     fe = meta_json(model, Meta.FRONTEND, {})
     fmt = pixel_format(fe["format"])
-    if fe.get("form") == "composed" and fmt.mosaic:
-        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
-        joined = ", ".join(f"'{k}' after {v}" for k, v in fe.get("joined_after", {}).items())
-        return (f"Bayer mosaic composed into the stem: one conv on the mosaic (each even-stride output sees one "
-                f"colour phase per tap) away from the edges, the demosaic and the stem on thin strips along them "
-                f"(OpenCV's border rows/columns), joined by two Concats ({joined}); no RGB frame in the engine; MACs "
-                f"per output and channel {macs}")
-    if fe.get("form") == "composed" and not fmt.chroma:
-        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
-        return (f"the scale x * 255/{int(fmt.max_value)} in the gray stem's weights, which read the float32 frame "
-                f"(no pass before them); MACs per output and channel {macs}")
+    layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
+    unclipped = "unclipped (OpenCV clips out-of-gamut values)"
     if fe.get("form") == "composed":
-        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
-        macs = ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})" for k, v in fe["macs_per_output"].items())
-        neutral = fe.get("neutral_rgb")
-        centred = (f"centred at RGB ({', '.join(f'{v:.4g}' for v in neutral)}), the colour that normalises to zero, so "
-                   f"no border term" if neutral else "centred")
-        return (f"{fmt.chroma} buffer ({layout} uint8) composed into the stem: a conv on Y at full resolution plus a "
-                f"conv on the chroma planes at theirs, the planes {centred}, {fe['yuv']} matrix in the weights; no "
-                f"RGB frame in the engine; MACs per output and channel {macs}; unclipped (OpenCV clips out-of-gamut "
-                f"values)")
+        macs = "MACs per output and channel " + ", ".join(f"'{k}' {v[0]} (RGB stem {v[1]})"
+                                                          for k, v in fe["macs_per_output"].items())
+        if fmt.mosaic:
+            joined = ", ".join(f"'{k}' after {v}" for k, v in fe.get("joined_after", {}).items())
+            return (f"Bayer mosaic composed into the stem: one conv on the mosaic (each even-stride output sees one "
+                    f"colour phase per tap) away from the edges, the demosaic and the stem on thin strips along them "
+                    f"(OpenCV's border rows/columns), joined by two Concats ({joined}); no RGB frame in the engine; "
+                    f"{macs}")
+        if fmt.chroma:
+            neutral = fe.get("neutral_rgb")
+            centred = (f"centred at RGB ({', '.join(f'{v:.4g}' for v in neutral)}), the colour that normalises to "
+                       f"zero, so no border term" if neutral else "centred")
+            return (f"{fmt.chroma} buffer ({layout} uint8) composed into the stem: a conv on Y at full resolution plus "
+                    f"a conv on the chroma planes at theirs, the planes {centred}, {fe['yuv']} matrix in the weights; "
+                    f"no RGB frame in the engine; {macs}; {unclipped}")
+        return (f"the scale x * 255/{int(fmt.max_value)} in the gray stem's weights, which read the float32 frame "
+                f"(no pass before them); {macs}")
     why = f" (not composed into the stem: {fe['not_composed']})" if fe.get("not_composed") else ""
     if fmt.mosaic:
         return (f"bilinear demosaic in the engine (SpaceToDepth, 3x3 conv 4->12 at half resolution, DepthToSpace, "
                 f"border rows/columns copied as OpenCV does), {DEMOSAIC_MACS_PER_PIXEL} MACs a pixel before the "
                 f"folded stem{why}")
     if fmt.chroma:
-        layout = "H x 2W" if fmt.chroma in ("YUYV", "UYVY") else "3H/2 x W"
         return (f"{fmt.chroma} buffer ({layout} uint8) -> Y + chroma upsampled 2x (nearest) -> {fe['yuv']} matrix as "
-                f"a 1x1 conv, {YUV_MACS_PER_PIXEL} MACs a pixel before the folded stem{why}; unclipped (OpenCV clips "
-                f"out-of-gamut values)")
-    return f"x * 255/{int(fmt.max_value)} on the float32 input"
+                f"a 1x1 conv, {YUV_MACS_PER_PIXEL} MACs a pixel before the folded stem{why}; {unclipped}")
+    return f"x * 255/{int(fmt.max_value)} on the float32 input{why}"
 
 
 def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
-    """The folded model (float32 input in the 8-bit pixel range) with ``fmt``'s front end before it."""
-    contracts = contracts_of(folded)
-    if len(contracts) != 1:
-        raise UsageError(f"--pixel-format needs a model with one folded image input, this one has {len(contracts)}")
-    c = contracts[0]
-    if c.dtype != "float32":
-        raise UsageError(f"--pixel-format: the folded input '{c.name}' must be float32 (fold with --input-dtype float32)")
-    colour = bool(fmt.mosaic or fmt.chroma)
-    if colour and (c.layout != "NCHW" or c.channels != 3):
-        raise UsageError(f"--pixel-format {fmt.genicam}: a colour camera feeds a 3-channel NCHW model; input "
-                         f"'{c.name}' is {c.channels}-channel {c.layout}")
-    if fmt.chroma and c.static_size() is None:
-        raise UsageError(f"--pixel-format {fmt.genicam}: give the camera's size with --input-size HxW (the 4:2:0 "
-                         f"planes are laid out by it)")
-    if not colour and c.channels != 1:
-        raise UsageError(f"--pixel-format {fmt.genicam}: a gray camera feeds a model folded for gray input; input "
-                         f"'{c.name}' has {c.channels} channels (fold with --gray)")
-    from edgefold.graph.index import opset_of
-
-    opset = opset_of(folded)
-    needed = 12 if fmt.mosaic and c.static_size() is None else 11  # Range/Resize; int64 Min/Max from 12
-    if colour and opset < needed:
-        raise UsageError(f"--pixel-format {fmt.genicam}: the front end uses opset-{needed} ops and the model is opset "
-                         f"{opset}; convert it (onnx.version_converter.convert_version(model, 13))"
-                         + (" or fix the size with --input-size HxW" if needed == 12 else ""))
+    """The folded model (float32 input in the 8-bit pixel range) with ``fmt``'s front end before it: composed
+    into the stem convs where that is exact (``frontend.stems``, ``frontend.bayer_stem``), else a front end
+    before them (``frontend.planes``); the one place the graph changes for a pixel format."""
+    c = _folded_input(folded, fmt)
+    shape = _buffer_shape(c, fmt)
     out = onnx.ModelProto()
     out.CopyFrom(folded)
     g = out.graph
@@ -110,21 +87,6 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
             if name == c.name:
                 node.input[i] = inner
     pos = [i.name for i in g.input].index(c.name)
-    shape = list(c.shape)
-    if colour:
-        shape[1] = 1
-    if fmt.chroma:
-        from edgefold.core.yuv import PACKED
-
-        h, w = c.static_size()  # type: ignore[misc]
-        packed = fmt.chroma in PACKED
-        if w % 2 or (h % 2 and not packed):
-            need = "4:2:2 needs an even width" if packed else "4:2:0 needs an even height and width"
-            raise UsageError(f"--pixel-format {fmt.genicam}: {need}, the model takes {h}x{w}")
-        if packed:
-            shape[3] = w * 2
-        else:
-            shape[2] = h * 3 // 2
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
     composer = compose_yuv if fmt.chroma else (compose_bayer if fmt.mosaic else compose_scale)
@@ -190,6 +152,56 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat) -> onnx.ModelProto:
     onnx.checker.check_model(out)
     return out
 
+
+
+def _folded_input(folded: onnx.ModelProto, fmt: PixelFormat) -> InputContract:
+    """The folded model's one image input, if ``fmt`` can feed it (else a one-line UsageError)."""
+    contracts = contracts_of(folded)
+    if len(contracts) != 1:
+        raise UsageError(f"--pixel-format needs a model with one folded image input, this one has {len(contracts)}")
+    c = contracts[0]
+    if c.dtype != "float32":
+        raise UsageError(f"--pixel-format: the folded input '{c.name}' must be float32 (fold with --input-dtype float32)")
+    colour = bool(fmt.mosaic or fmt.chroma)
+    if colour and (c.layout != "NCHW" or c.channels != 3):
+        raise UsageError(f"--pixel-format {fmt.genicam}: a colour camera feeds a 3-channel NCHW model; input "
+                         f"'{c.name}' is {c.channels}-channel {c.layout}")
+    if fmt.chroma and c.static_size() is None:
+        raise UsageError(f"--pixel-format {fmt.genicam}: give the camera's size with --input-size HxW (the 4:2:0 "
+                         f"planes are laid out by it)")
+    if not colour and c.channels != 1:
+        raise UsageError(f"--pixel-format {fmt.genicam}: a gray camera feeds a model folded for gray input; input "
+                         f"'{c.name}' has {c.channels} channels (fold with --gray)")
+    from edgefold.graph.index import opset_of
+
+    opset = opset_of(folded)
+    needed = 12 if fmt.mosaic and c.static_size() is None else 11  # Range/Resize; int64 Min/Max from 12
+    if colour and opset < needed:
+        raise UsageError(f"--pixel-format {fmt.genicam}: the front end uses opset-{needed} ops and the model is opset "
+                         f"{opset}; convert it (onnx.version_converter.convert_version(model, 13))"
+                         + (" or fix the size with --input-size HxW" if needed == 12 else ""))
+    return c
+
+
+def _buffer_shape(c: InputContract, fmt: PixelFormat) -> list:
+    """The engine input's shape: the camera's buffer (N x 1 x H x W; 3H/2 x W for 4:2:0; H x 2W for 4:2:2)."""
+    shape = list(c.shape)
+    colour = bool(fmt.mosaic or fmt.chroma)
+    if colour:
+        shape[1] = 1
+    if fmt.chroma:
+        from edgefold.core.yuv import PACKED
+
+        h, w = c.static_size()  # type: ignore[misc]
+        packed = fmt.chroma in PACKED
+        if w % 2 or (h % 2 and not packed):
+            need = "4:2:2 needs an even width" if packed else "4:2:0 needs an even height and width"
+            raise UsageError(f"--pixel-format {fmt.genicam}: {need}, the model takes {h}x{w}")
+        if packed:
+            shape[3] = w * 2
+        else:
+            shape[2] = h * 3 // 2
+    return shape
 
 
 def _drop_unused(g: onnx.GraphProto, names: set[str], nodes: set[str]) -> None:
