@@ -226,8 +226,36 @@ def nan_weights_fold(tmp):
     return ["fold", nan_weights_compare(tmp)[1], "-o", "{out}/o.onnx"]
 
 
+def _stem_attr(name: str, edit):  # noqa: ANN001, ANN202
+    """A gray model whose stem conv's attribute ``name`` is edited (found by fuzzing: internal errors)."""
+    def build(tmp):  # noqa: ANN001, ANN202
+        m = gray_model("concat")
+        conv = next(n for n in m.graph.node if n.op_type == "Conv")
+        edit(next(a for a in conv.attribute if a.name == name))
+        return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx"]
+    return build
+
+
+def bn_params_for_other_channels(tmp):  # BatchNormalization with 8 values on a 3-channel tensor
+    from tests.test_pixel_formats import _stem_then
+
+    m = _stem_then("bn-relu-maxpool", 24, 32)
+    next(n for n in m.graph.node if n.op_type == "BatchNormalization").input[0] = "image"
+    return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx", "--rgb"]
+
+
+def int8_input(tmp):
+    m = gray_model("concat")
+    m.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.INT8
+    return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx", "--input-dtype", "uint8"]
+
+
 CASES = {
     # name: (builder, allowed exit codes, a word the message must contain)
+    "conv_stride_zero": (_stem_attr("strides", lambda a: a.ints.__setitem__(0, 0)), {3}, "strides"),
+    "conv_three_pads": (_stem_attr("pads", lambda a: a.ints.pop()), {3}, "pads"),
+    "bn_params_for_other_channels": (bn_params_for_other_channels, {3}, "malformed"),
+    "int8_input": (int8_input, {2}, "int8"),
     "ext_length_beyond_file": (_edited("length", str(10**9)), {2}, "w.bin"),
     "ext_offset_beyond_file": (_edited("offset", str(10**9)), {2}, "w.bin"),
     "ext_negative_offset": (_edited("offset", "-5"), {2}, "offset"),

@@ -130,6 +130,9 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if any(d == 0 for d in shape):
         raise UsageError(f"input '{name}' has a dimension of size 0 (shape {shape}); an image needs at least one "
                          f"channel and pixel: fix the model's input shape")
+    if elem == onnx.TensorProto.INT8:  # pixels 128..255 do not fit: the original cannot have taken raw frames
+        raise UsageError(f"input '{name}' is int8, which cannot hold pixel values 128-255; fold a model whose "
+                         f"input is uint8 or float (a quantised model: fold the float one, then quantise it)")
     quantiser = next((n for n in index.consumers.get(name, []) if n.op_type in QUANTISERS), None)
     if quantiser is not None:
         raise UnsupportedGraph(f"input '{name}' is already quantised by {index.node_label(quantiser)}: fold the "

@@ -77,6 +77,10 @@ def batch_norm(ctx: NodeCtx) -> Step:
         raise ctx.refuse(f"normalises axis 1, but the channels are on axis {lin.axis}", lin)
     scale, bias, mean, var = (ctx.require_const(i, n).astype(np.float64)
                               for i, n in ((1, "scale"), (2, "bias"), (3, "mean"), (4, "var")))
+    n = lin.affine.out_channels
+    if any(v.size not in (1, n) for v in (scale, bias, mean, var)):
+        raise ctx.refuse(f"has {scale.size}/{bias.size}/{mean.size}/{var.size} scale/bias/mean/var values for a "
+                         f"{n}-channel input (a malformed model: they must match the channels)", lin)
     eps = float(a.get("epsilon", 1e-5))
     # ORT evaluates scale / sqrt(var + eps) in float32; do the same so the fold matches to rounding
     k = (scale.astype(np.float32) / np.sqrt(var.astype(np.float32) + np.float32(eps))).astype(np.float64)

@@ -27,6 +27,12 @@ def conv(ctx: NodeCtx) -> Step:
     if lin.axis != 1 or lin.rank != 4:
         raise ctx.refuse(f"reads a tensor whose channels are on axis {lin.axis}, not 1 (NCHW)", lin)
     group = int(a.get("group", 1))
+    bad = [f"{k} {list(a[k])}" for k, least, n in (("strides", 1, 2), ("dilations", 1, 2), ("pads", 0, 4),
+                                                   ("kernel_shape", 1, 2))
+           if k in a and (len(a[k]) != n or any(int(v) < least for v in a[k]))]
+    if bad or group < 1:
+        raise ctx.refuse(f"has {', '.join(bad) or f'group {group}'} (a malformed model: two strides, dilations and "
+                         f"kernel sizes of at least 1, four pads of at least 0, a group of at least 1)", lin)
     if w.shape[1] * group != lin.affine.out_channels:
         raise ctx.refuse(f"expects {w.shape[1] * group} input channels, the tensor has "
                          f"{lin.affine.out_channels}", lin)
