@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from hypothesis import strategies as st
 from edgefold.cli.main import main
 from tests.models import gray_model
 
-SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+# EDGEFOLD_FUZZ=N runs N examples a test, EDGEFOLD_FUZZ_RANDOM=1 new ones each run (a longer hunt by hand)
+FUZZ = os.environ.get("EDGEFOLD_FUZZ")
+RANDOM = bool(os.environ.get("EDGEFOLD_FUZZ_RANDOM"))
+SETTINGS = settings(max_examples=int(FUZZ or 400), deadline=None, derandomize=not RANDOM, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -32,6 +36,17 @@ def _seed_models() -> list[bytes]:
 
 
 SEEDS = _seed_models()
+
+
+def _colour_seed_models() -> list[bytes]:
+    """RGB models with their normalisation in the graph, for the camera formats that compose into the stem."""
+    from tests.test_pixel_formats import _stem_then, rgb_model
+
+    return [rgb_model(24, 32).SerializeToString(), _stem_then("bn-relu-maxpool", 24, 32).SerializeToString(),
+            _stem_then("silu-avgpool", 22, 30).SerializeToString(), rgb_model(24, 32, 3, 1, 1).SerializeToString()]
+
+
+COLOUR_SEEDS = _colour_seed_models()
 
 
 def _fold_run(model_bytes: bytes, extra: list[str] | None = None) -> None:
@@ -91,9 +106,9 @@ INTS = st.integers(-3, 9)
 class Recipe:
     """Graph mutations as they were drawn, printed readably when a case fails."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, seeds: list[bytes]) -> None:
         self.seed, self.steps, self.model = seed, [], onnx.ModelProto()
-        self.model.ParseFromString(SEEDS[seed])
+        self.model.ParseFromString(seeds[seed])
 
     def __repr__(self) -> str:
         dims = [d.dim_value or d.dim_param for d in self.model.graph.input[0].type.tensor_type.shape.dim]
@@ -101,8 +116,8 @@ class Recipe:
 
 
 @st.composite
-def graph_mutations(draw) -> Recipe:
-    recipe = Recipe(draw(st.integers(0, len(SEEDS) - 1)))
+def graph_mutations(draw, seeds: list[bytes] | None = None) -> Recipe:
+    recipe = Recipe(draw(st.integers(0, len(seeds or SEEDS) - 1)), seeds or SEEDS)
     m = recipe.model
     g = m.graph
     for _ in range(draw(st.integers(1, 3))):
@@ -152,4 +167,15 @@ def graph_mutations(draw) -> Recipe:
 @given(graph_mutations(), st.sampled_from([[], ["--gray"], ["--input-dtype", "uint8"], ["--border", "approx"],
                                           ["--pixel-format", "Mono12"], ["--pixel-format", "BayerRG8"]]))
 def test_graph_mutations_never_crash_or_write_a_wrong_file(recipe, extra):
+    _fold_run(recipe.model.SerializeToString(), extra)
+
+
+@settings(max_examples=int(FUZZ or 200), deadline=None, derandomize=not RANDOM, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(graph_mutations(COLOUR_SEEDS), st.sampled_from([["--pixel-format", "BayerRG8"], ["--pixel-format", "BayerGB12"],
+                                                       ["--pixel-format", "NV12"], ["--pixel-format", "YUV422_8"],
+                                                       ["--pixel-format", "NV21", "--yuv", "bt709-full"]]))
+def test_colour_models_in_camera_formats_never_crash_or_write_a_wrong_file(recipe, extra):
+    """Mutated RGB models (stem, BN/ReLU/SiLU, pools) folded for Bayer and YUV cameras, where the conversion is
+    composed into the stem: exit 0 (and the fold's own check passed) or a one-line refusal, nothing partial."""
     _fold_run(recipe.model.SerializeToString(), extra)

@@ -637,3 +637,18 @@ def test_composed_stem_with_a_dynamic_batch_no_bias_and_two_stems(fmt, tmp_path)
     ref_rgb = np.stack([f.reference(buf[None].astype(np.float64), 3) for buf in bufs]).astype(np.float32)
     for r, g in zip(run(original, {"image": ref_rgb}), run(camera, {"image": bufs[:, None]})):
         assert r.shape == g.shape and np.abs(r - g).max() <= 1e-5 + 1e-4 * np.abs(r).max()
+
+
+def test_a_composed_stem_that_float32_cannot_hold_falls_back_to_the_exact_front_end(tmp_path):
+    """A stem weight of 1e30 (a broken export): the composed conv's sums cancel differently in float32, the
+    front-end check catches it, and the fold keeps the front end instead - exact, and saying why."""
+    from edgefold.core.contract import Meta, meta_json
+
+    model = rgb_model(24, 32)
+    w = next(t for t in model.graph.initializer if list(t.dims) == [8, 3, 7, 7])
+    arr = onnx.numpy_helper.to_array(w).copy()
+    arr.flat[0] = 1e30
+    w.CopyFrom(onnx.numpy_helper.from_array(arr, w.name))
+    camera = _fold(model, tmp_path, "--pixel-format", "NV12")
+    frontend = meta_json(camera, Meta.FRONTEND)
+    assert frontend["form"] == "front end" and "float32" in frontend["not_composed"]

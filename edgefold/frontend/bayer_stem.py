@@ -137,7 +137,8 @@ def _tail(g: onnx.GraphProto, start: str) -> tuple[list[onnx.NodeProto], onnx.No
             gate = next(n for n in nxt if n.op_type != "Mul")
             mul = next(n for n in nxt if n.op_type == "Mul")
             if gate.input[0] == cur and sorted(mul.input) == sorted([cur, gate.output[0]]) \
-                    and [n.name for n in readers.get(gate.output[0], [])] == [mul.name]:
+                    and [n.name for n in readers.get(gate.output[0], [])] == [mul.name] \
+                    and gate.output[0] not in outputs:
                 chain += [gate, mul]
                 cur = mul.output[0]
                 continue
