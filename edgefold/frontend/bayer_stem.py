@@ -35,7 +35,8 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
     assert fmt.mosaic is not None
     h, w = shape[2], shape[3]
     if not (isinstance(h, int) and isinstance(w, int)):
-        return "the frame size is dynamic (the edge strips are cut at fixed rows; fold with --input-size HxW)"
+        return ("the frame size is dynamic (the edge strips are cut at fixed rows; fold with --input-size HxW, or "
+                "build with a static --shapes profile)")
     helpers = set(helper_nodes(folded))
     recentre = recentre_of(g, frame, helpers)  # an INT8 build's frame - 128: the mosaic - 128 (demosaic keeps constants)
     if recentre is not None and fmt.bits != 8:
