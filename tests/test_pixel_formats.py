@@ -1,14 +1,17 @@
-"""Camera-native pixel formats (issue 12): Bayer mosaics and 10-16-bit Mono frames go straight into the model.
+"""Camera-native pixel formats (issue 12): Bayer mosaics, YUV buffers and 10-16-bit Mono frames go straight into
+the model, composed into the stem where that is exact (an even stride), else through a front end.
 
-The reference is the pipeline users run today, in float: OpenCV's bilinear ``cvtColor(COLOR_Bayer..2RGB)`` (our
-float reference equals it to OpenCV's own rounding, every pixel, borders included, all four phases, odd and
-even sizes), then the normalisation, then the original model. Photos are scikit-image's colour images,
-mosaicked."""
+The reference is the pipeline users run today, in float: OpenCV's bilinear ``cvtColor(COLOR_Bayer..2RGB)`` and
+``cvtColor(COLOR_YUV2RGB_...)`` (our float references equal them to OpenCV's own rounding - and clipping, for
+YUV - every pixel, borders included, all four phases, odd and even sizes), then the normalisation, then the
+original model. Photos are scikit-image's colour images, mosaicked or encoded."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from edgefold.cli.main import main
 from edgefold.core.bayer import demosaic
@@ -511,8 +514,6 @@ def _camera_buffer(fmt: str, h: int, w: int, seed: int) -> np.ndarray:
     return rng.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
 
 
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None,
