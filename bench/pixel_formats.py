@@ -55,32 +55,27 @@ def session(model: onnx.ModelProto | str) -> ort.InferenceSession:
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
-def ocr_detector(h: int, w: int) -> onnx.ModelProto:
+def wheel_model(pattern: str, member: str, what: str, h: int, w: int) -> onnx.ModelProto:
+    """A network shipped inside a wheel ``./run test`` downloads into .cache/wheels, specialised to h x w."""
     import zipfile
 
     from edgefold.graph.shapes import specialise
 
     root = Path(__file__).resolve().parents[1]
-    wheel = sorted((root / ".cache" / "wheels").glob("rapidocr_onnxruntime-1.4.4-*.whl"))
+    wheel = sorted((root / ".cache" / "wheels").glob(pattern))
     if not wheel:
-        raise SystemExit("run `./run test` once first: it downloads the rapidocr-onnxruntime wheel")
+        raise SystemExit(f"run `./run test` once first: it downloads the wheel with {what}")
     with zipfile.ZipFile(wheel[0]) as z:
-        model = onnx.load_from_string(z.read("rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"))
-    return specialise(model, (h, w))
+        return specialise(onnx.load_from_string(z.read(member)), (h, w))
+
+
+def ocr_detector(h: int, w: int) -> onnx.ModelProto:
+    return wheel_model("rapidocr_onnxruntime-1.4.4-*.whl", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+                       "PP-OCRv4 det (rapidocr-onnxruntime)", h, w)
 
 
 def yolo_detector(h: int, w: int) -> onnx.ModelProto:
-    import zipfile
-
-    from edgefold.graph.shapes import specialise
-
-    root = Path(__file__).resolve().parents[1]
-    wheel = sorted((root / ".cache" / "wheels").glob("nudenet-3.4.2-*.whl"))
-    if not wheel:
-        raise SystemExit("run `./run test` once first: it downloads the nudenet wheel (YOLOv8n)")
-    with zipfile.ZipFile(wheel[0]) as z:
-        model = onnx.load_from_string(z.read("nudenet/320n.onnx"))
-    return specialise(model, (h, w))
+    return wheel_model("nudenet-3.4.2-*.whl", "nudenet/320n.onnx", "YOLOv8n (nudenet)", h, w)
 
 
 def main() -> None:
