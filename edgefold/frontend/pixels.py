@@ -31,8 +31,7 @@ from edgefold.frontend.planes import (
     demosaic,
     macs_per_pixel,
     rescale,
-    yuv420,
-    yuv422,
+    yuv,
 )
 from edgefold.frontend.stems import Composed, compose_scale, compose_yuv
 
@@ -112,10 +111,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
     else:
         if fmt.mosaic:
             nodes, inits = demosaic(c.name, inner, fmt, shape)
-        elif fmt.chroma in ("YUYV", "UYVY"):
-            nodes, inits = yuv422(c.name, inner, fmt, shape)
         elif fmt.chroma:
-            nodes, inits = yuv420(c.name, inner, fmt, shape)
+            nodes, inits = yuv(c.name, inner, fmt, shape)
         else:
             nodes, inits = rescale(c.name, inner, fmt)
         old, stem_nodes, extra_helpers = list(g.node), [], []

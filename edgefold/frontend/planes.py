@@ -126,41 +126,39 @@ def _yuv_to_rgb(g: Graph, y: str, uv_half: str, scales: list[float], fmt: PixelF
              dst, "to_rgb", kernel_shape=[1, 1])
 
 
-def yuv420(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
-    """(N, 1, 3H/2, W) uint8 -> Y plane, chroma planes at half resolution -> RGB."""
-    g = Graph(fmt)
+def yuv_planes(g: Graph, src: str, fmt: PixelFormat, shape: list) -> tuple[str, str]:
+    """The camera's YUV buffer as float planes: Y (N, 1, H, W) and the chroma (N, 2, ., .) in the buffer's order
+    (U, V; V, U for NV21) at its own resolution: H/2 x W/2 for 4:2:0 ((N, 1, 3H/2, W): NV12/NV21 pairs
+    interleaved along the row, I420 a U plane then a V plane), H x W/2 for packed 4:2:2 ((N, 1, H, 2W))."""
+    from edgefold.core.yuv import PACKED
+
     c, node = g.const, g.node
     batch = shape[0] if isinstance(shape[0], int) else -1
+    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
+    if fmt.chroma in PACKED:  # Y at every other byte, U and V at every fourth
+        w = shape[3] // 2
+        y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
+        axis3, end = c("axis3", np.array([3])), c("end", np.array([2 * w]))
+        luma = node("Slice", [x, c("y_s", np.array([y_at])), end, axis3, c("step2", np.array([2]))], "y")
+        u = node("Slice", [x, c("u_s", np.array([c_at])), end, axis3, c("step4", np.array([4]))], "u")
+        v = node("Slice", [x, c("v_s", np.array([c_at + 2])), end, axis3, c("step4", np.array([4]))], "v")
+        return luma, node("Concat", [u, v], "uv", axis=1)
     h, w = shape[2] * 2 // 3, shape[3]
-    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     axis2 = c("axis2", np.array([2]))
-    y = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
+    luma = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
     ch = node("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), axis2], "chroma")
-    if fmt.chroma == "I420":  # a U plane, then a V plane, each H/2 x W/2
-        ch = node("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
-    else:  # NV12 / NV21: pairs interleaved along the row
-        pairs = node("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
-        ch = node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
-    _yuv_to_rgb(g, y, ch, [1, 1, 2, 2], fmt, dst, v_first=fmt.chroma == "NV21")
-    return g.result()
+    if fmt.chroma == "I420":
+        return luma, node("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
+    pairs = node("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
+    return luma, node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
 
 
-def yuv422(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
-    """(N, 1, H, 2W) packed YUYV/UYVY -> (Y, chroma) pairs per pixel -> U, V at half width -> RGB."""
+def yuv(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+    """A YUV buffer -> its planes -> chroma upsampled to full resolution -> RGB."""
+    from edgefold.core.yuv import PACKED
+
     g = Graph(fmt)
-    c, node = g.const, g.node
-    batch = shape[0] if isinstance(shape[0], int) else -1
-    h, w = shape[2], shape[3] // 2
-    x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
-    pairs = node("Reshape", [x, c("pairs_shape", np.array([batch, h, w, 2], np.int64))], "pairs")
-    planes = node("Transpose", [pairs], "planes", perm=[0, 3, 1, 2])  # (N, 2, H, W): luma and chroma per pixel
-    y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
-    axis1 = c("axis1", np.array([1]))
-    y = node("Slice", [planes, c("y_s", np.array([y_at])), c("y_e", np.array([y_at + 1])), axis1], "y")
-    ch = node("Slice", [planes, c("c_s", np.array([c_at])), c("c_e", np.array([c_at + 1])), axis1], "chroma")
-    axis3, step2, end = c("axis3", np.array([3])), c("step2", np.array([2])), c("end", np.array([w]))
-    u = node("Slice", [ch, c("u_s", np.array([0])), end, axis3, step2], "u")
-    v = node("Slice", [ch, c("v_s", np.array([1])), end, axis3, step2], "v")
-    _yuv_to_rgb(g, y, node("Concat", [u, v], "uv", axis=1), [1, 1, 1, 2], fmt, dst)
+    luma, chroma = yuv_planes(g, src, fmt, shape)
+    scales = [1.0, 1.0, 1.0, 2.0] if fmt.chroma in PACKED else [1.0, 1.0, 2.0, 2.0]
+    _yuv_to_rgb(g, luma, chroma, scales, fmt, dst, v_first=fmt.chroma == "NV21")
     return g.result()
-

@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 
 from edgefold.core.contract import PixelFormat, contracts_of, helper_nodes
 from edgefold.frontend.compose import ChromaStem, neutral_colour, plan
-from edgefold.frontend.planes import Graph
+from edgefold.frontend.planes import Graph, yuv_planes
 
 
 @dataclass
@@ -105,24 +105,7 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
         plans[stem.node.name] = (stem.node, found)
     fr = Graph(fmt)
     c, nd = fr.const, fr.node
-    x = nd("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
-    batch = shape[0] if isinstance(shape[0], int) else -1
-    if packed:  # (N, 1, H, 2W): Y at every other byte, U and V at every fourth
-        y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
-        axis3, end = c("axis3", np.array([3])), c("end", np.array([2 * w]))
-        luma = nd("Slice", [x, c("y_s", np.array([y_at])), end, axis3, c("step2", np.array([2]))], "y")
-        u = nd("Slice", [x, c("u_s", np.array([c_at])), end, axis3, c("step4", np.array([4]))], "u")
-        v = nd("Slice", [x, c("v_s", np.array([c_at + 2])), end, axis3, c("step4", np.array([4]))], "v")
-        chroma = nd("Concat", [u, v], "uv", axis=1)
-    else:
-        axis2 = c("axis2", np.array([2]))
-        luma = nd("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
-        ch = nd("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), axis2], "chroma")
-        if fmt.chroma == "I420":
-            chroma = nd("Reshape", [ch, c("planar_shape", np.array([batch, 2, h // 2, w // 2], np.int64))], "uv")
-        else:
-            pairs = nd("Reshape", [ch, c("pairs_shape", np.array([batch, h // 2, w // 2, 2], np.int64))], "pairs")
-            chroma = nd("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
+    luma, chroma = yuv_planes(fr, src, fmt, shape)
     centred_y = nd("Sub", [luma, c("y0", np.array(centre[0], np.float32))], "y_centred") if centre[0] else luma
     centred_c = nd("Sub", [chroma, c("c0", centre[1:].reshape(1, 2, 1, 1).astype(np.float32))], "uv_centred")
     replaced: dict[str, list[onnx.NodeProto]] = {}
