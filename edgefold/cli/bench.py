@@ -54,10 +54,9 @@ def _conversion(fmt, channels: int):  # noqa: ANN001, ANN202 - a PixelFormat; re
         return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
     if fmt.chroma and fmt.yuv == "bt601-limited":
         from edgefold.core.yuv import OPENCV_CODES as YUV_CODES
-        from edgefold.core.yuv import PACKED
 
         code = getattr(cv2, YUV_CODES[fmt.chroma])
-        if fmt.chroma in PACKED:
+        if fmt.packed:
             return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8).reshape(raw.shape[1], -1, 2), code).transpose(2, 0, 1)
         return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
     return lambda raw: fmt.reference(raw, channels)

@@ -121,10 +121,9 @@ def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixe
     channels = feed.affine.in_channels
     out: list[tuple[str, np.ndarray]] = []
     if camera is not None and camera.chroma and (options.random or not options.images):
-        from edgefold.core.yuv import PACKED, from_rgb
+        from edgefold.core.yuv import from_rgb
 
-        rows, cols = feed.static_size() or options.size or (240, 224)
-        h, w = (rows, cols // 2) if camera.chroma in PACKED else (rows * 2 // 3, cols)
+        h, w = camera.image_size(*(feed.static_size() or options.size or (240, 224)))
         n = options.random if options.random is not None else 4
         rgb = [synthetic_frames(h, w, 3, 255.0, seed=100 + i)[0] for i in range(n)]
         rgb += synthetic_frames(h, w, 3, 255.0, seed=0)[1:]

@@ -130,6 +130,25 @@ class PixelFormat:
         return 3 if (self.mosaic or self.chroma) else None
 
     @property
+    def packed(self) -> bool:
+        """4:2:2 YUV: a pair of pixels in 4 bytes, the buffer H x 2W."""
+        from edgefold.core.yuv import PACKED
+
+        return self.chroma in PACKED
+
+    def buffer_size(self, height: int, width: int) -> tuple[int, int]:
+        """Rows x columns of the camera buffer for a height x width image: 3H/2 x W for 4:2:0, H x 2W for 4:2:2."""
+        if self.chroma:
+            return (height, 2 * width) if self.packed else (height * 3 // 2, width)
+        return height, width
+
+    def image_size(self, rows: int, cols: int) -> tuple[int, int]:
+        """The image a rows x columns camera buffer holds (``buffer_size`` backwards)."""
+        if self.chroma:
+            return (rows, cols // 2) if self.packed else (rows * 2 // 3, cols)
+        return rows, cols
+
+    @property
     def scale(self) -> float:
         """Camera value -> the 8-bit value the model was trained on."""
         return 255.0 / self.max_value

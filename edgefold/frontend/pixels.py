@@ -188,17 +188,11 @@ def _buffer_shape(c: InputContract, fmt: PixelFormat) -> list:
     if colour:
         shape[1] = 1
     if fmt.chroma:
-        from edgefold.core.yuv import PACKED
-
         h, w = c.static_size()  # type: ignore[misc]
-        packed = fmt.chroma in PACKED
-        if w % 2 or (h % 2 and not packed):
-            need = "4:2:2 needs an even width" if packed else "4:2:0 needs an even height and width"
+        if w % 2 or (h % 2 and not fmt.packed):
+            need = "4:2:2 needs an even width" if fmt.packed else "4:2:0 needs an even height and width"
             raise UsageError(f"--pixel-format {fmt.genicam}: {need}, the model takes {h}x{w}")
-        if packed:
-            shape[3] = w * 2
-        else:
-            shape[2] = h * 3 // 2
+        shape[2:4] = fmt.buffer_size(h, w)
     return shape
 
 
@@ -255,9 +249,7 @@ def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelF
     names = [o.name for o in s_model.get_outputs()]
     worst = 0.0
     for h, w in sizes:
-        from edgefold.core.yuv import PACKED
-
-        rows, cols = (h, 2 * w) if fmt.chroma in PACKED else ((h * 3 // 2, w) if fmt.chroma else (h, w))
+        rows, cols = fmt.buffer_size(h, w)
         for raw in synthetic_frames(rows, cols, 1, fmt.max_value, seed=h * 31 + w):
             x = raw[0].astype(np.dtype(fmt.dtype))
             feed = {c.name: _batched(x, c.shape)}

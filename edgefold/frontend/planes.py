@@ -130,20 +130,17 @@ def yuv_planes(g: Graph, src: str, fmt: PixelFormat, shape: list) -> tuple[str, 
     """The camera's YUV buffer as float planes: Y (N, 1, H, W) and the chroma (N, 2, ., .) in the buffer's order
     (U, V; V, U for NV21) at its own resolution: H/2 x W/2 for 4:2:0 ((N, 1, 3H/2, W): NV12/NV21 pairs
     interleaved along the row, I420 a U plane then a V plane), H x W/2 for packed 4:2:2 ((N, 1, H, 2W))."""
-    from edgefold.core.yuv import PACKED
-
     c, node = g.const, g.node
     batch = shape[0] if isinstance(shape[0], int) else -1
     x = node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
-    if fmt.chroma in PACKED:  # Y at every other byte, U and V at every fourth
-        w = shape[3] // 2
+    h, w = fmt.image_size(shape[2], shape[3])
+    if fmt.packed:  # Y at every other byte, U and V at every fourth
         y_at, c_at = (0, 1) if fmt.chroma == "YUYV" else (1, 0)
         axis3, end = c("axis3", np.array([3])), c("end", np.array([2 * w]))
         luma = node("Slice", [x, c("y_s", np.array([y_at])), end, axis3, c("step2", np.array([2]))], "y")
         u = node("Slice", [x, c("u_s", np.array([c_at])), end, axis3, c("step4", np.array([4]))], "u")
         v = node("Slice", [x, c("v_s", np.array([c_at + 2])), end, axis3, c("step4", np.array([4]))], "v")
         return luma, node("Concat", [u, v], "uv", axis=1)
-    h, w = shape[2] * 2 // 3, shape[3]
     axis2 = c("axis2", np.array([2]))
     luma = node("Slice", [x, c("y_start", np.array([0])), c("y_end", np.array([h])), axis2], "y")
     ch = node("Slice", [x, c("c_start", np.array([h])), c("c_end", np.array([h * 3 // 2])), axis2], "chroma")
@@ -155,10 +152,8 @@ def yuv_planes(g: Graph, src: str, fmt: PixelFormat, shape: list) -> tuple[str, 
 
 def yuv(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
     """A YUV buffer -> its planes -> chroma upsampled to full resolution -> RGB."""
-    from edgefold.core.yuv import PACKED
-
     g = Graph(fmt)
     luma, chroma = yuv_planes(g, src, fmt, shape)
-    scales = [1.0, 1.0, 1.0, 2.0] if fmt.chroma in PACKED else [1.0, 1.0, 2.0, 2.0]
+    scales = [1.0, 1.0, 1.0, 2.0] if fmt.packed else [1.0, 1.0, 2.0, 2.0]
     _yuv_to_rgb(g, luma, chroma, scales, fmt, dst, v_first=fmt.chroma == "NV21")
     return g.result()

@@ -62,14 +62,13 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
                  folded: onnx.ModelProto) -> Composed | str:
     """The stem convs reading the RGB ``frame`` split into a luma and a chroma conv (frontend/compose.py), or why
     not (then the front end converts the whole frame first)."""
-    from edgefold.core.yuv import PACKED, matrix
+    from edgefold.core.yuv import matrix
 
-    packed = fmt.chroma in PACKED
-    h, w = (shape[2], shape[3] // 2) if packed else (shape[2] * 2 // 3, shape[3])
+    h, w = fmt.image_size(shape[2], shape[3])
     y0, m = matrix(fmt.yuv)
     if fmt.chroma == "NV21":  # chroma channels come as V, U
         m = m[:, [0, 2, 1]]
-    factors = (1, 2) if packed else (2, 2)
+    factors = (1, 2) if fmt.packed else (2, 2)
     helpers = set(helper_nodes(folded))
     # an INT8 build's frame + offset (RGB - 128): the planes are centred where the matrix gives that instead
     recentre = recentre_of(g, frame, helpers)
