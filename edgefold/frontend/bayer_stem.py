@@ -15,10 +15,10 @@ from edgefold.frontend.compose import MosaicStem, Window, plan_mosaic
 from edgefold.frontend.planes import Graph, demosaic
 from edgefold.frontend.stems import (
     Composed,
+    Stem,
     border_add,
     border_term,
     constant_values,
-    conv_geometry,
     recentre_of,
     stem_convs,
 )
@@ -68,7 +68,7 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
             p = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale,
                             windows)
         if p is None:  # assemble right after the stem
-            chain, tail = [], None
+            chain, tail, windows = [], None, None
             p = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale)
         if p is None:
             return (f"stem conv '{name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must see one "
@@ -83,7 +83,9 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
                 return f"the border term of '{name}' is not zero away from the edges"
         out = tail.output[0] if tail is not None else start
         used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in made_by_constant}
-        nodes, inits, copied = _bayer_stem(node, stem.weight, p, mosaic, fmt, shape, ring, chain, tail, start, out,
+        tail_pads = [0, 0, 0, 0] if windows is None else \
+            [windows[0].before, windows[1].before, windows[0].after, windows[1].after]
+        nodes, inits, copied = _bayer_stem(stem, p, mosaic, fmt, shape, ring, chain, tail, tail_pads, start, out,
                                            {x: values[x] for x in used})
         copies |= copied
         composed[name] = nodes
@@ -159,23 +161,23 @@ def _windows(node: onnx.NodeProto) -> tuple[Window, Window] | None:
     return tuple(Window((kernel[i] - 1) * dil[i] + 1, strides[i], pads[i], pads[i + 2]) for i in range(2))  # type: ignore[return-value]
 
 
-def _bayer_stem(node: onnx.NodeProto, weight: np.ndarray, p: MosaicStem, mosaic: str, fmt: PixelFormat,
-                shape: list, ring: np.ndarray | None, chain: list[onnx.NodeProto], tail: onnx.NodeProto | None,
-                start: str, out: str, constants: dict[str, np.ndarray] | None = None
+def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape: list, ring: np.ndarray | None,
+                chain: list[onnx.NodeProto], tail: onnx.NodeProto | None, tail_pads: list[int], start: str, out: str,
+                constants: dict[str, np.ndarray] | None = None
                 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], set[str]]:
     """The nodes replacing one stem conv, its border Add, the pointwise ``chain`` and the ``tail`` op: each piece
     (the composed conv on the mosaic's interior; the exact strips along the edges, plus the border term ``ring``
     there) runs the stem, the chain and the tail, and two Concats (the middle band's columns, then the bands)
-    give ``out``; also the names of the copies of the model's own ops."""
+    give ``out``; also the names of the copies of the model's own ops. ``tail_pads``: the tail's own (top, left,
+    bottom, right)."""
+    node, weight, strides, pads = stem.node, stem.weight, list(stem.strides), list(stem.pads)
     st = Graph(fmt)
     st.prefix = node.name
     copied: set[str] = set()
     c = st.const
     h, w = shape[2], shape[3]
     bias = list(node.input[2:3])
-    strides, pads = conv_geometry(node)
     pt, pl, pb, pr = pads
-    tail_pads = conv_geometry(tail)[1] if tail is not None else [0, 0, 0, 0]
     node_constants = constants or {}
     r, q = p.rows, p.cols
 

@@ -13,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgefold.core.contract import PixelFormat, contracts_of, helper_nodes
-from edgefold.frontend.compose import ChromaStem, neutral_colour, plan
+from edgefold.frontend.compose import ChromaStem, Window, neutral_colour, plan
 from edgefold.frontend.planes import Graph, yuv_planes
 
 
@@ -93,15 +93,16 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
             neutral = target = first
     centre = np.array([y0, 128.0, 128.0]) + np.linalg.solve(m, target)
     values = constant_values(g)
-    plans: dict[str, tuple[onnx.NodeProto, ChromaStem]] = {}
+    plans: dict[str, tuple[Stem, ChromaStem]] = {}
     for stem in stems:
-        out = tuple((n + stem.pads[i] + stem.pads[i + 2] - stem.weight.shape[2 + i]) // stem.strides[i] + 1
-                    for i, n in enumerate((h, w)))
+        rows, cols = (Window(stem.weight.shape[2 + i], stem.strides[i], stem.pads[i], stem.pads[i + 2])
+                      for i in range(2))
+        out = (rows.out_len(h), cols.out_len(w))
         found = plan(stem.weight, stem.strides, stem.pads, (h, w), out, factors, m)
         if found is None:
             return (f"stem conv '{stem.node.name}' has stride {stem.strides[0]}x{stem.strides[1]}: odd strides see "
                     f"both chroma phases")
-        plans[stem.node.name] = (stem.node, found)
+        plans[stem.node.name] = (stem, found)
     fr = Graph(fmt)
     c, nd = fr.const, fr.node
     luma, chroma = yuv_planes(fr, src, fmt, shape)
@@ -110,7 +111,8 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
     replaced: dict[str, list[onnx.NodeProto]] = {}
     if recentre is not None:
         replaced[recentre[0].name] = []
-    for name, (node, p) in plans.items():
+    for name, (stem, p) in plans.items():
+        node = stem.node
         st = Graph(fmt)
         st.prefix = name
         cc = centred_c
@@ -120,20 +122,19 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
             cc = st.node("Slice", [cc, st.const("chroma_start", np.zeros(2, np.int64)),
                                    st.const("chroma_end", np.array(ends, np.int64)),
                                    st.const("chroma_axes", np.array([2, 3], np.int64))], "chroma_crop")
-        a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
         bias = list(node.input[2:3])
         out = node.output[0]
         if neutral is not None:  # the conv reads (frame - x*): its bias gains sum(W) x*, the border term goes
-            weight = next(s_.weight for s_ in stems if s_.node.name == name).astype(np.float64)
             old = values[bias[0]].astype(np.float64) if bias else 0.0
-            bias = [st.const("luma_B", (old + np.einsum("ocuv,c->o", weight, neutral)).astype(np.float32))]
+            shift = np.einsum("ocuv,c->o", stem.weight.astype(np.float64), neutral)
+            bias = [st.const("luma_B", (old + shift).astype(np.float32))]
             add = adds[name]
             assert add is not None
             out = add.output[0]
             replaced[add.name] = []
         luma_in = [centred_y, st.const("luma_W", p.luma)] + bias
-        yo = st.node("Conv", luma_in, "luma", kernel_shape=list(p.luma.shape[2:]),
-                     strides=list(a.get("strides", [1, 1])), pads=list(a.get("pads", [0, 0, 0, 0])))
+        yo = st.node("Conv", luma_in, "luma", kernel_shape=list(p.luma.shape[2:]), strides=list(stem.strides),
+                     pads=list(stem.pads))
         co = st.node("Conv", [cc, st.const("chroma_W", p.chroma)], "chroma", kernel_shape=list(p.chroma.shape[2:]),
                      strides=[p.rows.stride, p.cols.stride],
                      pads=[p.rows.pad_before, p.cols.pad_before, p.rows.pad_after, p.cols.pad_after])
@@ -147,7 +148,7 @@ def compose_yuv(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shap
     raw = [centred_y] + [n.input[0] for new in replaced.values() for n in new if n.name.endswith("/chroma")]
     return Composed((front_nodes, front_inits), luma, replaced,
                      [f"{n}/{part}" for n in plans for part in ("luma", "chroma")],
-                     {n: list(node.input[1:]) for n, (node, _) in plans.items()},
+                     {n: list(stem.node.input[1:]) for n, (stem, _) in plans.items()},
                      {n: [p.macs_per_output, p.luma[0].size * 3] for n, (_, p) in plans.items()},
                      raw=raw if recentre is not None else [], raw_offset=recentre[1] if recentre is not None else 0.0,
                      aliases=[recentre[0].output[0]] if recentre is not None else [],
@@ -196,11 +197,6 @@ def border_term(folded: onnx.ModelProto, tensor: str) -> np.ndarray:
     c = contracts_of(folded)[0]
     shape = [d if isinstance(d, int) else 1 for d in c.shape]
     return session(probe).run([tensor], {c.name: np.zeros(shape, np.float32)})[0]
-
-
-def conv_geometry(node: onnx.NodeProto) -> tuple[list[int], list[int]]:
-    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
-    return list(a.get("strides", [1, 1])), list(a.get("pads", [0, 0, 0, 0]))
 
 
 @dataclass(frozen=True)
