@@ -2,7 +2,6 @@
 declared input map, the frames themselves, and inputs that are not frames."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import TYPE_CHECKING
 
@@ -116,32 +115,31 @@ def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channel
 
 def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixel_max: float,
                       camera: PixelFormat | None = None) -> list[tuple[str, np.ndarray]]:
-    """Named raw frames for both models. A YUV camera's synthetic frames are synthetic RGB frames encoded as the
-    camera would (random bytes would be mostly out of gamut, which no camera sends)."""
-    channels = feed.affine.in_channels
+    """Named raw frames for both models: the images given, and synthetic frames. A YUV camera's synthetic frames
+    are synthetic RGB frames encoded as the camera would (random bytes would be mostly out of gamut, which no
+    camera sends)."""
     out: list[tuple[str, np.ndarray]] = []
-    if camera is not None and camera.chroma and (options.random or not options.images):
-        from edgefold.core.yuv import from_rgb
-
-        h, w = camera.image_size(*(feed.static_size() or options.size or (240, 224)))
-        n = options.random if options.random is not None else 4
-        rgb = [synthetic_frames(h, w, 3, 255.0, seed=100 + i)[0] for i in range(n)]
-        rgb += synthetic_frames(h, w, 3, 255.0, seed=0)[1:]
-        names = [f"random-{i}" for i in range(n)] + ["black", "white", "edges", "page"]
-        out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64)) for name, f in zip(names, rgb)]
-        if not options.images:
-            return out
-        options = dataclasses.replace(options, random=0)
     if options.images:
-        out += load_images(options.images, channels, feed.static_size(), "bgr" if order == "bgr" else "rgb")
+        out += load_images(options.images, feed.affine.in_channels, feed.static_size(),
+                           "bgr" if order == "bgr" else "rgb")
     if options.random or not options.images:
-        h, w = feed.static_size() or options.size or (160, 224)
         n = options.random if options.random is not None else 4
-        kinds = ("black", "white", "edges", "page")
-        structured = synthetic_frames(h, w, channels, pixel_max, seed=0)[1:]
-        randoms = [synthetic_frames(h, w, channels, pixel_max, seed=100 + i)[0] for i in range(n)]
-        out += [(f"random-{i}", f) for i, f in enumerate(randoms)] + list(zip(kinds, structured))
+        size = feed.static_size() or options.size
+        if camera is not None and camera.chroma:
+            from edgefold.core.yuv import from_rgb
+
+            h, w = camera.image_size(*size) if size else (160, 224)
+            out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64))
+                    for name, f in _synthetic(h, w, 3, 255.0, n)]
+        else:
+            out += _synthetic(*(size or (160, 224)), feed.affine.in_channels, pixel_max, n)
     return out
+
+
+def _synthetic(h: int, w: int, channels: int, pixel_max: float, n: int) -> list[tuple[str, np.ndarray]]:
+    """``n`` random frames, then black, white, edges and a page."""
+    randoms = [(f"random-{i}", synthetic_frames(h, w, channels, pixel_max, seed=100 + i)[0]) for i in range(n)]
+    return randoms + list(zip(("black", "white", "edges", "page"), synthetic_frames(h, w, channels, pixel_max)[1:]))
 
 
 def detect_precision(model: onnx.ModelProto) -> str:
