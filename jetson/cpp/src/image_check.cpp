@@ -1,4 +1,4 @@
-// Prints the size and a checksum of a gray image (or of a .raw camera buffer: its byte count and byte sum) as
+// Prints the size and a checksum of a gray image (or of a .raw/.bin camera buffer: its byte count and byte sum) as
 // edgefold_infer would read it (tested against Python).
 #include <cstdint>
 #include <cstdio>
@@ -9,12 +9,12 @@
 
 int main(int argc, char** argv) {
     if (argc != 2) {
-        std::fprintf(stderr, "usage: edgefold_image_check IMAGE.pgm|IMAGE.png|FRAME.raw\n");
+        std::fprintf(stderr, "usage: edgefold_image_check IMAGE.pgm|IMAGE.png|FRAME.raw|FRAME.bin\n");
         return 2;
     }
     try {
         const std::string path = argv[1];
-        if (path.size() > 4 && path.compare(path.size() - 4, 4, ".raw") == 0) {
+        if (edgefold::is_raw_buffer(path)) {
             const auto bytes = edgefold::read_bytes(path);
             std::uint64_t sum = 0;
             for (auto b : bytes) sum += b;

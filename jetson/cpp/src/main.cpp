@@ -12,10 +12,6 @@
 #include "edgefold/engine.hpp"
 #include "edgefold/image.hpp"
 
-static bool ends_with(const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 int main(int argc, char** argv) {
     if (argc < 3) {
         std::fprintf(stderr, "usage: edgefold_infer NAME.engine IMAGE.pgm|IMAGE.png|FRAME.raw [...]\n"
@@ -30,7 +26,7 @@ int main(int argc, char** argv) {
         edgefold::Engine engine(engine_path, sidecar);
         for (int i = 2; i < argc; ++i) {
             const std::string path = argv[i];
-            const bool raw = ends_with(path, ".raw") || ends_with(path, ".bin");
+            const bool raw = edgefold::is_raw_buffer(path);
             std::map<std::string, edgefold::Tensor> outputs;
             if (raw) {  // the camera's own buffer, at the size the engine was built for
                 const auto size = engine.buffer_size();

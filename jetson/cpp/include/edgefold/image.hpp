@@ -15,6 +15,13 @@
 
 namespace edgefold {
 
+inline bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// A camera buffer file: its bytes go into an engine built with --pixel-format as they are.
+inline bool is_raw_buffer(const std::string& path) { return ends_with(path, ".raw") || ends_with(path, ".bin"); }
+
 // A file's bytes (a camera buffer: .raw / .bin).
 inline std::vector<std::uint8_t> read_bytes(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
