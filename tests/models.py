@@ -106,3 +106,21 @@ def conv_weight(model: onnx.ModelProto, conv_name: str) -> np.ndarray:
     node = next(n for n in model.graph.node if n.name == conv_name)
     inits = {t.name: t for t in model.graph.initializer}
     return onnx.numpy_helper.to_array(inits[node.input[1]])
+
+
+RAPIDOCR = "rapidocr_onnxruntime-1.4.4-*.whl"  # PaddleOCR's PP-OCRv4 networks (paddle2onnx)
+NUDENET = "nudenet-3.4.2-*.whl"  # an Ultralytics YOLOv8n (8.2.46 export)
+
+
+def wheel_model(pattern: str, member: str) -> onnx.ModelProto:
+    """A real network inside a wheel ``./run test`` downloads into .cache/wheels; the test skips without it."""
+    import zipfile
+    from pathlib import Path
+
+    import pytest
+
+    wheels = sorted((Path(__file__).resolve().parents[1] / ".cache" / "wheels").glob(pattern))
+    if not wheels:
+        pytest.skip(f"{pattern} not downloaded; `./run test` fetches it")
+    with zipfile.ZipFile(wheels[0]) as z:
+        return onnx.load_from_string(z.read(member))

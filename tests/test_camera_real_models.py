@@ -7,23 +7,19 @@ buffer must equal "convert in float, normalise, run the original model" to float
 element, borders included - with the conversion composed into the stem, not run before it."""
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 
 from edgefold.cli.main import main
 from edgefold.core.contract import Meta, meta_json, pixel_format
-from tests.models import run
+from tests.models import NUDENET, RAPIDOCR, run, wheel_model
 from tests.test_pixel_formats import _yuv_frame, mosaic, photo
 
-WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
 NETWORKS = {  # wheel, file, input size, normalisation flags
-    "pp-ocr-det": ("rapidocr_onnxruntime-1.4.4-*.whl", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+    "pp-ocr-det": (RAPIDOCR, "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
                    (160, 224), ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--scale", "255"]),
-    "yolov8n": ("nudenet-3.4.2-*.whl", "nudenet/320n.onnx", (192, 256),
+    "yolov8n": (NUDENET, "nudenet/320n.onnx", (192, 256),
                 ["--mean", "0,0,0", "--std", "1,1,1", "--scale", "255"]),
 }
 FORMATS = ["BayerRG8", "BayerGB12", "NV12", "I420", "YUV422_8", "Mono12"]
@@ -32,11 +28,7 @@ FORMATS = ["BayerRG8", "BayerGB12", "NV12", "I420", "YUV422_8", "Mono12"]
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
 def network(request, tmp_path_factory):
     pattern, member, size, flags = NETWORKS[request.param]
-    wheels = sorted(WHEELS.glob(pattern))
-    if not wheels:
-        pytest.skip(f"{pattern} not downloaded; `./run test` fetches it")
-    with zipfile.ZipFile(wheels[0]) as z:
-        model = onnx.load_from_string(z.read(member))
+    model = wheel_model(pattern, member)
     path = tmp_path_factory.mktemp(request.param) / "original.onnx"
     onnx.save(model, str(path))
     return request.param, path, size, flags

@@ -1,9 +1,6 @@
 """INT8 a user can trust: task-aware floors, per-channel weights whatever their storage, mixed precision."""
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -14,9 +11,7 @@ from edgefold.errors import UsageError
 from edgefold.graph.builder import ModelBuilder
 from edgefold.precision import mixed
 from edgefold.precision.weights import QUANTIZED_OPS, weight_axis, weights_as_initializers
-from tests.models import run
-
-WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
+from tests.models import RAPIDOCR, run, wheel_model
 
 
 # ---- metrics: IoU only where the reference has positives, false positives where it has none ----------------
@@ -148,12 +143,8 @@ def test_every_quantised_weight_is_per_channel_whatever_its_storage():
 
 @pytest.fixture(scope="module")
 def paddle_models():
-    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
-    if not wheels:
-        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
-    with zipfile.ZipFile(wheels[0]) as z:
-        return {name: onnx.load_from_string(z.read(f"rapidocr_onnxruntime/models/{name}"))
-                for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx")}
+    return {name: wheel_model(RAPIDOCR, f"rapidocr_onnxruntime/models/{name}")
+            for name in ("ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx")}
 
 
 def test_paddle2onnx_models_are_quantised_per_channel(paddle_models):

@@ -3,18 +3,14 @@ wheel (paddle2onnx export: every weight a Constant node, opset 12, dynamic N/H/W
 from scikit-image. ``./run test`` downloads the wheel (PyPI, no dependencies) before the tests run."""
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
 from skimage import data
 
 from edgefold.fold import FoldOptions, fold
-from tests.models import run
+from tests.models import RAPIDOCR, run, wheel_model
 
-WHEELS = Path(__file__).resolve().parents[1] / ".cache" / "wheels"
 DET = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
 # rapidocr's det config: pixels / 255, mean 0.5, std 0.5 per channel, RGB
 NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), scale=255.0)
@@ -22,11 +18,7 @@ NORM = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), scale=255.0)
 
 @pytest.fixture(scope="module")
 def detector() -> onnx.ModelProto:
-    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
-    if not wheels:
-        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
-    with zipfile.ZipFile(wheels[0]) as z:
-        return onnx.load_from_string(z.read(DET))
+    return wheel_model(RAPIDOCR, DET)
 
 
 def _page() -> np.ndarray:
@@ -114,11 +106,7 @@ def test_pp_ocr_recogniser_and_classifier_fold_exactly(member, sizes):
     """The other two networks of the OCR pipeline: the same decisions on a real text line."""
     from PIL import Image
 
-    wheels = sorted(WHEELS.glob("rapidocr_onnxruntime-1.4.4-*.whl"))
-    if not wheels:
-        pytest.skip("rapidocr-onnxruntime wheel not downloaded; `./run test` fetches it")
-    with zipfile.ZipFile(wheels[0]) as z:
-        model = onnx.load_from_string(z.read(member))
+    model = wheel_model(RAPIDOCR, member)
     folded, report = fold(model, FoldOptions(channels="gray", input_dtype="uint8", verify_sizes=sizes, **NORM))
     assert report.verification.passed and report.convs[0][0].new_weight_shape[1] == 1
     line = np.asarray(Image.fromarray(data.text()[:60, 40:380]).resize((320 if sizes else 192, 48)), np.uint8)
