@@ -2,7 +2,8 @@
 ``frontend.compose``): one conv on the mosaic away from the edges, where OpenCV's demosaic is the plain bilinear
 one; exact strips along the edges (the demosaic, then the stem); the pieces joined with two Concats after the
 local op that follows the stem when only pointwise ops lie between (the tensor is smaller there), else right after
-the stem. The fold's border term, zero away from the edges, becomes a constant on the strips.
+the stem. The strips are centred at the colour that normalises to zero, so their zero padding is the original's
+and the fold's border term goes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import onnx
 from onnx import helper
 
 from edgefold.core.contract import PixelFormat, helper_nodes
-from edgefold.frontend.compose import MosaicStem, Window, plan_mosaic
+from edgefold.frontend.compose import MosaicStem, Window, neutral_colour, plan_mosaic
 from edgefold.frontend.planes import Graph, demosaic
 from edgefold.frontend.stems import (
     Composed,
@@ -73,19 +74,21 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
         if p is None:
             return (f"stem conv '{name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must see one "
                     f"colour phase: even strides) or the frame is too small for it")
-        # the fold's border term (zero away from the edges) is added on the strips only: a constant there
-        ring = None
+        # the fold's border term stands for zero padding of the normalised frame: the strips are centred at the
+        # colour that normalises to zero and zero-padded (the interior reads no padding)
+        centring = None
         if add is not None:
-            ring = border_term(folded, next(i for i in add.input if i != node.output[0]))
-            (ra, rb), (ca, cb) = p.rows.interior_stem, p.cols.interior_stem
-            inside = np.abs(ring[:, :, ra:rb, ca:cb])
-            if inside.size and inside.max() > 1e-6 * (1.0 + np.abs(ring).max()):  # zero up to its float rounding
-                return f"the border term of '{name}' is not zero away from the edges"
+            term = border_term(folded, next(i for i in add.input if i != node.output[0]))
+            neutral = neutral_colour(stem.weight, stem.strides, stem.pads, (h, w), term)
+            if neutral is None:
+                return f"the border term of '{name}' is not the zero padding of one colour"
+            old = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
+            centring = (neutral, old + np.einsum("ocuv,c->o", stem.weight.astype(np.float64), neutral))
         out = tail.output[0] if tail is not None else start
         used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in made_by_constant}
         tail_pads = [0, 0, 0, 0] if windows is None else \
             [windows[0].before, windows[1].before, windows[0].after, windows[1].after]
-        nodes, inits, copied = _bayer_stem(stem, p, mosaic, fmt, shape, ring, chain, tail, tail_pads, start, out,
+        nodes, inits, copied = _bayer_stem(stem, p, mosaic, fmt, shape, centring, chain, tail, tail_pads, start, out,
                                            {x: values[x] for x in used})
         copies |= copied
         composed[name] = nodes
@@ -161,15 +164,17 @@ def _windows(node: onnx.NodeProto) -> tuple[Window, Window] | None:
     return tuple(Window((kernel[i] - 1) * dil[i] + 1, strides[i], pads[i], pads[i + 2]) for i in range(2))  # type: ignore[return-value]
 
 
-def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape: list, ring: np.ndarray | None,
+def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape: list,
+                centring: tuple[np.ndarray, np.ndarray] | None,
                 chain: list[onnx.NodeProto], tail: onnx.NodeProto | None, tail_pads: list[int], start: str, out: str,
                 constants: dict[str, np.ndarray] | None = None
                 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], set[str]]:
     """The nodes replacing one stem conv, its border Add, the pointwise ``chain`` and the ``tail`` op: each piece
-    (the composed conv on the mosaic's interior; the exact strips along the edges, plus the border term ``ring``
-    there) runs the stem, the chain and the tail, and two Concats (the middle band's columns, then the bands)
-    give ``out``; also the names of the copies of the model's own ops. ``tail_pads``: the tail's own (top, left,
-    bottom, right)."""
+    (the composed conv on the mosaic's interior; the exact strips along the edges) runs the stem, the chain and
+    the tail, and two Concats (the middle band's columns, then the bands) give ``out``; also the names of the
+    copies of the model's own ops. ``centring``: the colour x* the strips are centred at (zero padding of the
+    normalised frame) and the stem's bias plus sum(W) x*, for a stem with a border term. ``tail_pads``: the
+    tail's own (top, left, bottom, right)."""
     node, weight, strides, pads = stem.node, stem.weight, list(stem.strides), list(stem.pads)
     st = Graph(fmt)
     st.prefix = node.name
@@ -205,11 +210,10 @@ def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape:
             st.nodes.append(copy)
         return names[out] if (chain or tail is not None) else y
 
-    def strip(axis: int, start_px: int, stop_px: int, keep_rgb: tuple[int, int], edges: list[int], label: str,
-              stem_part: tuple[slice, slice]) -> str:
+    def strip(axis: int, start_px: int, stop_px: int, keep_rgb: tuple[int, int], edges: list[int], label: str) -> str:
         """The exact result along one edge: demosaic a strip of the mosaic, keep the pixels whose demosaic is the
-        whole frame's, the stem with that edge's pads only (``edges``: top, left, bottom, right), the border term,
-        then the chain and the tail."""
+        whole frame's, the stem with that edge's pads only (``edges``: top, left, bottom, right), then the chain
+        and the tail."""
         part = crop(mosaic, [start_px], [stop_px], [axis], f"{label}_mosaic")
         strip_shape = list(shape)
         strip_shape[axis] = stop_px - start_px
@@ -218,10 +222,13 @@ def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape:
         st.nodes.extend(d_nodes)
         st.inits.update({t.name: t for t in d_inits})
         kept = crop(rgb, [keep_rgb[0]], [keep_rgb[1]], [axis], f"{label}_keep")
-        y = st.node("Conv", [kept, c("stem_W", weight), *bias], label, kernel_shape=list(weight.shape[2:]),
+        strip_bias = bias
+        if centring is not None:  # zero padding of (frame - x*) is the original's zero padding
+            kept = st.node("Sub", [kept, c("neutral", centring[0].reshape(1, 3, 1, 1).astype(np.float32))],
+                           f"{label}_centred")
+            strip_bias = [c("strip_B", centring[1].astype(np.float32))]
+        y = st.node("Conv", [kept, c("stem_W", weight), *strip_bias], label, kernel_shape=list(weight.shape[2:]),
                     strides=strides, pads=[v if k else 0 for v, k in zip(pads, edges)])
-        if ring is not None:
-            y = st.node("Add", [y, c(f"{label}_border", ring[:, :, stem_part[0], stem_part[1]])], f"{label}_bordered")
         return finish(y, label, edges)
 
     (ra, rb), (ca, cb) = r.interior_px, q.interior_px
@@ -229,18 +236,15 @@ def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape:
                        "interior", kernel_shape=list(p.kernel.shape[2:]), strides=strides, pads=[0, 0, 0, 0])
     middle = [finish(interior, "interior", [0, 0, 0, 0])]
     mid = ([r.before], [r.length - r.after], [2])
-    every_row, every_col = slice(0, r.stem_len), slice(0, q.stem_len)
-    left = strip(3, 0, q.lead_px, (0, q.lead_keep), [1, 1, 1, 0], "left", (every_row, slice(0, q.lead_stem)))
+    left = strip(3, 0, q.lead_px, (0, q.lead_keep), [1, 1, 1, 0], "left")
     middle.insert(0, crop(left, *mid, "left_mid"))
     if q.after:
-        right = strip(3, q.trail_px, w, (q.trail_keep, w - q.trail_px), [1, 0, 1, 1], "right",
-                      (every_row, slice(q.trail_stem, q.stem_len)))
+        right = strip(3, q.trail_px, w, (q.trail_keep, w - q.trail_px), [1, 0, 1, 1], "right")
         middle.append(crop(right, *mid, "right_mid"))
-    bands = [strip(2, 0, r.lead_px, (0, r.lead_keep), [1, 1, 0, 1], "top", (slice(0, r.lead_stem), every_col)),
+    bands = [strip(2, 0, r.lead_px, (0, r.lead_keep), [1, 1, 0, 1], "top"),
              st.node("Concat", middle, "middle", axis=3)]
     if r.after:
-        bands.append(strip(2, r.trail_px, h, (r.trail_keep, h - r.trail_px), [0, 1, 1, 1], "bottom",
-                           (slice(r.trail_stem, r.stem_len), every_col)))
+        bands.append(strip(2, r.trail_px, h, (r.trail_keep, h - r.trail_px), [0, 1, 1, 1], "bottom"))
     st.output("Concat", bands, out, "assembled", axis=2)
     return (*st.result(), copied)
 

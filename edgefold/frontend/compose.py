@@ -102,28 +102,22 @@ class MosaicAxis:
     """One spatial axis of a stem conv composed with a bilinear demosaic, assembled after ``tail`` (the local op
     that follows the stem, or the identity).
 
-    The stem's outputs ``[exact[0], exact[1])`` read only pixels whose demosaic is the plain bilinear one (rows 1
-    .. H-2: OpenCV copies the outermost row from its neighbour), so the composed conv on the mosaic rows
-    ``interior_px`` gives them exactly; the tail's outputs ``[before, length - after)`` read only those (its
-    zero padding too is left to the strips). The first ``before`` tail outputs come from a strip: mosaic rows
-    ``[0, lead_px)`` demosaiced as the whole frame would be, RGB rows ``[0, lead_keep)`` convolved with the stem's
-    leading pad only (stem rows ``[0, lead_stem)``), then the tail with its leading pad only. The last ``after``
+    The tail's outputs ``[before, length - after)`` read only stem outputs whose taps read pixels with the plain
+    bilinear demosaic (rows 1 .. H-2: OpenCV copies the outermost row from its neighbour) and no padding; the
+    composed conv on the mosaic rows ``interior_px`` gives those exactly. The first ``before`` tail outputs come
+    from a strip: mosaic rows ``[0, lead_px)`` demosaiced as the whole frame would be, RGB rows ``[0, lead_keep)``
+    convolved with the stem's leading pad only, then the tail with its leading pad only. The last ``after``
     likewise from mosaic rows ``[trail_px, n)`` (an even start: the pattern is unchanged), RGB rows from
-    ``trail_keep`` on (relative to ``trail_px``), stem rows ``[trail_stem, stem_len)``."""
+    ``trail_keep`` on (relative to ``trail_px``)."""
 
-    stem_len: int
     length: int
     before: int
     after: int
-    exact: tuple[int, int]
-    interior_stem: tuple[int, int]
     interior_px: tuple[int, int]
     lead_px: int
     lead_keep: int
-    lead_stem: int
     trail_px: int
     trail_keep: int
-    trail_stem: int
 
 
 def mosaic_axis(stem: Window, full_len: int, tail: Window = Window(1, 1, 0, 0)) -> MosaicAxis | None:
@@ -149,9 +143,8 @@ def mosaic_axis(stem: Window, full_len: int, tail: Window = Window(1, 1, 0, 0)) 
     if lead_keep + 1 > full_len or (after and (start < 1 or trail_stem < 0)):
         return None
     even = min((start - 1) // 2 * 2, (full_len - 3) // 2 * 2) if after else full_len  # a demosaic needs 3 rows
-    return MosaicAxis(stem_len, length, q0, after, (exact0, exact1 + 1), (a, b),
-                      (s * a - pb - 1, s * (b - 1) - pb + k + 1), min(full_len, max(lead_keep + 1, 3)), lead_keep,
-                      lead_stem, even, start - even, trail_stem)
+    return MosaicAxis(length, q0, after, (s * a - pb - 1, s * (b - 1) - pb + k + 1),
+                      min(full_len, max(lead_keep + 1, 3)), lead_keep, even, start - even)
 
 
 @dataclass(frozen=True)
