@@ -32,7 +32,7 @@ from edgefold.backends.ort import session  # noqa: E402
 from edgefold.core.metrics import map_agreement  # noqa: E402
 from edgefold.deploy.pipeline import build  # noqa: E402
 from edgefold.deploy.spec import BuildOptions, ShapeProfile  # noqa: E402
-from edgefold.fold.options import FoldOptions  # noqa: E402
+from edgefold.folding.options import FoldOptions  # noqa: E402
 from edgefold.precision.mixed import int8_mac_share  # noqa: E402
 from tests.pages import photos, scanned_pages, text_page, write_folder  # noqa: E402
 

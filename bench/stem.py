@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder, gray_normalise
 
 STEMS = {"resnet 7x7/s2 3->64": dict(k=7, stride=2, cout=64), "mobilenet 3x3/s2 3->32": dict(k=3, stride=2, cout=32)}

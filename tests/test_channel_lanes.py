@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from edgefold.errors import UnsupportedGraph, UsageError
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, conv_weight
 from tests.pages import photos

@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from edgefold.cli.main import main
-from edgefold.fold import ops
-from edgefold.fold.plan import BorderScheme
+from edgefold.folding import ops
+from edgefold.folding.plan import BorderScheme
 from edgefold.graph.builder import ModelBuilder
 from tests.models import assert_same, gray_frame, gray_model, head
 
@@ -192,7 +192,7 @@ def test_huge_static_input_is_refused_cleanly(tmp_path, capsys):
 
 
 def test_unexpected_errors_are_one_line_exit_5(model_path, tmp_path, monkeypatch, capsys):
-    import edgefold.fold.apply as apply_module
+    import edgefold.folding.apply as apply_module
 
     def boom(*args, **kwargs):
         raise KeyError("simulated bug")

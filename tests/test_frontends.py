@@ -11,7 +11,7 @@ from skimage import data
 
 from edgefold.cli.main import main
 from edgefold.errors import UsageError
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.frontend.dct import DctSpec, reference_coefficients, zigzag
 from edgefold.frontend.graph import frontend_model
 from edgefold.graph.builder import ModelBuilder

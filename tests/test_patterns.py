@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder
 from tests.models import (
     MEAN4,
@@ -435,8 +435,8 @@ def test_keras_zero_padding_then_valid_conv(dynamic, conv_pads):
 
 def test_recognisers_are_chosen_by_op_and_opset():
     """Operands that moved from attributes to inputs have one recogniser per form, picked by the model's opset."""
-    from edgefold.fold import ops
-    from edgefold.fold.ops import channels, lanes, spatial
+    from edgefold.folding import ops
+    from edgefold.folding.ops import channels, lanes, spatial
 
     assert ops.recogniser("Slice", 9) is channels.slice_v1 and ops.recogniser("Slice", 10) is channels.slice_v10
     assert ops.recogniser("Unsqueeze", 12) is lanes.unsqueeze_v1 and ops.recogniser("Unsqueeze", 13) is lanes.unsqueeze_v13

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from edgefold.errors import UnsupportedGraph
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, conv_weight
 

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from skimage import data
 
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from tests.models import RAPIDOCR, run, wheel_model
 
 DET = "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
@@ -67,7 +67,7 @@ def test_folding_does_not_make_int8_worse_on_the_real_detector(detector):
 
     from edgefold.core.frames import InputFeed
     from edgefold.deploy.pipeline import _upgrade_opset
-    from edgefold.fold.verify import chain_feeds
+    from edgefold.folding.verify import chain_feeds
     from edgefold.graph.shapes import specialise
     from edgefold.precision.int8 import quantize
 

@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 from edgefold.errors import UnsupportedGraph, UsageError
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder
 from tests.models import MEAN4, STD4, F, head, normalise
 
@@ -224,8 +224,8 @@ def test_float16_model_is_refused_with_the_way_forward():
 def test_batchnorm_on_a_channel_last_tensor_names_the_axis():
     """The refusal message used to print '{lin.axis}' literally (a missing f-prefix)."""
     from edgefold.core.affine import ChannelAffine
-    from edgefold.fold.ops import NodeCtx, Refusal, batch_norm
-    from edgefold.fold.plan import Lin
+    from edgefold.folding.ops import NodeCtx, Refusal, batch_norm
+    from edgefold.folding.plan import Lin
 
     b = ModelBuilder()
     x = b.input("image", [1, 3, 8, 8])

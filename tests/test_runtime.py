@@ -172,7 +172,7 @@ def test_bench_baseline_engine_gets_the_cpu_preprocessing_users_run_today():
 
 def _multi_camera(tmp_path):
     """A gray model with a dynamic batch, folded: one call serves several cameras."""
-    from edgefold.fold import fold
+    from edgefold.folding import fold
     from tests.models import gray_model
 
     m = gray_model("concat", h=48, w=64)

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgefold.fold import FoldOptions, fold
+from edgefold.folding import FoldOptions, fold
 from tests.models import assert_same, conv_weight
 
 torch = pytest.importorskip("torch")

@@ -63,7 +63,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgefold.deploy.pipeline import build
     from edgefold.deploy.spec import BuildOptions, ShapeProfile
-    from edgefold.fold.options import FoldOptions
+    from edgefold.folding.options import FoldOptions
 
     options = BuildOptions(
         output=args.output, precision=args.precision or "fp16", calib=args.calib, calib_count=args.calib_count,

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgefold.backends.ort import session
     from edgefold.demo import demo_model, sample_image
-    from edgefold.fold import FoldOptions, fold
+    from edgefold.folding import FoldOptions, fold
     from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD
     from edgefold.graph.io import save_model, write_text_atomic
 

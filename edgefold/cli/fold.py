@@ -6,7 +6,7 @@ import sys
 
 from edgefold.cli.flags import add_camera_flags, add_yuv_flag, size
 from edgefold.errors import EXIT_OK, VerificationFailed
-from edgefold.fold.options import FoldOptions
+from edgefold.folding.options import FoldOptions
 
 
 def add_parser(sub) -> None:
@@ -66,7 +66,7 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgefold.fold import fold
+    from edgefold.folding import fold
     from edgefold.graph.outputs import RunOutputs
 
     fmt = _camera_format(args)

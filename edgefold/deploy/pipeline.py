@@ -217,7 +217,7 @@ def _upgrade_opset(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndar
 
 
 def _fold(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -> onnx.ModelProto:
-    from edgefold.fold import fold
+    from edgefold.folding import fold
 
     fold_options = options.fold_options
     if options.deepstream:  # nvinfer hands the engine float32 planar pixels 0..255

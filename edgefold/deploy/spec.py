@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from edgefold.errors import UsageError
-from edgefold.fold.options import FoldOptions
+from edgefold.folding.options import FoldOptions
 
 TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 HW_COMPAT = {"ampere+": "AMPERE_PLUS"}  # trtexec --hardwareCompatibilityLevel: none | ampere+

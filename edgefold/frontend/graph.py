@@ -10,7 +10,7 @@ from onnx import helper, numpy_helper
 
 from edgefold.core.contract import Meta
 from edgefold.errors import UnsupportedGraph, UsageError
-from edgefold.fold.border import grouped_matrix
+from edgefold.folding.border import grouped_matrix
 from edgefold.frontend.dct import DctSpec
 from edgefold.graph.index import GraphIndex, attrs
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgefold.core.jsonable import plain
-from edgefold.fold.plan import ConvFold, FoldPlan
-from edgefold.fold.verify import Verification
+from edgefold.folding.plan import ConvFold, FoldPlan
+from edgefold.folding.verify import Verification
 from edgefold.graph.index import GraphIndex
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edgefold.fold import border  # noqa: F401 - tests patch ops.border.plan_conv
-from edgefold.fold.ops.base import NodeCtx, Refusal, Step, per_channel
-from edgefold.fold.ops.channels import (
+from edgefold.folding import border  # noqa: F401 - tests patch ops.border.plan_conv
+from edgefold.folding.ops.base import NodeCtx, Refusal, Step, per_channel
+from edgefold.folding.ops.channels import (
     arithmetic,
     batch_norm,
     cast,
@@ -23,8 +23,8 @@ from edgefold.fold.ops.channels import (
     split,
     tile,
 )
-from edgefold.fold.ops.conv import conv
-from edgefold.fold.ops.lanes import (
+from edgefold.folding.ops.conv import conv
+from edgefold.folding.ops.lanes import (
     reshape,
     scatter_elements,
     scatter_nd,
@@ -34,7 +34,7 @@ from edgefold.fold.ops.lanes import (
     unsqueeze_v13,
     where,
 )
-from edgefold.fold.ops.spatial import (
+from edgefold.folding.ops.spatial import (
     average_pool,
     global_average_pool,
     kept_shape,

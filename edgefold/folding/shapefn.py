@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from edgefold.fold.plan import Lin
+from edgefold.folding.plan import Lin
 from edgefold.graph.index import GraphIndex, attrs, run_node
 
 _MAX_ELEMENTS = 1 << 20  # shape arithmetic is small; anything larger is image data, not an index

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import onnx
 
-from edgefold.fold.ops.base import NodeCtx, Step, _norm_axis, _raw, _with
-from edgefold.fold.plan import Lin, RawOp
+from edgefold.folding.ops.base import NodeCtx, Step, _norm_axis, _raw, _with
+from edgefold.folding.plan import Lin, RawOp
 from edgefold.graph.index import attrs
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from edgefold.core.affine import ChannelAffine
-from edgefold.fold import shapefn
-from edgefold.fold.ops.base import NodeCtx, Step, _norm_axis, _with, per_channel
-from edgefold.fold.plan import Lin
+from edgefold.folding import shapefn
+from edgefold.folding.ops.base import NodeCtx, Step, _norm_axis, _with, per_channel
+from edgefold.folding.plan import Lin
 
 
 def _lane(lin: Lin, affine: ChannelAffine) -> Lin:

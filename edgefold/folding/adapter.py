@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from edgefold.errors import UnsupportedGraph
-from edgefold.fold.plan import RAW_INPUT, BorderScheme, ConvFold, Lin
+from edgefold.folding.plan import RAW_INPUT, BorderScheme, ConvFold, Lin
 from edgefold.graph.index import GraphIndex, attrs
 
 

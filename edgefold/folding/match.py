@@ -8,11 +8,11 @@ import onnx
 
 from edgefold.core.affine import ChannelAffine, declared
 from edgefold.errors import UnsupportedGraph, UsageError
-from edgefold.fold import shapefn
-from edgefold.fold.adapter import compose, find_adapter
-from edgefold.fold.ops import LANE_OPS, NodeCtx, Refusal, kept_shape, recogniser
-from edgefold.fold.options import FoldOptions
-from edgefold.fold.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
+from edgefold.folding import shapefn
+from edgefold.folding.adapter import compose, find_adapter
+from edgefold.folding.ops import LANE_OPS, NodeCtx, Refusal, kept_shape, recogniser
+from edgefold.folding.options import FoldOptions
+from edgefold.folding.plan import RAW_INPUT, ChainPlan, ConvFold, FoldPlan, InputContract, Lin, RawOp
 from edgefold.graph.index import GraphIndex, _subgraph_reads, attrs
 
 LAYOUTS = {1: "NCHW", 3: "NHWC", -1: "NHW"}

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 import onnx
 
 from edgefold.errors import UsageError, VerificationFailed
-from edgefold.fold.options import FoldOptions
+from edgefold.folding.options import FoldOptions
 
 if TYPE_CHECKING:
-    from edgefold.fold.report import Report
+    from edgefold.folding.report import Report
 
 __all__ = ["fold", "FoldOptions", "Report"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - keeps `import edgefold.core.affine` free of the heavy modules
     if name == "Report":
-        from edgefold.fold.report import Report
+        from edgefold.folding.report import Report
 
         return Report
     raise AttributeError(name)
@@ -28,10 +28,10 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
          ) -> tuple[onnx.ModelProto, Report]:
     """Plan, apply and verify a fold. Raises ``UnsupportedGraph`` (nothing written), ``UsageError``, or
     ``VerificationFailed`` (carrying the report) when the folded model does not match the original."""
-    from edgefold.fold.apply import apply_plan
-    from edgefold.fold.match import plan_fold
-    from edgefold.fold.report import draft_report
-    from edgefold.fold.verify import check_folded, run_reference
+    from edgefold.folding.apply import apply_plan
+    from edgefold.folding.match import plan_fold
+    from edgefold.folding.report import draft_report
+    from edgefold.folding.verify import check_folded, run_reference
     from edgefold.graph.index import GraphIndex
     from edgefold.graph.io import load_model
     from edgefold.graph.shapes import specialise

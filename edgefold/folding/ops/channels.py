@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 
 from edgefold.core.affine import ChannelAffine
-from edgefold.fold.ops.base import INTEGER_TYPES, NodeCtx, Step, _norm_axis, _raw, _with, per_channel
-from edgefold.fold.ops.lanes import _lane
-from edgefold.fold.plan import Lin, RawOp
+from edgefold.folding.ops.base import INTEGER_TYPES, NodeCtx, Step, _norm_axis, _raw, _with, per_channel
+from edgefold.folding.ops.lanes import _lane
+from edgefold.folding.plan import Lin, RawOp
 
 
 # ---- channel-affine ops ---------------------------------------------------------------------------

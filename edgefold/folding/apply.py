@@ -12,8 +12,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgefold.core.contract import Meta, write_meta
-from edgefold.fold import border
-from edgefold.fold.plan import RAW_INPUT, ChainPlan, FoldPlan
+from edgefold.folding import border
+from edgefold.folding.plan import RAW_INPUT, ChainPlan, FoldPlan
 from edgefold.graph import io as graph_io
 from edgefold.graph.index import _subgraph_reads
 
@@ -65,7 +65,7 @@ def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str]) -> None:
     """Record what was folded in the model's metadata, for inspect, build and the runtime to read."""
     import json
 
-    from edgefold.fold.verify import chain_feeds
+    from edgefold.folding.verify import chain_feeds
     from edgefold.version import __version__
 
     write_meta(model, {

@@ -13,7 +13,7 @@ from edgefold.core.affine import ChannelAffine
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.core.metrics import OutputStats, output_stats
 from edgefold.errors import UnsupportedGraph, VerificationFailed
-from edgefold.fold.plan import ChainPlan
+from edgefold.folding.plan import ChainPlan
 
 
 @dataclass(frozen=True)

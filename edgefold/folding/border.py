@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgefold.fold.plan import BorderScheme, ConvFold, Correction, Lin, TinyConv
+from edgefold.folding.plan import BorderScheme, ConvFold, Correction, Lin, TinyConv
 
 
 def grouped_matrix(w2: np.ndarray, group: int) -> np.ndarray:

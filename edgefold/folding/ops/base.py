@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 
 from edgefold.core.affine import ChannelAffine
-from edgefold.fold import shapefn
-from edgefold.fold.plan import ConvFold, Lin, RawOp
+from edgefold.folding import shapefn
+from edgefold.folding.plan import ConvFold, Lin, RawOp
 from edgefold.graph.index import GraphIndex, attrs
 
 INTEGER_TYPES = {onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64,

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from edgefold.fold import border
-from edgefold.fold.ops.base import NodeCtx, Step, _with
-from edgefold.fold.plan import BorderScheme
+from edgefold.folding import border
+from edgefold.folding.ops.base import NodeCtx, Step, _with
+from edgefold.folding.plan import BorderScheme
 
 
 # ---- convolutions -------------------------------------------------------------------------------
