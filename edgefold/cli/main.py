@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import warnings
 
-from edgefold.errors import EXIT_INTERNAL, EXIT_USAGE, EdgefoldError
+from edgefold.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, EdgefoldError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `edgefold inspect --json m.onnx | head`: the reader stopped reading; not a bug
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        return EXIT_OK
     except EdgefoldError as err:
         print(f"edgefold: error: {printable(str(err))}", file=sys.stderr)
         return err.exit_code
