@@ -12,7 +12,7 @@ SOURCE = Path(edgefold.__file__).parent
 # guards of invariants inside pure maths/plumbing: raised only on a bug, so exit 5 is right for them
 INTERNAL = {("core/affine.py", "ValueError"), ("graph/outputs.py", "RuntimeError"),
             # Python protocols: module __getattr__ and json's default= hook
-            ("__init__.py", "AttributeError"), ("fold/__init__.py", "AttributeError"),
+            ("__init__.py", "AttributeError"), ("folding/__init__.py", "AttributeError"),
             ("core/jsonable.py", "TypeError")}
 ARGPARSE = "ArgumentTypeError"  # argparse turns it into its one-line error, exit 2
 # exceptions raised inside recognisers and caught by the matcher (they never reach the CLI)

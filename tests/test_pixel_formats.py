@@ -653,3 +653,15 @@ def test_a_composed_stem_that_float32_cannot_hold_falls_back_to_the_exact_front_
     camera = _fold(model, tmp_path, "--pixel-format", "NV12")
     frontend = meta_json(camera, Meta.FRONTEND)
     assert frontend["form"] == "front end" and "float32" in frontend["not_composed"]
+
+
+def test_build_int8_for_a_camera_format_keeps_onnxruntime_warnings_off_stderr(tmp_path, capfd):
+    """The README: warnings stay off stderr without -v - also onnxruntime's C++ logger ('Removing initializer
+    ...'), which writes to the process's stderr from the sessions its quantiser creates."""
+    src = tmp_path / "orig.onnx"
+    onnx.save(rgb_model(48, 64), str(src))
+    np.save(tmp_path / "mosaics.npy", np.stack([mosaic(photo(48, 64, i), "RGGB") for i in range(8)]))
+    assert main(["build", str(src), "--pixel-format", "BayerRG8", "--int8", "--calib", str(tmp_path / "mosaics.npy"),
+                 "-o", str(tmp_path / "m.engine"), "--no-engine", "--trt-version", "10"]) == 0
+    err = capfd.readouterr().err
+    assert "onnxruntime" not in err and "Removing initializer" not in err, err
