@@ -25,7 +25,7 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="latency per camera frame against the original model as it is fed today",
-                       description=__doc__)
+                       description=__doc__.replace("``", ""))
     p.add_argument("model", type=existing_file, help="folded .onnx or .engine")
     p.add_argument("--baseline", type=existing_file,
                    help="the original model, of the same kind (.onnx against .onnx, an .engine against an .engine)")
