@@ -52,7 +52,7 @@ def row(name: str, text: str) -> None:
     ratio = next(line for line in lines if line.startswith("today / folded"))
     folded = next(line for line in lines if line.startswith("folded model"))
     cpu = next((line for line in lines if line.startswith("today: CPU step")), None)
-    total = next(line for line in lines if line.startswith(("today: total", "today: original model (input uint8")))
+    total = next(line for line in lines if line.startswith("today: total") or "no CPU step" in line)
     fields = lambda line: line.rsplit(maxsplit=2)[1]  # noqa: E731 - the median column
     print(f"| {name} | {fields(total)} | {fields(cpu) if cpu else 'none'} | {fields(folded)} | "
           f"{ratio.split(':')[1].split('(')[0].strip()} |", flush=True)

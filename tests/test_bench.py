@@ -33,7 +33,7 @@ def test_an_original_that_preprocesses_in_its_graph_gets_no_cpu_step(tmp_path, c
     assert main(["fold", str(src), "-o", str(out), "--input-size", "64x80", "-q"]) == 0
     text = _bench(capsys, str(out), "--baseline", str(src))
     assert "today: CPU step" not in text and "CPU preprocessing" not in text, text
-    assert "today: original model (input uint8 1x1x64x80; no CPU step, its graph preprocesses)" in text, text
+    assert "today: original model (input uint8 1x1x64x80: the raw frame as it is, no CPU step)" in text, text
     assert "folded model (input uint8 1x1x64x80)" in text and "today / folded:" in text, text
     assert _agreement(text) < 1e-4, text
 

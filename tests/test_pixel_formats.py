@@ -244,7 +244,8 @@ def test_infer_reads_raw_camera_buffers_and_names_the_expected_size(tmp_path, ca
     m[:40].tofile(tmp_path / "short.raw")
     assert main(["infer", str(tmp_path / "cam.onnx"), str(tmp_path / "short.raw")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "a 64x48 BayerRG8 buffer is 3072 bytes" in err, err
+    assert err.count("\n") == 1 and "a 48x64 (HxW) BayerRG8 buffer is 3072 bytes" in err, err
+    assert "--pixel-format" not in err, err  # infer has no such flag
 
 
 def test_build_for_a_camera_format_fp16_and_int8_from_raw_mosaics(tmp_path, capsys):

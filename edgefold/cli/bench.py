@@ -196,12 +196,7 @@ def _today_inputs(args: argparse.Namespace, folded_model, baseline, contracts: l
     else:
         inner = camera[1] if camera is not None else contracts[0].channels
         feeds = [reference_feed(load_model(args.baseline), meta, inner, options)]
-    if fmt is None:
-        fmt_of = [c.pixel_format if c.pixel_format is not None and c.pixel_format.bits > 8 else None
-                  for c in contracts]
-    else:
-        fmt_of = [fmt] * len(contracts)
-    return [today_input(f, d, p) for f, d, p in zip(feeds, raw_dtype, fmt_of)]
+    return [today_input(f, d, fmt) for f, d in zip(feeds, raw_dtype)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -273,8 +268,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append((f"today: original model (input {_inputs(tensors.values())})", *_stats(times["model"])))
             rows.append(("today: total", *_stats(times["today"])))
         else:
-            rows.append((f"today: original model (input {_inputs(tensors.values())}; no CPU step, its graph "
-                         f"preprocesses)", *_stats(times["today"])))
+            rows.append((f"today: original model (input {_inputs(tensors.values())}: the raw frame as it is, no "
+                         f"CPU step)", *_stats(times["today"])))
     width = max(len(r[0]) for r in rows)
     print(f"{'pipeline':{width}s} {'median ms':>10s} {'p90 ms':>10s}")
     for name, med, p90 in rows:
