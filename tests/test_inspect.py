@@ -110,3 +110,58 @@ def test_engine_without_tensorrt_exits_4(tmp_path, capsys):
     e.write_bytes(b"\0")
     assert main(["inspect", str(e)]) == 4
     assert "TensorRT is not installed" in capsys.readouterr().err
+
+
+def test_weights_behind_dequantize_linear_are_counted(tmp_path, capsys):
+    """An INT8 prepared ONNX (explicit Q/DQ, as build writes it for TensorRT): the int8 weights behind each
+    DequantizeLinear are the conv's parameters, as in the float model (scales and zero points are not)."""
+    rng = np.random.default_rng(0)
+    b = ModelBuilder()
+    x = b.input("input", [1, 3, 32, 32], np.float32)
+    q = b.op("QuantizeLinear", [x, b.const(np.float32(0.02)), b.const(np.int8(0))])
+    x = b.op("DequantizeLinear", [q, b.const(np.float32(0.02)), b.const(np.int8(0))])
+    w8 = b.const(rng.integers(-127, 128, (16, 3, 3, 3)).astype(np.int8), "w_q")
+    w = b.op("DequantizeLinear", [w8, b.const(np.full(16, 0.01, np.float32)), b.const(np.zeros(16, np.int8))],
+             axis=0)
+    y = b.op("Conv", [x, w, b.const(np.zeros(16, np.float32))], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    path = tmp_path / "m.int8.prepared.onnx"
+    onnx.save(b.model([y]), str(path))
+    assert main(["inspect", str(path), "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["total"]
+    assert total["params"] == 16 * 3 * 9 + 16 and total["macs"] == 16 * 27 * 32 * 32
+
+
+def test_inspect_json_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`edgefold inspect --json big.onnx | head`: the reader closing the pipe is not an error of edgefold."""
+    import subprocess
+    import sys
+
+    b = ModelBuilder()
+    x = b.input("input", [1, 4, 8, 8], np.float32)
+    for _ in range(600):
+        x = b.op("Relu", [x])
+    path = tmp_path / "long.onnx"
+    onnx.save(b.model([x]), str(path))
+    proc = subprocess.Popen([sys.executable, "-m", "edgefold", "inspect", str(path), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == "", err
+
+
+@pytest.mark.parametrize("verb", ["compare", "inspect", "infer", "bench"])
+def test_a_missing_engine_is_no_such_file_for_every_verb(verb, tmp_path, capsys):
+    """Not 'TensorRT is not installed' for one verb and 'no such model' for another: exit 2, the path named."""
+    missing = str(tmp_path / "nope.engine")
+    src = tmp_path / "m.onnx"
+    onnx.save(gray_model("concat"), str(src))
+    argv = {"compare": [str(src), missing], "inspect": [missing], "infer": [missing, str(src)],
+            "bench": [missing]}[verb]
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error, as for every bad argument
+        main([verb, *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such file" in err and "TensorRT" not in err, err

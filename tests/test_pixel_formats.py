@@ -244,7 +244,8 @@ def test_infer_reads_raw_camera_buffers_and_names_the_expected_size(tmp_path, ca
     m[:40].tofile(tmp_path / "short.raw")
     assert main(["infer", str(tmp_path / "cam.onnx"), str(tmp_path / "short.raw")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "a 64x48 BayerRG8 buffer is 3072 bytes" in err, err
+    assert err.count("\n") == 1 and "a 48x64 (HxW) BayerRG8 buffer is 3072 bytes" in err, err
+    assert "--pixel-format" not in err, err  # infer has no such flag
 
 
 def test_build_for_a_camera_format_fp16_and_int8_from_raw_mosaics(tmp_path, capsys):
@@ -409,7 +410,7 @@ def test_bench_times_todays_camera_conversion_against_the_camera_model(fmt, tmp_
     assert main(["bench", str(tmp_path / "cam.onnx"), "--baseline", str(tmp_path / "orig.onnx"), "--frames", "2",
                  "--warmup", "1"]) == 0
     out = capsys.readouterr().out
-    assert "baseline: CPU preprocessing" in out and "baseline / folded" in out, out
+    assert "today: CPU step" in out and "today / folded" in out, out
 
 
 def test_build_takes_the_yuv_matrix_and_checks_its_front_end_like_fold(tmp_path, capsys, monkeypatch):
@@ -653,3 +654,16 @@ def test_a_composed_stem_that_float32_cannot_hold_falls_back_to_the_exact_front_
     camera = _fold(model, tmp_path, "--pixel-format", "NV12")
     frontend = meta_json(camera, Meta.FRONTEND)
     assert frontend["form"] == "front end" and "float32" in frontend["not_composed"]
+
+
+def test_build_int8_for_a_camera_format_keeps_onnxruntime_warnings_off_stderr(tmp_path, capfd):
+    """The README: warnings stay off stderr without -v - also onnxruntime's C++ logger ('Removing initializer
+    ...'), which writes to the process's stderr from the sessions its quantiser creates."""
+    src = tmp_path / "orig.onnx"
+    onnx.save(rgb_model(48, 64), str(src))
+    np.save(tmp_path / "mosaics.npy", np.stack([mosaic(photo(48, 64, i), "RGGB") for i in range(8)]))
+    assert main(["build", str(src), "--pixel-format", "BayerRG8", "--int8", "--calib", str(tmp_path / "mosaics.npy"),
+                 "-o", str(tmp_path / "m.engine"), "--no-engine", "--trt-version", "10"]) == 0
+    err = capfd.readouterr().err
+    assert "onnxruntime" not in err and "Removing initializer" not in err, err
+    assert "calibrating" not in err and "0/" not in err, err  # no progress bar in a log (not a terminal)

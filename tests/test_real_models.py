@@ -60,7 +60,7 @@ def test_pp_ocr_naive_fold_is_visibly_wrong_and_reported(detector):
 
 
 def test_folding_does_not_make_int8_worse_on_the_real_detector(detector):
-    """DESIGN.md §1: a fold must not cost INT8 accuracy. The detector quantised unfolded (normalised frames)
+    """A fold must not cost INT8 accuracy. The detector quantised unfolded (normalised frames)
     and folded (both first-conv strategies), same onnxruntime Q/DQ settings, calibrated on scikit-image
     photos; text-map IoU against fp32 on the held-out scanned page."""
     from PIL import Image

@@ -121,7 +121,7 @@ def test_bench_cli_runs_both_pipelines_side_by_side(tmp_path, capsys):
                  "--input-size", "96x128"]) == 0
     assert main(["bench", str(out), "--baseline", str(src), "--frames", "3", "--warmup", "1"]) == 0
     text = capsys.readouterr().out
-    assert "baseline: CPU preprocessing" in text and "baseline / folded:" in text and "96x128" in text
+    assert "today: CPU step" in text and "today / folded:" in text and "96x128" in text
 
 
 @pytest.mark.gpu
@@ -157,17 +157,19 @@ def test_nhw_models_through_runtime_compare_and_build(tmp_path, capsys):
 
 def test_bench_baseline_engine_gets_the_cpu_preprocessing_users_run_today():
     """With an engine of the original model as baseline, bench times numpy replicate + normalise into it."""
-    from edgefold.cli.bench import _engine_baseline_feed
+    from edgefold.cli.bench import today_input
     from edgefold.compare import CompareOptions
+    from edgefold.compare.feeds import declared_feed
     from edgefold.core.contract import InputContract
+    from edgefold.core.frames import InputFeed
 
     contract = {"name": "input", "dtype": "float32", "layout": "NCHW", "channels": 3, "shape": [1, 3, 4, 5],
                 "channel_axis": 1}
     opts = CompareOptions(channels="gray", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=255.0)
-    feed = _engine_baseline_feed(InputContract.from_json(contract), 1, opts)
-    frame = np.arange(20, dtype=np.float64).reshape(1, 4, 5)
-    expected = (np.repeat(frame[None], 3, axis=1) / 255 - MEAN4) / STD4
-    np.testing.assert_allclose(feed.tensor(frame), expected, rtol=1e-6)
+    feed = declared_feed(InputFeed.from_contract(InputContract.from_json(contract)), 1, opts)
+    frame = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    expected = (np.repeat(frame[None, None].astype(np.float64), 3, axis=1) / 255 - MEAN4) / STD4
+    np.testing.assert_allclose(today_input(feed, np.dtype(np.uint8), None).prepare(frame), expected, rtol=1e-6)
 
 
 def _multi_camera(tmp_path):

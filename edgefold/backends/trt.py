@@ -26,12 +26,11 @@ def import_tensorrt() -> ModuleType:
 
 def engine_layers(path: str | Path) -> dict:
     """The engine's layers as TensorRT's engine inspector reports them (JSON format)."""
+    p = Path(path)
+    if not p.is_file():  # before TensorRT: a missing file is the same usage error on every machine
+        raise UsageError(f"{p}: no such file")
     import_tensorrt()  # a one-line error when it is missing
     import tensorrt as trt  # typed by the TensorRT stubs in CI
-
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{p}: no such engine file")
     logger = trt.Logger(trt.Logger.WARNING)
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(p.read_bytes())

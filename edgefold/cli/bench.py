@@ -1,160 +1,287 @@
-"""``edgefold bench MODEL|ENGINE --baseline ORIGINAL.onnx``: end-to-end latency per camera frame, side by
-side with the pipeline users run today (replicate to 3 channels + normalise on the CPU, then the original
-model), in one run, rounds interleaved. Frame = raw uint8 gray frame in host memory -> outputs in host
-memory."""
+"""``edgefold bench MODEL|ENGINE --baseline ORIGINAL``: end-to-end latency per camera frame, side by side with
+what users run today - the original model fed as it is fed today - in one process, by the same runtime with
+the same session options, the two pipelines alternating round by round. A frame is the raw camera buffer in
+host memory -> outputs in host memory. When the original preprocesses in its own graph, today's pipeline has
+no CPU step: the raw frame goes straight in. When it is a bare model, today's CPU step is the camera
+conversion (OpenCV ``cvtColor`` where installed) and a float32 normalisation in numpy, timed as its own row."""
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from edgefold.cli.flags import add_camera_flags, size
-from edgefold.core.contract import InputContract, Meta, camera_front_end
-from edgefold.errors import EXIT_OK
+from edgefold.cli.flags import add_camera_flags, existing_file, size
+from edgefold.core.contract import InputContract, Meta, PixelFormat, camera_front_end
+from edgefold.core.frames import InputFeed
+from edgefold.errors import EXIT_OK, UsageError
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="latency per camera frame vs the CPU-preprocessing baseline",
-                       description=__doc__)
-    p.add_argument("model", help="folded .onnx or .engine")
-    p.add_argument("--baseline", help="the original model (.onnx, or an .engine of it)")
+    p = sub.add_parser("bench", help="latency per camera frame against the original model as it is fed today",
+                       description=__doc__.replace("``", ""))
+    p.add_argument("model", type=existing_file, help="folded .onnx or .engine")
+    p.add_argument("--baseline", type=existing_file,
+                   help="the original model, of the same kind (.onnx against .onnx, an .engine against an .engine)")
     add_camera_flags(p)
     p.add_argument("--size", type=size, metavar="HxW", help="frame size for dynamic models (default 2048x2448)")
     p.add_argument("--frames", type=int, default=20, help="timed frames per pipeline (default 20)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames per pipeline first (default 3)")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads, the same for both models "
+                   "(default: onnxruntime's)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="several cameras: also time batches of 1, 2, 4 ... N frames (one per camera) and report "
                    "frames per second per camera count")
     p.set_defaults(run=run)
 
 
-def _engine_baseline_feed(contract: InputContract, raw_channels: int, options):  # noqa: ANN001, ANN202
-    from edgefold.compare.feeds import declared_feed
-    from edgefold.core.frames import InputFeed
+@dataclass
+class TodayInput:
+    """How today's pipeline gets one input of the original model from a raw camera frame."""
 
-    plain = InputFeed.from_contract(contract)
-    return declared_feed(plain, raw_channels, options)
+    name: str
+    prepare: Callable[[np.ndarray], np.ndarray]  # raw frame (H x W or H x W x C, camera dtype) -> input tensor
+    step: str | None  # what the CPU step does, or None when the frame goes in as it is
 
 
-def _conversion(fmt, channels: int):  # noqa: ANN001, ANN202 - a PixelFormat; returns raw (1, H, W) -> (C, H, W)
-    """What users run today to get the model's pixels from a camera buffer: OpenCV's cvtColor where it is
-    installed (uint8 out, as in their pipelines), else edgefold's float reference of it."""
+def _inputs(tensors) -> str:  # noqa: ANN001 - arrays
+    return ", ".join(f"{x.dtype} {'x'.join(str(d) for d in x.shape)}" for x in tensors)
+
+
+def _layout(x_chw: np.ndarray, feed: InputFeed) -> np.ndarray:
+    """A (C, H, W) array as ``feed``'s input tensor: batch, channel axis, dtype."""
+    batch = feed.shape[0] if feed.shape and isinstance(feed.shape[0], int) and feed.shape[0] > 1 else 1
+    x = x_chw[None] if batch == 1 else np.repeat(x_chw[None], batch, axis=0)
+    if feed.channel_axis == -1:
+        x = x[:, 0]
+    elif feed.channel_axis != 1:
+        x = np.moveaxis(x, 1, feed.channel_axis)
+    dtype = np.dtype(feed.dtype)
+    if dtype.kind in "iu" and x.dtype.kind == "f":
+        info = np.iinfo(dtype)
+        x = np.clip(np.round(x), info.min, info.max)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _chw(raw: np.ndarray) -> np.ndarray:
+    return raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
+
+
+def _normalise(matrix: np.ndarray, offset: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """(C, J) x (J, H, W) + offset in float32, as a user's numpy pipeline does it."""
+    a = matrix.astype(np.float32)
+    b = offset.astype(np.float32)[:, None, None]
+    if a.shape[1] == 1:
+        column = a[:, :1, None]
+        return lambda x: column * x.astype(np.float32) + b
+    return lambda x: np.tensordot(a, x.astype(np.float32), axes=1) + b
+
+
+def _conversion(fmt: PixelFormat) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """Today's conversion of a mosaic or YUV camera buffer (H x W) to (3, H, W) RGB, and its name: OpenCV's
+    cvtColor where installed (its integer output, as in users' pipelines), else edgefold's float reference."""
     try:
         import cv2
     except ImportError:
-        return lambda raw: fmt.reference(raw, channels)
-    if fmt.mosaic and fmt.bits == 8:
+        return (lambda raw: fmt.reference(raw[None], 3)), "edgefold's float reference (no OpenCV)"
+    if fmt.mosaic:
         from edgefold.core.bayer import OPENCV_CODES
 
         code = getattr(cv2, OPENCV_CODES[fmt.mosaic])
-        return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
+        dtype = np.uint8 if fmt.bits == 8 else np.uint16
+        return (lambda raw: cv2.cvtColor(raw.astype(dtype, copy=False), code).transpose(2, 0, 1)), "OpenCV cvtColor"
     if fmt.chroma and fmt.yuv == "bt601-limited":
         from edgefold.core.yuv import OPENCV_CODES as YUV_CODES
 
         code = getattr(cv2, YUV_CODES[fmt.chroma])
         if fmt.packed:
-            return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8).reshape(raw.shape[1], -1, 2), code).transpose(2, 0, 1)
-        return lambda raw: cv2.cvtColor(raw[0].astype(np.uint8), code).transpose(2, 0, 1)
-    return lambda raw: fmt.reference(raw, channels)
+            return (lambda raw: cv2.cvtColor(raw.reshape(raw.shape[0], -1, 2), code).transpose(2, 0, 1)), \
+                "OpenCV cvtColor"
+        return (lambda raw: cv2.cvtColor(raw, code).transpose(2, 0, 1)), "OpenCV cvtColor"
+    return (lambda raw: fmt.reference(raw[None], 3)), f"edgefold's float reference ({fmt.yuv} has no OpenCV code)"
+
+
+def today_input(feed: InputFeed, raw_dtype: np.dtype, fmt: PixelFormat | None) -> TodayInput:
+    """The CPU step today's pipeline runs for ``feed`` (how the original input receives a raw frame, after the
+    camera's conversion when ``fmt`` is a mosaic or YUV format): none when the frame goes in as it is."""
+    if fmt is not None and not fmt.per_pixel:
+        convert, how = _conversion(fmt)
+        scale = fmt.scale if fmt.mosaic else 1.0  # a >8-bit mosaic demosaics at its own depth
+        norm = _normalise(feed.affine.matrix * scale, feed.affine.offset)
+        return TodayInput(feed.name, lambda raw: _layout(norm(convert(raw)), feed),
+                          f"{fmt.genicam} -> RGB ({how}), then normalise to {feed.dtype} (numpy)")
+    affine = feed.affine
+    if fmt is not None:  # Mono10/12/16, RGB8, ...: a per-pixel scale, composed with the normalisation
+        matrix = affine.matrix @ fmt.to_model(affine.in_channels)
+        offset = affine.offset
+    else:
+        matrix, offset = affine.matrix, affine.offset
+    identity = matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(matrix.shape[0])) \
+        and not offset.any()
+    if identity and np.dtype(feed.dtype) == raw_dtype:
+        return TodayInput(feed.name, lambda raw: _layout(_chw(raw), feed), None)
+    norm = _normalise(matrix, offset)
+    raw_kind = f"{raw_dtype.name} {matrix.shape[1]}ch"
+    scale_only = not offset.any() and bool(((matrix != 0).sum(axis=1) == 1).all())
+    what = "cast" if identity else ("scale" if scale_only else "normalise")
+    return TodayInput(feed.name, lambda raw: _layout(norm(_chw(raw)), feed),
+                      f"{what} {raw_kind} -> {feed.dtype} {matrix.shape[0]}ch (numpy)")
+
+
+def _agreement(folded: dict[str, np.ndarray], today: dict[str, np.ndarray]) -> str:
+    """How far the two pipelines' outputs are apart on the timed frame: both must compute the same thing."""
+    worst, where = 0.0, ""
+    for name, ref in today.items():
+        got = folded.get(name)
+        if got is None or got.shape != ref.shape:
+            return f"output '{name}' differs in shape or name; the two models are not the same network"
+        rel = float(np.abs(got.astype(np.float64) - ref).max()) / max(float(np.abs(ref).max()), 1e-12)
+        if rel >= worst:
+            worst, where = rel, name
+    return f"outputs agree to {worst:.2g} of max |output| (worst '{where}')"
 
 
 def _stats(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), float(np.percentile(ms, 90))
 
 
-def run(args: argparse.Namespace) -> int:
+def _frame(contract: InputContract, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random raw frame as the camera hands it over: H x W (gray, mosaic, YUV buffer) or H x W x C, uint8 or
+    uint16 for deeper pixels. A YUV buffer encodes random RGB in 2x2 blocks (random bytes, or random pixels
+    after chroma subsampling, are mostly out of gamut, which OpenCV clips and no camera sends)."""
+    fmt = contract.pixel_format
+    if fmt is not None and fmt.chroma:
+        from edgefold.core.yuv import from_rgb
+
+        h, w = fmt.image_size(*size)
+        blocks = rng.integers(0, 256, (3, (h + 1) // 2, (w + 1) // 2)).repeat(2, axis=1).repeat(2, axis=2)
+        return from_rgb(blocks[:, :h, :w], fmt.chroma, fmt.yuv)  # 2x2 blocks: chroma subsampling loses nothing
+    top = int(contract.pixel_range[1])
+    shape = size if contract.channels == 1 else (*size, contract.channels)
+    return rng.integers(0, top + 1, shape).astype(np.uint8 if top <= 255 else np.uint16)
+
+
+def _today_inputs(args: argparse.Namespace, folded_model, baseline, contracts: list[InputContract],  # noqa: ANN001
+                  engine_info) -> list[TodayInput]:  # noqa: ANN001
+    """One TodayInput per camera input of the folded model, in its order."""
     from edgefold.compare import CompareOptions, reference_feed
+    from edgefold.compare.feeds import declared_feed
+    from edgefold.graph.io import load_model
+
+    options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale)
+    meta = {p.key: p.value for p in folded_model.metadata_props} if folded_model is not None else {}
+    if engine_info is not None and engine_info.frontend:
+        meta[Meta.FRONTEND] = json.dumps(engine_info.frontend)
+    if engine_info is not None and engine_info.data.get("source_inputs"):
+        meta.setdefault(Meta.SOURCE_INPUTS, json.dumps(engine_info.data["source_inputs"]))
+    camera = camera_front_end(meta)
+    fmt = camera[0] if camera is not None else None
+    if camera is not None:
+        meta[Meta.SOURCE_INPUTS] = json.dumps(camera[2])
+    raw_dtype = [np.dtype(np.uint8 if c.pixel_range[1] <= 255 else np.uint16) for c in contracts]
+    sources = json.loads(meta.get(Meta.SOURCE_INPUTS, "[]"))
+    if sources and not options.declares and len(sources) >= len(contracts):
+        feeds = [InputFeed.from_json(s) for s in sources[: len(contracts)]]
+    elif len(contracts) > 1:
+        raise UsageError(f"{args.baseline}: the folded model has {len(contracts)} camera inputs but records how the "
+                         f"original receives only {len(sources)}; bench the model edgefold folded")
+    elif args.baseline.endswith(ENGINE_SUFFIXES):  # an engine of the original: its contract, the declared map
+        feeds = [declared_feed(InputFeed.from_contract(baseline.contract), contracts[0].channels, options)]
+    else:
+        inner = camera[1] if camera is not None else contracts[0].channels
+        feeds = [reference_feed(load_model(args.baseline), meta, inner, options)]
+    return [today_input(f, d, fmt) for f, d in zip(feeds, raw_dtype)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.compare.feeds import side_inputs
+    from edgefold.graph.io import load_model
     from edgefold.runtime import Engine
 
     if args.batch is not None and args.batch < 1:
-        from edgefold.errors import UsageError
-
         raise UsageError("--batch needs a number of cameras >= 1")
+    if args.baseline and args.model.endswith(ENGINE_SUFFIXES) != args.baseline.endswith(ENGINE_SUFFIXES):
+        raise UsageError(f"--baseline {args.baseline}: bench times both models with one runtime; give an .onnx "
+                         f"against an .onnx (onnxruntime) or an engine against an engine (TensorRT)")
     engine = Engine(args.model, threads=args.threads)
-    frame_size = engine.contract.static_size() or args.size or (2048, 2448)
-    channels = engine.contract.channels
+    folded_model = load_model(args.model) if not args.model.endswith(ENGINE_SUFFIXES) else None
+    contracts = engine.contracts
     rng = np.random.default_rng(0)
-    top = int(engine.contract.pixel_range[1])
-    frame = rng.integers(0, top + 1, frame_size if channels == 1 else (*frame_size, channels))
-    frame = frame.astype(np.uint8 if top <= 255 else np.uint16)
-    rows = []
-    times: dict[str, list[float]] = {"folded": []}
-    stages: dict[str, list[float]] = {"baseline preprocess": [], "baseline model": []}
-    baseline = feed = None
-    convert = lambda raw: raw  # noqa: E731 - a camera format replaces it with its conversion
+    frames = {}
+    for c in contracts:
+        buffer = c.static_size() or args.size or (2048, 2448)
+        frames[c.name] = _frame(c, buffer, rng)
+    extra = side_inputs(folded_model, {c.name for c in contracts}) if folded_model is not None else {}
+    folded_feed = {**frames, **extra}
+    first = frames[contracts[0].name]
+    baseline = today = None
     if args.baseline:
-        from edgefold.graph.io import load_model
-
         baseline = Engine(args.baseline, threads=args.threads)
-        meta = {}
-        if not args.baseline.endswith(".engine"):
-            folded_meta = load_model(args.model).metadata_props if args.model.endswith(".onnx") else []
-            meta = {p.key: p.value for p in folded_meta}
-        options = CompareOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale)
-        if engine.info is not None and engine.info.frontend:
-            meta[Meta.FRONTEND] = json.dumps(engine.info.frontend)
-        camera = camera_front_end(meta)
-        if camera is not None:  # today: the camera's conversion (OpenCV where installed), then the normalisation
-            fmt, inner, sources = camera
-            convert = _conversion(fmt, inner)
-            feed = reference_feed(load_model(args.baseline), {Meta.SOURCE_INPUTS: json.dumps(sources)}, inner, options)
-        elif args.baseline.endswith(".onnx"):
-            feed = reference_feed(load_model(args.baseline), meta, channels, options)
-        else:  # an engine of the original model: its sidecar contract, the declared preprocessing on the CPU
-            feed = _engine_baseline_feed(baseline.contract, channels, options)
-        times["baseline"] = []
-    raw_chw = frame[None].astype(np.float64) if channels == 1 else np.moveaxis(frame, -1, 0).astype(np.float64)
+        today = _today_inputs(args, folded_model, baseline, contracts, engine.info)
 
-    def run_baseline() -> None:
-        t0 = time.perf_counter()
-        x = feed.tensor(convert(raw_chw))  # type: ignore[union-attr]
-        t1 = time.perf_counter()
-        baseline.run(x)  # type: ignore[union-attr]
-        t2 = time.perf_counter()
-        stages["baseline preprocess"].append(1e3 * (t1 - t0))
-        stages["baseline model"].append(1e3 * (t2 - t1))
-        times["baseline"].append(1e3 * (t2 - t0))
+    times: dict[str, list[float]] = {"folded": [], "today": [], "cpu": [], "model": []}
 
     def run_folded() -> None:
         t0 = time.perf_counter()
-        engine.infer(frame)
+        engine.infer(folded_feed)
         times["folded"].append(1e3 * (time.perf_counter() - t0))
 
-    for _ in range(args.warmup):
-        run_folded()
-        if baseline is not None:
-            run_baseline()
-    for k in times:
-        times[k].clear()
-    for k in stages:
-        stages[k].clear()
-    for _ in range(args.frames):  # interleaved: both pipelines see the same machine state
-        run_folded()
-        if baseline is not None:
-            run_baseline()
-    shown = engine.contract.pixel_format
-    kind = shown.genicam if shown is not None and (not shown.per_pixel or shown.bits > 8) else \
-        ("gray uint8" if channels == 1 else f"{channels}-channel uint8")
-    print(f"{frame_size[0]}x{frame_size[1]} {kind} frames, "
-          f"{args.frames} timed after {args.warmup} warm-up, backend {engine.backend_name}")
-    print(f"{'pipeline':32s} {'median ms':>10s} {'p90 ms':>10s}")
-    rows.append(("folded (raw uint8 in the model)", *_stats(times["folded"])))
-    if baseline is not None:
-        rows.append(("baseline: CPU preprocessing", *_stats(stages["baseline preprocess"])))
-        rows.append(("baseline: original model", *_stats(stages["baseline model"])))
-        rows.append(("baseline: total", *_stats(times["baseline"])))
+    def today_feeds() -> dict[str, np.ndarray]:
+        return {t.name: t.prepare(frames[c.name]) for t, c in zip(today, contracts)}  # type: ignore[arg-type]
+
+    def run_today() -> None:
+        t0 = time.perf_counter()
+        feeds = today_feeds()
+        t1 = time.perf_counter()
+        baseline.run({**feeds, **extra})  # type: ignore[union-attr]
+        t2 = time.perf_counter()
+        times["cpu"].append(1e3 * (t1 - t0))
+        times["model"].append(1e3 * (t2 - t1))
+        times["today"].append(1e3 * (t2 - t0))
+
+    rounds = [run_folded] if baseline is None else [run_folded, run_today]
+    for i in range(args.warmup + args.frames):
+        if i == args.warmup:
+            for v in times.values():
+                v.clear()
+        for step in (rounds if i % 2 == 0 else rounds[::-1]):  # alternate who goes first: same machine state
+            step()
+    shown = contracts[0].pixel_format
+    kind = shown.genicam if shown is not None else f"{contracts[0].channels}-channel"
+    cams = f" x {len(contracts)} camera inputs" if len(contracts) > 1 else ""
+    print(f"{first.shape[0]}x{first.shape[1]} {kind} {first.dtype} frames{cams}, {args.frames} timed after "
+          f"{args.warmup} warm-up, both pipelines alternating, backend {engine.backend_name}"
+          + (f", {args.threads} thread(s)" if args.threads else ""))
+    folded_tensors = engine.prepare_all(folded_feed)
+    rows = [(f"folded model (input {_inputs(folded_tensors[c.name] for c in contracts)})", *_stats(times["folded"]))]
+    if baseline is not None and today is not None:
+        tensors = today_feeds()
+        steps = [t.step for t in today if t.step]
+        if steps:
+            rows.append((f"today: CPU step: {'; '.join(dict.fromkeys(steps))}", *_stats(times["cpu"])))
+            rows.append((f"today: original model (input {_inputs(tensors.values())})", *_stats(times["model"])))
+            rows.append(("today: total", *_stats(times["today"])))
+        else:
+            rows.append((f"today: original model (input {_inputs(tensors.values())}: the raw frame as it is, no "
+                         f"CPU step)", *_stats(times["today"])))
+    width = max(len(r[0]) for r in rows)
+    print(f"{'pipeline':{width}s} {'median ms':>10s} {'p90 ms':>10s}")
     for name, med, p90 in rows:
-        print(f"{name:32s} {med:10.2f} {p90:10.2f}")
+        print(f"{name:{width}s} {med:10.2f} {p90:10.2f}")
     if baseline is not None:
-        ratio = statistics.median(b / f for b, f in zip(times["baseline"], times["folded"]))
-        print(f"baseline / folded: {ratio:.2f}x (median of per-frame ratios)")
+        ratio = statistics.median(b / f for b, f in zip(times["today"], times["folded"]))
+        print(f"today / folded: {ratio:.2f}x (median of per-round ratios)")
+        rounding = "; today's OpenCV conversion rounds to integers" if any("OpenCV" in s for s in steps) else ""
+        print(f"same work: {_agreement(engine.run(folded_tensors), baseline.run({**tensors, **extra}))}{rounding}")
         baseline.close()
     if args.batch is not None:
-        _cameras(engine, frame, args)
+        _cameras(engine, folded_feed, contracts, extra, args)
     engine.close()
     return EXIT_OK
 
@@ -168,19 +295,16 @@ def camera_counts(n: int) -> list[int]:
     return counts + [n]
 
 
-def _cameras(engine, frame: np.ndarray, args: argparse.Namespace) -> None:  # noqa: ANN001 - an Engine
+def _cameras(engine, feed: dict, contracts: list[InputContract], extra: dict,  # noqa: ANN001 - an Engine
+             args: argparse.Namespace) -> None:
     """Frames per second per camera count: one batched call per round, N cameras' frames in it."""
-    from edgefold.errors import UsageError
-
-    if args.batch < 1:
-        raise UsageError("--batch needs a number of cameras >= 1")
     limit = engine.max_batch
     if limit is not None and args.batch > limit:
         raise UsageError(f"--batch {args.batch}: the model takes at most {limit} frames per call; build it with a "
                          f"batch profile (--shapes NAME:1x.../{args.batch}x.../{args.batch}x...)")
     print(f"{'cameras':>8s} {'median ms':>10s} {'frames/s':>10s} {'per camera':>11s}")
     for count in camera_counts(args.batch):
-        batch = [frame] * count
+        batch = {**{c.name: [feed[c.name]] * count for c in contracts}, **extra}
         for _ in range(args.warmup):
             engine.infer(batch)
         ms = []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from edgefold.cli.flags import add_camera_flags, add_floor_flag, add_yuv_flag, finite
 from edgefold.errors import EXIT_OK
@@ -14,11 +15,12 @@ def add_parser(sub) -> None:
                        "engine through Polygraphy for the installed TensorRT (11: strongly typed; 8.5-10: the same "
                        "ONNX). Writes NAME.engine, NAME.prepared.onnx, NAME.json, NAME.trtexec.sh.")
     p.add_argument("model", help="ONNX model")
-    p.add_argument("-o", "--output", required=True, help="NAME.engine")
+    p.add_argument("-o", "--output", required=True, help="NAME.engine or NAME.plan")
     prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="FP16 engine (default)")
+    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="FP16 engine")
     prec.add_argument("--int8", dest="precision", action="store_const", const="int8", help="INT8 engine (Q/DQ)")
-    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="FP32 engine")
+    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
+                      help="FP32 engine (the default without a precision flag, as trtexec's)")
     p.add_argument("--calib", help="calibration frames: a folder of images or an .npy stack (needed for --int8)")
     p.add_argument("--calib-count", type=int, default=300, help="use at most N calibration frames (default 300)")
     p.add_argument("--calib-method", choices=("auto", "percentile", "minmax", "entropy"), default="auto",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.folding.options import FoldOptions
 
     options = BuildOptions(
-        output=args.output, precision=args.precision or "fp16", calib=args.calib, calib_count=args.calib_count,
+        output=args.output, precision=args.precision or "fp32", calib=args.calib, calib_count=args.calib_count,
         calib_method=args.calib_method, int8_strategy=args.int8_strategy,
         shapes=tuple(ShapeProfile.parse(s) for s in args.shapes or []), fold=not args.no_fold,
         fold_options=FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         search_budget_s=args.search_budget, deepstream=args.deepstream, pixel_format=args.pixel_format,
         yuv=args.yuv,
         triton_repo=args.triton, triton_onnx=args.triton_onnx,
-        show_progress=True)
+        show_progress=sys.stderr.isatty())  # a bar in a log file is one line per update
     result = build(args.model, options)
     print(result.to_text())
     return EXIT_OK

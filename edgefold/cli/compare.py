@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgefold.cli.flags import add_camera_flags, add_floor_flag, size
+from edgefold.cli.flags import add_camera_flags, add_floor_flag, existing_file, size
 from edgefold.errors import EXIT_MISMATCH, EXIT_OK
 
 
@@ -22,8 +22,8 @@ def add_parser(sub) -> None:
                        "an ONNX model (onnxruntime) or a TensorRT engine (Polygraphy's TensorRT runner). Each gets "
                        "its own feed from the same raw frames. Exit 0 pass, 1 mismatch, 2 usage, 3 unsupported, "
                        "4 no TensorRT.")
-    p.add_argument("reference", help="the original ONNX model")
-    p.add_argument("candidate", help="folded ONNX model or TensorRT .engine (with its .json sidecar)")
+    p.add_argument("reference", type=existing_file, help="the original ONNX model")
+    p.add_argument("candidate", type=existing_file, help="folded ONNX model or TensorRT .engine (with its .json sidecar)")
     add_camera_flags(p)
     p.add_argument("--images", help="folder of PNG/JPEG/PGM/NPY frames (resized to a static input size)")
     p.add_argument("--random", type=int, metavar="N", help="N random frames (plus black, white, edges, page); "

@@ -22,7 +22,10 @@ def _median_ms(sess, x: np.ndarray, runs: int = 15) -> float:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="fold the bundled demo model and run it on a sample gray photo")
+    p = sub.add_parser("demo", help="fold the bundled demo model and run it on a sample gray photo",
+                       description="Make the demo classifier (its graph preprocesses: uint8 -> Cast, x3, /255, -mean, "
+                       "/std), fold it at the photo's resolution, verify it in onnxruntime, and run original and "
+                       "folded side by side on scikit-image's camera photo. Files go to --out.")
     p.add_argument("--out", default="out/demo", help="folder for the demo files (default: out/demo)")
     p.set_defaults(run=run)
 
@@ -31,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     from edgefold.backends.ort import session
+    from edgefold.cli.fold import inserted_macs
     from edgefold.demo import demo_model, sample_image
     from edgefold.folding import FoldOptions, fold
     from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomic(out / "fold.json", report.dumps())
     print(f"demo model: {original_path} (preprocessing in the graph: Cast, x3, /255, -mean, /std), folded at "
           f"the camera resolution {frame.shape[0]}x{frame.shape[1]}")
-    print(report.to_text())
+    print(report.to_text(inserted_macs=inserted_macs(model, folded, report, (frame.shape[0], frame.shape[1]))))
     print(f"wrote {folded_path} and {out / 'fold.json'}")
 
     with_pre = onnx.load(str(original_path))

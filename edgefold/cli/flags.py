@@ -35,6 +35,17 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def existing_file(text: str) -> str:
+    """A model, engine or frame that must exist: every verb says the same thing when it does not (exit 2),
+    before it needs TensorRT or anything else."""
+    import os
+
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file" if not os.path.isdir(text) else
+                                         f"{text} is a folder, not a file")
+    return text
+
+
 def add_camera_flags(p: argparse.ArgumentParser, compose: bool = False) -> None:
     """--gray/--rgb/--bgr and --mean/--std/--scale, with the meaning ``edgefold fold`` gives them (and
     --compose where a fold happens)."""

@@ -22,8 +22,11 @@ def add_parser(sub) -> None:
                        "8x8 DCT-II, coefficient selection) as one stride-8 convolution; with --model, prepend it to "
                        "a DCT-domain model and merge it into the model's first layer when that is linear.")
     kinds = p.add_subparsers(dest="kind", required=True)
-    d = kinds.add_parser("dct", help="8x8 block DCT (DCTNet-style inputs)")
-    d.add_argument("-o", "--output", required=True)
+    d = kinds.add_parser("dct", help="8x8 block DCT (DCTNet-style inputs)",
+                         description="Raw pixels -> 8x8 block-DCT coefficients as one stride-8 convolution, written "
+                         "alone or, with --model, prepended to a DCT-domain model (merged into its first layer when "
+                         "that is linear).")
+    d.add_argument("-o", "--output", required=True, help="ONNX model to write (the front end, or it and --model)")
     d.add_argument("--model", help="a DCT-domain model (input N x C x H/8 x W/8) to take raw pixels instead")
     d.add_argument("--components", choices=("y", "ycbcr"), default="y", help="y: gray input; ycbcr: RGB input")
     d.add_argument("--order", choices=("zigzag", "rowmajor"), default="zigzag", help="coefficient index order")
@@ -31,7 +34,8 @@ def add_parser(sub) -> None:
     sel.add_argument("--select", type=_ints, help="output channels by index (component-major: comp*64 + index)")
     sel.add_argument("--select-low", type=int, metavar="N", help="the N lowest zig-zag coefficients per component")
     d.add_argument("--no-level-shift", action="store_true", help="do not subtract 128 before the DCT")
-    d.add_argument("--input-dtype", choices=("uint8", "float32"), default="uint8")
+    d.add_argument("--input-dtype", choices=("uint8", "float32"), default="uint8",
+                   help="type of the pixel input (default uint8; uint8 puts a Cast in the graph)")
     d.add_argument("--input-name", help="name of the pixel input (default: image, or the model's input name)")
     p.set_defaults(run=run)
     d.set_defaults(run=run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgefold.cli.flags import existing_file
 from edgefold.errors import EXIT_OK, UsageError
 
 
@@ -22,8 +23,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("inspect", help="parameters and MACs per layer, before and after folding",
                        description="Per-layer params, MACs (conv/gemm, thop conventions) and FLOPs (pooling, "
                        "elementwise, normalisation). An .engine file is inspected with TensorRT's engine inspector.")
-    p.add_argument("model", help="ONNX model or TensorRT .engine")
-    p.add_argument("--against", help="a second model (e.g. the folded one): side by side, first layer highlighted")
+    p.add_argument("model", type=existing_file, help="ONNX model or TensorRT .engine")
+    p.add_argument("--against", type=existing_file,
+                   help="a second model (e.g. the folded one): side by side, first layer highlighted")
     p.add_argument("--shape", type=_shape_arg, action="append", metavar="NAME:DIMS",
                    help="fix a dynamic input, e.g. input:1x1x2048x2448 (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -31,7 +33,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model.endswith((".engine", ".plan", ".trt")):
+    if args.model.endswith((".engine", ".plan", ".trt")):  # the file exists (argparse checked): TensorRT reads it
         from edgefold.backends.trt import engine_layers
 
         info = engine_layers(args.model)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import warnings
 
-from edgefold.errors import EXIT_INTERNAL, EXIT_USAGE, EdgefoldError
+from edgefold.errors import EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, EXIT_USAGE, EdgefoldError, out_of_memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
-                     "4 missing TensorRT / build failure, 5 internal error.")
+                     "4 missing TensorRT / build failure, 5 internal error, 6 out of memory.")
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -54,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_polygraphy(verbose: bool) -> None:
-    """Polygraphy logs every comparison step; the CLI prints its own table, so keep only its errors."""
+    """Polygraphy logs every comparison step; the CLI prints its own table, so keep only its errors. onnxruntime's
+    own logger writes warnings (e.g. 'Removing initializer ...' from sessions its quantiser makes) straight to
+    stderr: without -v only fatal ones, as edgefold reports every failure itself."""
+    import onnxruntime
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.INFO if verbose else G_LOGGER.CRITICAL
+    onnxruntime.set_default_logger_severity(2 if verbose else 4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,23 +77,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        return int(args.run(args))
-    except EdgefoldError as err:
-        print(f"edgefold: error: {printable(str(err))}", file=sys.stderr)
-        return err.exit_code
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except KeyboardInterrupt:
         print("edgefold: interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
-        print("edgefold: error: out of memory (a model or frame size too large for this machine)", file=sys.stderr)
-        return EXIT_INTERNAL
-    except Exception as err:  # noqa: BLE001 - the one place unexpected errors become an exit code
+    except BrokenPipeError:  # `edgefold inspect --json m.onnx | head`: the reader stopped reading; not a bug
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+        return EXIT_OK
+    except Exception as err:  # noqa: BLE001 - the one place errors become an exit code
+        if out_of_memory(err):  # MemoryError, numpy's, onnxruntime's arena (also behind a verdict): not a bug
+            print(f"edgefold: error: out of memory in '{args.verb}'; nothing written. Use a smaller frame size "
+                  f"(--input-size, --size, --shapes), fewer frames, or a machine with more memory (-v: the "
+                  f"allocation that failed)", file=sys.stderr)
+            if args.verbose:
+                print(f"edgefold: {type(err).__name__}: {_first_line(err)}", file=sys.stderr)
+            return EXIT_RESOURCES
+        if isinstance(err, EdgefoldError):
+            print(f"edgefold: error: {printable(str(err))}", file=sys.stderr)
+            return err.exit_code
         if args.verbose:
             raise
-        where = f"{type(err).__name__}: {printable(str(err).splitlines()[0][:200]) if str(err) else ''}"
+        where = f"{type(err).__name__}: {_first_line(err)}"
         print(f"edgefold: internal error ({where}); nothing written. Please report it with the model; -v shows the "
               f"traceback", file=sys.stderr)
         return EXIT_INTERNAL
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err)
+    return printable(text.splitlines()[0][:200]) if text else ""
 
 
 if __name__ == "__main__":

@@ -60,7 +60,12 @@ def candidate_contract(model: onnx.ModelProto, what: str) -> InputContract:
     contracts = contracts_of(model)
     if contracts:
         return contracts[0]
-    feed, order, pixel_max = candidate_feed(model, what)
+    return plain_contract(_image_input(model, what))
+
+
+def plain_contract(vi: onnx.ValueInfoProto) -> InputContract:
+    """An image input fed as it is (no edgefold contract)."""
+    feed, order, pixel_max = _plain_feed(vi)
     layout = {3: "NHWC", -1: "NHW"}.get(feed.channel_axis, "NCHW")
     return InputContract(name=feed.name, dtype=feed.dtype, layout=layout, channels=feed.affine.in_channels,
                          channel_order=order, shape=tuple(feed.shape), channel_axis=feed.channel_axis,

@@ -71,12 +71,13 @@ def read_raw(path: str | Path, fmt: PixelFormat, size: tuple[int, int] | None) -
     want = h * w * dtype.itemsize
     got = p.stat().st_size
     if got != want:
-        raise UsageError(f"{p} holds {got} bytes; a {w}x{h} {fmt.genicam} buffer is {want} bytes "
-                         f"({h}x{w} x {dtype.itemsize}); check --size and --pixel-format")
+        raise UsageError(f"{p} holds {got} bytes; a {h}x{w} (HxW) {fmt.genicam} buffer is {want} bytes "
+                         f"({h} x {w} x {dtype.itemsize}); check the buffer size (--size HxW) and that the camera "
+                         f"sends {fmt.genicam}")
     arr = np.fromfile(p, dtype=dtype).reshape(h, w)
     if arr.max(initial=0) > fmt.max_value:
-        raise UsageError(f"{p}: a value {int(arr.max())} exceeds {fmt.genicam}'s {int(fmt.max_value)}; check "
-                         f"--pixel-format")
+        raise UsageError(f"{p}: a value {int(arr.max())} exceeds {fmt.genicam}'s {int(fmt.max_value)}; check that "
+                         f"the camera sends {fmt.genicam}")
     return arr.astype(np.dtype(fmt.dtype))
 
 
@@ -100,7 +101,7 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None, re
     img = img.convert("L" if channels == 1 else "RGB")
     if size is not None and img.size != (size[1], size[0]):
         if not resize:
-            raise UsageError(f"{p} is {img.size[0]}x{img.size[1]}, the model takes {size[1]}x{size[0]} (WxH): "
+            raise UsageError(f"{p} is {img.size[1]}x{img.size[0]} (HxW), the model takes {size[0]}x{size[1]}: "
                              f"pass --resize or give frames of the camera's size")
         img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.asarray(img)

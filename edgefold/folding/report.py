@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgefold.core.contract import InputContract
 from edgefold.core.jsonable import plain
 from edgefold.folding.plan import ConvFold, FoldPlan
 from edgefold.folding.verify import Verification
@@ -79,24 +80,36 @@ class Report:
                 "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
                 "verification": self.verification.to_json() if self.verification else None}
 
-    def to_text(self) -> str:
+    def to_text(self, inputs: list[InputContract] | None = None, inserted_macs: int | None = None) -> str:
+        """The summary. ``inputs``: the model's final input contracts, chain by chain, when a front end changed
+        them after the fold (a camera format); ``inserted_macs``: the MACs of the nodes the fold inserted (border
+        terms), counted on the folded model by the caller."""
         lines = []
-        for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
-            c = chain.contract
+        for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
+            c = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
             ops = ",".join(op for _, op in removed)
-            what = f"removed {len(removed)} nodes [{ops}]" if removed else "folded the declared preprocessing"
+            what = (f"removed {_count(len(removed), 'node')} [{ops}]" if removed
+                    else "folded the declared preprocessing")
             if removed and not chain.input_affine.is_identity():
                 what += " and the declared preprocessing"
-            lines.append(f"input '{chain.input_name}' -> '{c.name}' {c.dtype} {c.layout} {c.channels}ch "
+            lines.append(f"input '{chain.input_name}' -> '{c.name}' {c.dtype} {c.layout} {_dims(c.shape)} "
                          f"({c.channel_order}, pixels {c.pixel_range[0]:g}..{c.pixel_range[1]:g}); {what}")
-            if chain.arithmetic_in_graph and not chain.input_affine.is_identity() and chain.convs:
-                lines.append(f"  --mean/--std composed with the graph's own arithmetic; the first conv reads "
-                             f"{_map_text(chain.convs[0].affine, c.channels)} (check it is what the model was "
-                             f"trained on)")
+            declared = _declared(chain.input_affine)
+            if chain.arithmetic_in_graph and declared and chain.convs:
+                lines.append(f"  {declared} composed with the graph's own arithmetic; the first conv reads "
+                             f"{_map_text(chain.convs[0].affine, chain.contract.channels)} (check it is what the "
+                             f"model was trained on)")
             for r in convs:
-                macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
+                macs = ""
+                if r.macs_before is not None:
+                    macs = f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}"
+                    if inserted_macs and len(self.plan.chains) == 1 and len(convs) == 1:
+                        macs += f" + {_h(inserted_macs)} in the nodes the fold inserted"
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
                              f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
+        n_convs = sum(len(convs) for convs in self.convs)
+        if inserted_macs and n_convs != 1:
+            lines.append(f"  the nodes the fold inserted (border terms): {_h(inserted_macs)} MACs")
         for name, reason in self.plan.skipped:
             lines.append(f"skipped input '{name}': {reason}")
         v = self.verification
@@ -106,7 +119,7 @@ class Report:
             if w.border_max is not None:
                 where = f" (border ring {w.border_max:.3g}, interior {w.interior_max:.3g})"
             verdict = "PASS" if v.passed else ("border error left by --border approx" if not self.exact else "FAIL")
-            lines.append(f"verified on {v.frames} frames {', '.join(f'{h}x{w_}' for h, w_ in v.sizes)}: "
+            lines.append(f"verified on {_count(v.frames, 'frame')} {', '.join(f'{h}x{w_}' for h, w_ in v.sizes)}: "
                          f"max abs error {w.max_abs:.3g} = {w.max_rel:.2g} of max |output| "
                          f"in '{w.name}'{where}: {verdict}")
         else:
@@ -127,6 +140,26 @@ def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffi
         terms = " + ".join(f"{a:.4g}*{n}" for a, n in zip(coeffs, names) if a) or "0"
         rows.append(f"c{c} = {terms} {'-' if b < 0 else '+'} {abs(b):.4g}")
     return ", ".join(rows)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _dims(shape: tuple) -> str:
+    return "x".join(str(d) if isinstance(d, int) else "?" for d in shape)
+
+
+def _declared(affine) -> str | None:  # noqa: ANN001 - a ChannelAffine
+    """Which declared flags an input map carries beyond replication or channel order: None, the --scale, or the
+    --mean/--std normalisation (what the summary says was composed with the graph's arithmetic)."""
+    a, b = affine.matrix, affine.offset
+    nonzero = a[a != 0]
+    if b.any() or (a != 0).sum(axis=1).max(initial=0) > 1 or (nonzero.size and np.ptp(nonzero) > 0):
+        return "--mean/--std"
+    if nonzero.size and not np.allclose(nonzero, 1.0):
+        return "--scale"
+    return None
 
 
 def _shape(s: tuple) -> str:

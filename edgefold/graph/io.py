@@ -331,6 +331,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise UsageError(f"{out.parent}: output folder does not exist")
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".edgefold-")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; outputs are ordinary files others may read (as RunOutputs's)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, out)

@@ -50,16 +50,29 @@ def _prod(shape) -> int | None:
     return int(np.prod(shape, dtype=np.int64)) if shape else 1
 
 
+# ops a stored weight passes through on its way to a conv or matmul: Q/DQ of an INT8 model, casts of an FP16
+# one, layout changes; the parameters are the stored tensor's (scales and zero points are not counted)
+WEIGHT_PATH = {"DequantizeLinear", "QuantizeLinear", "Cast", "Identity", "Reshape", "Transpose", "Squeeze",
+               "Unsqueeze"}
+
+
 def _const_size(index: GraphIndex, name: str) -> int:
-    """Elements of a constant input (initializer or Constant node), 0 for runtime tensors."""
-    if not name:
-        return 0
-    if name in index.initializers:
-        return int(np.prod(index.initializers[name].dims, dtype=np.int64))
-    node = index.producer.get(name)
-    if node is not None and node.op_type == "Constant":
-        value = index.constant(name)
-        return int(value.size) if value is not None else 0
+    """Elements of a constant input (initializer or Constant node, also behind DequantizeLinear, Cast, ...), 0 for
+    runtime tensors."""
+    for _ in range(8):
+        if not name:
+            return 0
+        if name in index.initializers:
+            return int(np.prod(index.initializers[name].dims, dtype=np.int64))
+        node = index.producer.get(name)
+        if node is None:
+            return 0
+        if node.op_type == "Constant":
+            value = index.constant(name)
+            return int(value.size) if value is not None else 0
+        if node.op_type not in WEIGHT_PATH:
+            return 0
+        name = node.input[0]
     return 0
 
 

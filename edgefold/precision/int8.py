@@ -1,6 +1,7 @@
 """INT8 by explicit quantisation (Q/DQ in the ONNX), calibrated on the CPU with onnxruntime, in the form
 TensorRT accepts: symmetric int8 with zero point 0, per-channel weight scales on the output-channel axis,
-per-tensor activation scales, no output Q/DQ (TRT_FACTS.md §1.2-1.3, the settings ModelOpt hands to ORT).
+per-tensor activation scales, no output Q/DQ (TensorRT's explicit quantisation takes Q/DQ pairs with
+symmetric int8 and zero point 0 only; these are the settings ModelOpt hands to onnxruntime's quantiser).
 
 Two ways to treat the folded first conv, which reads raw 0..255 pixels where symmetric int8 wastes half
 its codes: ``recentre`` (the fold's raw_offset=-128 makes it read x - 128, quantised with scale 1.0 -
