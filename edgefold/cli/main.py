@@ -39,7 +39,7 @@ def printable(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect, serve
+    from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect, run, serve
     from edgefold.version import __version__
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo):
+    for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo, run):
         module.add_parser(sub)
     return parser
 
