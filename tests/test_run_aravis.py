@@ -141,3 +141,47 @@ def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
     assert proc.returncode == 130, stderr
     lines = _intact(out)
     assert "stopped by interrupted" in stdout and f"{len(lines):>6}" in stdout
+
+
+def test_failed_buffers_are_counted_and_skipped(engines):
+    from edgefold.runtime import Engine
+    from edgefold.runtime.sources import open_source
+
+    with Engine(engines["BayerRG8"][0]) as engine:
+        source = open_source("aravis:Fake_1", engine.contract, frame_rate=200)
+        source.start()
+        try:
+            for _ in range(2):  # buffers too small for the payload come back with an error status
+                source.stream.push_buffer(source.Aravis.Buffer.new_allocate(100))
+            frames = [source.read() for _ in range(6)]
+        finally:
+            source.close()
+    assert source.skipped >= 2 and all(f.raw.shape == (48, 64) for f in frames)
+
+
+def test_roi_places_the_region_and_a_frame_larger_than_the_sensor_is_refused(tmp_path, capsys):
+    from tests.camera_engines import bare_model
+
+    folded, _ = fold_for("Mono8", tmp_path, bare_model("h", "w"))
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "48x64", "--roi", "10,20",
+                 "--frames", "1"]) == 0
+    assert "camera set to Mono8 64x48 at (10,20)" in capsys.readouterr().out
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "4096x4096", "--frames", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at most 2048x2048" in err and "4096x4096" in err
+
+
+def test_two_cameras_feed_one_batch_where_the_contract_takes_two(gige_camera, tmp_path, capsys):
+    from tests.camera_engines import bare_model
+
+    folded, original = fold_for("BayerBG8", tmp_path, bare_model(batch="N"))
+    rec = tmp_path / "rec"
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--source", f"aravis:{GV_ID}", "--frames", "4",
+                 "--fps", "100", "--record", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "batch" in out and "round-robin" not in out
+    files = sorted(rec.glob("*.npz"))
+    assert {f.name.split("-0")[0] for f in files} == {"aravis_Fake_1", f"aravis_{GV_ID}"} and len(files) == 4
+    for f in files:
+        raw, outputs = recorded(f)
+        check_recorded(raw, outputs, folded, original, "BayerBG8")

@@ -194,3 +194,12 @@ def test_output_summaries_fit_the_output():
 def test_run_options_are_checked():
     with pytest.raises(UsageError, match="--drop"):
         RunOptions(drop="oldest")
+
+
+def test_progress_bar_shows_fps_latency_and_drops(tmp_path, capsys):
+    folded, _ = fold_for("BayerRG8", tmp_path)
+    _mosaics(tmp_path / "imgs", 3)
+    assert main(["run", str(folded), "--source", str(tmp_path / "imgs"), "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "frame" in captured.err and "fps, p50" in captured.err and "drops 0" in captured.err
+    assert "edgefold run: 3 frames" in captured.out and "p99 ms" in captured.out

@@ -129,7 +129,11 @@ class AravisSource:
     def read(self) -> Frame | None:
         ok = self.Aravis.BufferStatus.SUCCESS
         while True:
-            buf = self.stream.timeout_pop_buffer(100_000)  # µs
+            try:
+                buf = self.stream.timeout_pop_buffer(100_000)  # µs
+            except self.GLib.Error as err:
+                self._gone = True
+                raise SourceLost(f"{self.name}: the stream failed ({err.message})") from None
             now = time.monotonic()
             if buf is None:
                 if self._lost.is_set() or now - self._last > self.lost_after:
