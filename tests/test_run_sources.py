@@ -203,3 +203,16 @@ def test_progress_bar_shows_fps_latency_and_drops(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "frame" in captured.err and "fps, p50" in captured.err and "drops 0" in captured.err
     assert "edgefold run: 3 frames" in captured.out and "p99 ms" in captured.out
+
+
+def test_outputs_never_overwrite_the_model_or_a_source(tmp_path, capsys):
+    folded, _ = fold_for("BayerRG8", tmp_path)
+    _mosaics(tmp_path / "imgs", 1)
+    before = folded.read_bytes()
+    for flags, words in ((["--out", str(folded)], "refusing to overwrite an input"),
+                         (["--out", str(tmp_path / "imgs" / "f00.png")], "refusing to overwrite an input"),
+                         (["--record", str(tmp_path / "imgs")], "that is a source")):
+        assert main(["run", str(folded), "--source", str(tmp_path / "imgs"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    assert folded.read_bytes() == before and sorted(p.name for p in (tmp_path / "imgs").iterdir()) == ["f00.png"]

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.runtime.sinks import JsonlSink, ProgressSink, RecordSink
     from edgefold.runtime.sources import Source, open_source
 
+    _check_outputs(args)
     sinks: list = []
     if args.out:
         sinks.append(JsonlSink(args.out, args.top))
@@ -87,6 +88,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgefold: error: {printable(str(summary.error))}; results up to then are kept", file=sys.stderr)
         return summary.error.exit_code
     return EXIT_INTERRUPTED if summary.stopped_by == "interrupted" else EXIT_OK
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: --out and --record are not the model, a source or each other."""
+    from pathlib import Path
+
+    from edgefold.errors import UsageError
+    from edgefold.graph.outputs import RunOutputs
+
+    guard = RunOutputs()
+    guard.protect_model(args.model)
+    folders = []
+    for spec in args.source:
+        if Path(spec).exists():
+            guard.protect(spec, f"the source {spec}")
+            folders.append(Path(spec).resolve())
+    guard.claim(args.out, "--out")
+    if args.record:
+        record = Path(args.record).resolve()
+        if record in folders or (args.out and record == Path(args.out).resolve()):
+            raise UsageError(f"--record {args.record}: that is {'--out' if record not in folders else 'a source'}; "
+                             f"choose another folder")
 
 
 def print_summary(summary, backend: str, drop: str) -> None:  # noqa: ANN001 - a pipeline.Summary

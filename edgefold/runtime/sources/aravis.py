@@ -155,9 +155,10 @@ class AravisSource:
             return Frame(self.name, frame_id, stamp, self._array(data), now)
 
     def _array(self, data: bytes) -> np.ndarray:
-        fmt, (h, w) = self.target.fmt, self.size
+        fmt = self.target.fmt
+        rows, cols = fmt.buffer_size(*self.size)  # a YUV buffer: 3H/2 x W (4:2:0) or H x 2W (4:2:2)
         dtype = np.dtype("<u2") if fmt.bits > 8 else np.dtype(np.uint8)
-        shape = (h, w, 3) if fmt.channels == 3 else (h, w)
+        shape = (rows, cols, 3) if fmt.channels == 3 else (rows, cols)
         return np.frombuffer(data, dtype, count=int(np.prod(shape))).reshape(shape)
 
     def close(self) -> None:
