@@ -94,11 +94,13 @@ def test_a_video_cannot_feed_a_mosaic_engine_and_nothing_is_written(tmp_path, ca
     (["--source", "nowhere"], "no such file or folder"), (["--source", "{imgs}", "--roi", "2,2"], "--roi applies"),
     (["--source", "{imgs}", "--frames", "0"], "--frames must be at least 1"),
     (["--source", "{imgs}", "--size", "10x10"], "takes 48x64"),
+    (["--source", "{imgs}", "--out", "{tmp}/no/o.jsonl"], "does not exist"),
+    (["--source", "{imgs}", "--record", "{imgs}/f00.png"], "not a folder"),
 ])
 def test_bad_run_flags_are_one_line_exit_2(args, words, tmp_path, capsys):
     folded, _ = fold_for("BayerRG8", tmp_path)
     _mosaics(tmp_path / "imgs", 1)
-    args = [a.replace("{imgs}", str(tmp_path / "imgs")) for a in args]
+    args = [a.replace("{imgs}", str(tmp_path / "imgs")).replace("{tmp}", str(tmp_path)) for a in args]
     assert main(["run", str(folded), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err

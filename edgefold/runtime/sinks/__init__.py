@@ -51,22 +51,14 @@ def boxes(mask: np.ndarray) -> list[list[int]]:
     return [[int(s[0]), int(s[1]), int(s[2]), int(s[3])] for s in found]
 
 
-def _check_target(path: Path, what: str, folder: bool) -> None:
-    parent = path if folder else path.parent
-    if folder and path.exists() and not path.is_dir():
-        raise UsageError(f"{what} {path}: exists and is not a folder")
-    if not folder and path.is_dir():
-        raise UsageError(f"{what} {path}: is a folder; give a file name")
-    if not parent.is_dir() and not folder:
-        raise UsageError(f"{what} {path}: folder {parent} does not exist")
-
-
 class JsonlSink:
     """``--out FILE.jsonl``: one line per frame - camera, frame id, the camera's timestamp, latency, outputs."""
 
     def __init__(self, path: str | Path, top: int = 5) -> None:
         self.path = Path(path)
-        _check_target(self.path, "--out", folder=False)
+        if self.path.is_dir() or not self.path.parent.is_dir():
+            raise UsageError(f"--out {path}: {'is a folder' if self.path.is_dir() else 'its folder does not exist'}; "
+                             f"name a file in an existing folder")
         self.top = top
         self.file: IO[str] | None = None
 
@@ -91,8 +83,10 @@ class RecordSink:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        _check_target(self.folder, "--record", folder=True)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UsageError(f"--record {folder}: exists and is not a folder; name a folder")
         self.made = False
+        self._part: Path | None = None
 
     def add(self, result: Result, stats: CameraStats) -> None:
         if not self.made:
@@ -105,11 +99,14 @@ class RecordSink:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f.camera).strip("_") or "camera"
         target = self.folder / f"{name}-{f.frame_id:08d}.npz"
         tmp = target.with_suffix(".npz.part")
+        self._part = tmp
         tmp.write_bytes(buf.getvalue())
         tmp.replace(target)  # a stopped run leaves whole files only
+        self._part = None
 
     def close(self) -> None:
-        pass
+        if self._part is not None:  # interrupted while writing one: no partial file stays
+            self._part.unlink(missing_ok=True)
 
 
 def recorded(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
