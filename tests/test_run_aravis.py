@@ -185,3 +185,22 @@ def test_two_cameras_feed_one_batch_where_the_contract_takes_two(gige_camera, tm
     for f in files:
         raw, outputs = recorded(f)
         check_recorded(raw, outputs, folded, original, "BayerBG8")
+
+
+def test_with_drop_none_a_camera_faster_than_the_engine_shows_its_driver_losses_as_drops(engines):
+    from edgefold.runtime import Engine
+    from edgefold.runtime.pipeline import RunOptions, stream
+    from edgefold.runtime.sources import open_source
+
+    class Slow:
+        def add(self, result, stats):
+            time.sleep(0.05)
+
+        def close(self):
+            pass
+
+    with Engine(engines["Mono8"][0]) as engine:
+        source = open_source("aravis:Fake_1", engine.contract, frame_rate=500)
+        summary = stream(engine, [source], RunOptions(drop="none", frames=6), [Slow()])
+    cam = summary.cameras[0]
+    assert cam.frames == 6 and cam.drops > 0 and cam.drops == source.missed  # nothing replaced in the queue

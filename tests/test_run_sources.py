@@ -140,7 +140,7 @@ class FastSource:
     live = True
 
     def __init__(self, limit: int) -> None:
-        self.name, self.notes, self.skipped, self.made, self.limit = "fast", [], 0, 0, limit
+        self.name, self.notes, self.skipped, self.missed, self.made, self.limit = "fast", [], 0, 0, 0, limit
 
     def start(self) -> None:
         pass

@@ -3,8 +3,8 @@ the caller's thread, results handed to sinks.
 
 ``drop="latest"`` (real time): a slot holds one frame; a newer one replaces it and the older is counted as a
 drop, so a source faster than the engine shows up in the drop count, never as memory. ``drop="none"``
-(offline): a slot holds ``depth`` frames and the acquisition thread waits for room - every frame is run (a
-live camera then loses frames inside its own driver instead).
+(offline): a slot holds ``depth`` frames and the acquisition thread waits for room - every frame it received is
+run; a live camera then loses frames inside its driver, and those count as drops too.
 
 Several sources feed one call as a batch - one row per source, in source order - where the engine's contract
 takes that many frames per call (the multi-camera contract); otherwise they take turns (round robin).
@@ -67,7 +67,7 @@ class Result:
 class CameraStats:
     name: str
     frames: int = 0
-    drops: int = 0  # frames replaced in the slot before the engine took them (drop="latest")
+    drops: int = 0  # frames replaced in the slot (drop="latest") or lost in the camera's driver (no free buffer)
     skipped: int = 0  # buffers the source could not use (incomplete, failed, wrong format)
     first: float | None = None
     last: float | None = None
@@ -200,7 +200,7 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
             source.start()
         for t in threads:
             t.start()
-        summary.stopped_by = _loop(engine, slots, stats, options, sinks, mode, start)
+        summary.stopped_by = _loop(engine, sources, slots, stats, options, sinks, mode, start)
     except KeyboardInterrupt:
         summary.stopped_by = "interrupted"
     except EdgefoldError as err:
@@ -210,13 +210,13 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
         for t in threads:
             t.join(timeout=5.0)
         for source, st, slot in zip(sources, stats, slots):
-            st.drops, st.skipped = slot.drops, source.skipped
             source.close()
+            st.drops, st.skipped = slot.drops + source.missed, source.skipped
         summary.seconds = time.monotonic() - start
     return summary
 
 
-def _loop(engine: Engine, slots: list[Slot], stats: list[CameraStats], options: RunOptions,
+def _loop(engine: Engine, sources: Sequence[Source], slots: list[Slot], stats: list[CameraStats], options: RunOptions,
           sinks: Sequence[Sink], mode: str, start: float) -> str:
     turn = 0
     while True:
@@ -247,7 +247,7 @@ def _loop(engine: Engine, slots: list[Slot], stats: list[CameraStats], options: 
             st.first = done if st.first is None else st.first
             st.last = done
             st.latencies.append(result.latency)
-            st.drops = slots[i].drops
+            st.drops = slots[i].drops + sources[i].missed
             for sink in sinks:
                 sink.add(result, st)
             if options.frames is not None and sum(s.frames for s in stats) >= options.frames:

@@ -44,6 +44,7 @@ class Source(Protocol):
     live: bool  # a camera or stream that does not wait for the reader (real time), not a file or folder
     notes: list[str]  # conversions the source makes (shown in the summary)
     skipped: int  # buffers the source received but could not use (incomplete, failed, wrong format)
+    missed: int  # frames the camera sent while no buffer was free (its driver's underruns): lost, not queued
 
     def start(self) -> None: ...
 

@@ -52,6 +52,7 @@ class AravisSource:
         self.Aravis, self.GLib = _aravis()
         self.target = target
         self.skipped = 0
+        self._missed = 0
         self.notes: list[str] = []
         self.lost_after = lost_after
         self._buffers = buffers
@@ -154,6 +155,13 @@ class AravisSource:
             self.stream.push_buffer(buf)
             return Frame(self.name, frame_id, stamp, self._array(data), now)
 
+    @property
+    def missed(self) -> int:
+        """Frames the camera sent while every buffer was taken (Aravis' underruns)."""
+        if self.stream is not None:
+            self._missed = int(self.stream.get_statistics()[2])
+        return self._missed
+
     def _array(self, data: bytes) -> np.ndarray:
         fmt = self.target.fmt
         rows, cols = fmt.buffer_size(*self.size)  # a YUV buffer: 3H/2 x W (4:2:0) or H x 2W (4:2:2)
@@ -170,4 +178,5 @@ class AravisSource:
             self.cam.stop_acquisition()
         except self.GLib.Error:
             pass  # a camera that is gone cannot be stopped
+        self._missed = self.missed
         self.stream = None

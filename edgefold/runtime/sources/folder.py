@@ -23,7 +23,7 @@ class FolderSource:
         self.files = files
         self.load = load
         self.notes = notes
-        self.skipped = 0
+        self.skipped = self.missed = 0
         self._next = 0
 
     def start(self) -> None:

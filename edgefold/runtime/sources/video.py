@@ -31,7 +31,7 @@ class VideoSource:
                              f"aravis: or a folder of .raw buffers, or fold the model for Mono8/RGB8")
         self.name = spec
         self.target = target
-        self.skipped = 0
+        self.skipped = self.missed = 0
         self.notes: list[str] = []
         device = spec[len("v4l2:"):] if spec.startswith("v4l2:") else spec
         self.live = spec.startswith(("v4l2:", "/dev/video")) or "://" in spec
