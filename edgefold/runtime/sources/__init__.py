@@ -44,7 +44,11 @@ class Source(Protocol):
     live: bool  # a camera or stream that does not wait for the reader (real time), not a file or folder
     notes: list[str]  # conversions the source makes (shown in the summary)
     skipped: int  # buffers the source received but could not use (incomplete, failed, wrong format)
-    missed: int  # frames the camera sent while no buffer was free (its driver's underruns): lost, not queued
+
+    @property
+    def missed(self) -> int:
+        """Frames the camera sent while no buffer was free (its driver's underruns): lost, never queued."""
+        ...
 
     def start(self) -> None: ...
 
