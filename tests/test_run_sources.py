@@ -218,3 +218,21 @@ def test_outputs_never_overwrite_the_model_or_a_source(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and words in err, err
     assert folded.read_bytes() == before and sorted(p.name for p in (tmp_path / "imgs").iterdir()) == ["f00.png"]
+
+
+def test_the_view_shows_what_the_model_sees_with_the_map_in_red():
+    from edgefold.core.contract import pixel_format
+    from edgefold.runtime.sinks.view import overlay
+
+    rgb = np.zeros((8, 10, 3), np.uint8) + np.array([200, 100, 50], np.uint8)
+    mosaic = np.zeros((8, 10), np.uint8)
+    for py, px, c in ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 2)):  # RGGB
+        mosaic[py::2, px::2] = rgb[py::2, px::2, c]
+    shown = overlay(mosaic, {}, pixel_format("BayerRG8"))
+    assert (shown == rgb).all()  # demosaiced, not a gray checkerboard
+    deep = overlay(np.full((4, 4), 65535, np.uint16), {}, pixel_format("Mono16"))
+    assert (deep == 255).all()
+    on = np.zeros((1, 1, 4, 5))
+    on[0, 0, :2] = 1.0  # top half of the map positive (logits > 0)
+    heat = overlay(mosaic, {"map": on}, pixel_format("BayerRG8")).astype(int)
+    assert (heat[:4] == np.round(rgb[:4] * 0.5 + [127.5, 0, 0])).all() and (heat[4:] == rgb[4:]).all()

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.runtime import Engine
     from edgefold.runtime.pipeline import RunOptions, stream
     from edgefold.runtime.sinks import JsonlSink, ProgressSink, RecordSink
-    from edgefold.runtime.sources import Source, open_source
+    from edgefold.runtime.sources import Source, Target, open_source
 
     _check_outputs(args)
     sinks: list = []
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             if args.view is not None:
                 from edgefold.runtime.sinks.view import ViewSink
 
-                sinks.append(ViewSink(args.view))
+                sinks.append(ViewSink(args.view, Target.of(engine.contract, args.size).fmt))
             sinks.append(ProgressSink(args.frames, force=args.progress))
             started = True
             summary = stream(engine, sources, options, sinks)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgefold.core.contract import PixelFormat
 from edgefold.core.metrics import is_dense_map
 from edgefold.errors import UsageError
 from edgefold.runtime.pipeline import CameraStats, Result
@@ -42,12 +43,14 @@ tick();
 </script></body></html>"""
 
 
-def overlay(raw: np.ndarray, outputs: dict[str, np.ndarray]) -> np.ndarray:
-    """H x W x 3 uint8: the frame as gray or colour, a dense one-channel map blended in red over it."""
-    frame = raw.astype(np.float64)
-    if frame.max(initial=0) > 255:
-        frame = frame * (255.0 / 65535.0)
-    rgb = np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3]
+def overlay(raw: np.ndarray, outputs: dict[str, np.ndarray], fmt: PixelFormat | None = None) -> np.ndarray:
+    """H x W x 3 uint8: the frame as the model sees it (a mosaic demosaiced, YUV converted, deep Mono scaled to 8
+    bits: the format's own reference conversion), a dense one-channel map blended in red over it."""
+    if fmt is not None:
+        rgb = np.moveaxis(fmt.reference(fmt.frame_from_image(raw), 3), 0, 2)
+    else:
+        frame = raw.astype(np.float64)
+        rgb = np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame[..., :3]
     for value in outputs.values():
         if is_dense_map(tuple(value.shape)) and value.shape[1] == 1:
             plane = value[0, 0].astype(np.float64)
@@ -57,7 +60,7 @@ def overlay(raw: np.ndarray, outputs: dict[str, np.ndarray]) -> np.ndarray:
             heat = heat[ys][:, xs][..., None]
             rgb = rgb * (1 - 0.5 * heat) + heat * 0.5 * np.array([255.0, 0.0, 0.0])
             break
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
 def _text(outputs: dict[str, np.ndarray]) -> str:
@@ -74,7 +77,8 @@ def _text(outputs: dict[str, np.ndarray]) -> str:
 
 
 class ViewSink:
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, fmt: PixelFormat | None = None, host: str = "127.0.0.1") -> None:
+        self.fmt = fmt  # the engine's pixel format: how a raw frame is shown
         self.lock = threading.Lock()
         self.latest: dict[str, tuple[Result, CameraStats]] = {}
         sink = self
@@ -123,7 +127,7 @@ class ViewSink:
 
                 result = cams[int(index)][0]
                 buf = io.BytesIO()
-                Image.fromarray(overlay(result.frame.raw, result.outputs)).save(buf, format="PNG")
+                Image.fromarray(overlay(result.frame.raw, result.outputs, self.fmt)).save(buf, format="PNG")
                 return 200, "image/png", buf.getvalue()
         return 404, "text/plain", b"not found"
 
