@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
-                     "4 missing TensorRT / build failure, 5 internal error.")
+                     "4 missing TensorRT / build failure, 5 internal error, 6 a camera lost mid-run (run).")
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)

@@ -31,8 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--source", action="append", required=True, metavar="SPEC",
                    help="aravis:DEVICE (aravis: = the first camera), v4l2:N, rtsp://..., a video file, or a folder "
                    "of images or .raw/.bin buffers; repeat for several cameras (a batch where the engine takes one)")
-    p.add_argument("--frames", type=int, help="stop after N frames in total")
-    p.add_argument("--seconds", type=float, help="stop after S seconds")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames in total")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--drop", choices=("latest", "none"),
                    help="latest: real time, keep each camera's newest frame and count drops; none: every frame "
                    "(default: latest when a source is a camera or stream, none for files and folders)")
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
                    "latency, output summary (top-k, positive share and boxes of maps, statistics)")
     p.add_argument("--record", metavar="DIR", help="one CAMERA-FRAMEID.npz per frame: raw buffer and outputs")
     p.add_argument("--view", type=int, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT")
-    p.add_argument("--top", type=int, default=5, help="top-k classes in --out (default 5)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="top-k classes in --out (default 5)")
     p.add_argument("--size", type=size_arg, metavar="HxW", help="frame size for an engine with a dynamic input")
     p.add_argument("--roi", type=_pair, metavar="X,Y", help="camera region offset (default: centred on the sensor)")
     p.add_argument("--fps", type=float, help="set the camera's frame rate (aravis: sources)")
