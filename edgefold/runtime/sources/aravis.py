@@ -159,7 +159,8 @@ class AravisSource:
     def missed(self) -> int:
         """Frames the camera sent while every buffer was taken (Aravis' underruns)."""
         if self.stream is not None:
-            self._missed = int(self.stream.get_statistics()[2])
+            # ArvStream's (completed, failures, underruns); a GigE stream's own get_statistics is about packets
+            self._missed = int(self.Aravis.Stream.get_statistics(self.stream)[2])
         return self._missed
 
     def _array(self, data: bytes) -> np.ndarray:
