@@ -1,7 +1,8 @@
 """Exceptions with the fixed exit codes every verb uses.
 
 0 ok, 1 mismatch / verification failed, 2 usage, 3 unsupported graph, 4 missing TensorRT / build failure,
-5 internal error (a bug in edgefold), 6 out of memory (a model or frame too large for this machine).
+5 internal error (a bug in edgefold), 6 out of memory (a model or frame too large for this machine),
+7 a camera or stream lost mid-run (``edgefold run``: results so far kept).
 Messages are one line that names the file, node or tensor and says what to do next.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ EXIT_UNSUPPORTED = 3
 EXIT_NO_TENSORRT = 4
 EXIT_INTERNAL = 5  # a bug in edgefold: the message says so and asks for the model
 EXIT_RESOURCES = 6  # out of memory: a resource limit of this machine, not a bug
+EXIT_SOURCE_LOST = 7  # a camera or stream stopped delivering mid-run; the results so far are kept
 
 # how onnxruntime (its arena, or a std::bad_alloc it passes on) says an allocation failed
 _OUT_OF_MEMORY = ("Failed to allocate memory", "bad_alloc", "Out of memory", "out of memory")
@@ -78,9 +80,16 @@ def out_of_memory(err: BaseException) -> bool:
     return False
 
 
+class SourceLost(EdgefoldError):
+    """A camera or stream that delivered frames stopped (unplugged, killed, network gone): exit 7, and
+    ``edgefold run`` keeps what it wrote up to then."""
+
+    exit_code = EXIT_SOURCE_LOST
+
+
 # every exception edgefold raises on purpose, with its exit code (tests/test_errors.py checks the raise sites)
 EXIT_CODES: dict[type[EdgefoldError], int] = {
     UsageError: EXIT_USAGE, UnsupportedGraph: EXIT_UNSUPPORTED, VerificationFailed: EXIT_MISMATCH,
     MissingTensorRT: EXIT_NO_TENSORRT, EngineMismatch: EXIT_NO_TENSORRT, DeviceError: EXIT_NO_TENSORRT,
-    ResourceLimit: EXIT_RESOURCES,
+    ResourceLimit: EXIT_RESOURCES, SourceLost: EXIT_SOURCE_LOST,
 }

@@ -40,16 +40,17 @@ def printable(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect, serve
+    from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect, run, serve
     from edgefold.version import __version__
 
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
-                     "4 missing TensorRT / build failure, 5 internal error, 6 out of memory.")
+                     "4 missing TensorRT / build failure, 5 internal error, 6 out of memory, "
+                     "7 a camera lost mid-run (run), 130 Ctrl-C.")
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-    for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo):
+    for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo, run):
         module.add_parser(sub)
     return parser
 

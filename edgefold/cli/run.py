@@ -1,0 +1,125 @@
+"""``edgefold run MODEL|ENGINE --source ...``: stream cameras, videos or folders into an engine (sources, the
+Engine and sinks composed here); a summary per camera at the end."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgefold.cli.flags import size as size_arg
+from edgefold.errors import EXIT_OK
+
+EXIT_INTERRUPTED = 130
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (pixels), got {text!r}") from None
+    if x < 0 or y < 0:
+        raise argparse.ArgumentTypeError(f"offsets must not be negative, got {text!r}")
+    return x, y
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="stream cameras, videos or folders into a model or engine",
+                       description="Acquires on one thread per source into a bounded queue, runs the engine and "
+                       "writes results as they come. A camera is set to what the engine reads (pixel format, "
+                       "size); one that cannot is refused before anything is written. Exit 0; 2 usage; 7 a camera "
+                       "or stream lost mid-run (results so far kept); 130 Ctrl-C (results flushed).")
+    p.add_argument("model", help="folded .onnx (onnxruntime, CPU) or .engine (TensorRT, with its NAME.json)")
+    p.add_argument("--source", action="append", required=True, metavar="SPEC",
+                   help="aravis:DEVICE (aravis: = the first camera), v4l2:N, rtsp://..., a video file, or a folder "
+                   "of images or .raw/.bin buffers; repeat for several cameras (a batch where the engine takes one)")
+    p.add_argument("--frames", type=int, metavar="N", help="stop after N frames in total")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--drop", choices=("latest", "none"),
+                   help="latest: real time, keep each camera's newest frame and count drops; none: every frame "
+                   "(default: latest when a source is a camera or stream, none for files and folders)")
+    p.add_argument("--out", metavar="FILE.jsonl", help="one JSON line per frame: camera, frame id, timestamp, "
+                   "latency, output summary (top-k, positive share and boxes of maps, statistics)")
+    p.add_argument("--record", metavar="DIR", help="one CAMERA-FRAMEID.npz per frame: raw buffer and outputs")
+    p.add_argument("--view", type=int, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="top-k classes in --out (default 5)")
+    p.add_argument("--size", type=size_arg, metavar="HxW", help="frame size for an engine with a dynamic input")
+    p.add_argument("--roi", type=_pair, metavar="X,Y", help="camera region offset (default: centred on the sensor)")
+    p.add_argument("--fps", type=float, help="set the camera's frame rate (aravis: sources)")
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgefold.runtime import Engine
+    from edgefold.runtime.pipeline import RunOptions, stream
+    from edgefold.runtime.sinks import JsonlSink, ProgressSink, RecordSink
+    from edgefold.runtime.sources import Source, Target, open_source
+
+    _check_outputs(args)
+    sinks: list = []
+    if args.out:
+        sinks.append(JsonlSink(args.out, args.top))
+    if args.record:
+        sinks.append(RecordSink(args.record))
+    with Engine(args.model) as engine:
+        sources: list[Source] = []
+        started = False
+        try:
+            for spec in args.source:
+                sources.append(open_source(spec, engine.contract, size=args.size, roi=args.roi, frame_rate=args.fps))
+            drop = args.drop or ("latest" if any(s.live for s in sources) else "none")
+            options = RunOptions(drop=drop, frames=args.frames, seconds=args.seconds)
+            if args.view is not None:
+                from edgefold.runtime.sinks.view import ViewSink
+
+                sinks.append(ViewSink(args.view, Target.of(engine.contract, args.size).fmt))
+            sinks.append(ProgressSink(args.frames, force=args.progress))
+            started = True
+            summary = stream(engine, sources, options, sinks)
+        finally:
+            for sink in sinks:
+                sink.close()
+            if not started:
+                for source in sources:
+                    source.close()
+    print_summary(summary, engine.backend_name, options.drop)
+    if summary.error is not None:
+        from edgefold.cli.main import printable
+
+        print(f"edgefold: error: {printable(str(summary.error))}; results up to then are kept", file=sys.stderr)
+        return summary.error.exit_code
+    return EXIT_INTERRUPTED if summary.stopped_by == "interrupted" else EXIT_OK
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: --out and --record are not the model, a source or each other."""
+    from pathlib import Path
+
+    from edgefold.errors import UsageError
+    from edgefold.graph.outputs import RunOutputs
+
+    guard = RunOutputs()
+    guard.protect_model(args.model)
+    folders = []
+    for spec in args.source:
+        if Path(spec).exists():
+            guard.protect(spec, f"the source {spec}")
+            folders.append(Path(spec).resolve())
+    guard.claim(args.out, "--out")
+    if args.record:
+        record = Path(args.record).resolve()
+        if record in folders or (args.out and record == Path(args.out).resolve()):
+            raise UsageError(f"--record {args.record}: that is {'--out' if record not in folders else 'a source'}; "
+                             f"choose another folder")
+
+
+def print_summary(summary, backend: str, drop: str) -> None:  # noqa: ANN001 - a pipeline.Summary
+    print(f"edgefold run: {summary.frames} frames in {summary.seconds:.2f} s ({backend}, {summary.mode}, "
+          f"--drop {drop}, stopped by {summary.stopped_by})")
+    width = max(len(c.name) for c in summary.cameras)
+    print(f"  {'camera':<{width}}  frames      fps   p50 ms   p99 ms  drops  skipped")
+    for c in summary.cameras:
+        print(f"  {c.name:<{width}}  {c.frames:>6}  {c.fps:>7.1f}  {c.latency_ms(50):>7.2f}  {c.latency_ms(99):>7.2f}"
+              f"  {c.drops:>5}  {c.skipped:>7}")
+        for note in c.notes:
+            print(f"  {'':<{width}}  {note}")
+    sys.stdout.flush()

@@ -1,0 +1,183 @@
+"""GigE Vision and USB3 Vision cameras through Aravis 0.8 (GObject introspection): the only module that imports
+``gi`` or Aravis, so ``import edgefold`` never needs PyGObject.
+
+On open the camera is set to the engine's contract - PixelFormat (the PFNC name) and Width/Height, offsets
+centred on the sensor (kept even for a mosaic, so the Bayer phase stays the named one) or at ``roi`` - and
+read back; a camera that cannot is a one-line ``UsageError`` naming what it offers. Each buffer's own status,
+pixel format and size are checked: an incomplete or failed buffer is counted in ``skipped`` and not used.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from edgefold.errors import SourceLost, UsageError
+from edgefold.runtime.sources import Frame, Target
+
+INSTALL = ("aravis: sources need PyGObject and Aravis: pip install 'edgefold[camera]' (PyGObject<3.51 builds with "
+           "Debian libgirepository1.0-dev libcairo2-dev pkg-config)")
+
+
+def _aravis() -> tuple[Any, Any]:
+    """(Aravis, GLib) from the ``aravis-python`` wheel's libaravis, or a system typelib."""
+    try:
+        try:
+            import aravis  # noqa: F401 - the wheel's import points GI at its bundled libaravis and typelib
+        except ImportError:
+            pass
+        import gi
+
+        gi.require_version("Aravis", "0.8")
+        from gi.repository import Aravis, GLib
+    except (ImportError, ValueError) as err:
+        raise UsageError(f"{INSTALL} ({err})") from None
+    return Aravis, GLib
+
+
+def device_ids(Aravis: Any, fake: bool = False) -> list[str]:  # noqa: N803 - the GI namespace's own name
+    if fake:
+        Aravis.enable_interface("Fake")
+    Aravis.update_device_list()  # before Camera.new: a GigE camera opened without discovery streams nothing
+    return [Aravis.get_device_id(i) for i in range(Aravis.get_n_devices())]
+
+
+class AravisSource:
+    live = True
+
+    def __init__(self, device_id: str | None, target: Target, *, roi: tuple[int, int] | None = None,
+                 frame_rate: float | None = None, buffers: int = 4, lost_after: float = 2.0) -> None:
+        self.Aravis, self.GLib = _aravis()
+        self.target = target
+        self.skipped = 0
+        self._missed = 0
+        self.notes: list[str] = []
+        self.lost_after = lost_after
+        self._buffers = buffers
+        self._lost = threading.Event()
+        self._gone = False  # lost mid-stream: closing does not talk to it (each command would time out)
+        ids = device_ids(self.Aravis, fake=bool(device_id and device_id.startswith("Fake")))
+        if device_id is None and not ids:
+            raise UsageError("aravis: no camera found (GigE Vision on this host's networks, USB3 Vision)")
+        if device_id is not None and device_id not in ids:
+            raise UsageError(f"aravis:{device_id}: no such camera; found {', '.join(ids) or 'none'}")
+        self.device_id = device_id or ids[0]
+        self.name = f"aravis:{self.device_id}"
+        try:
+            self.cam = self.Aravis.Camera.new(self.device_id)
+        except self.GLib.Error as err:
+            raise UsageError(f"{self.name}: cannot open the camera ({err.message})") from None
+        self._configure(roi, frame_rate)
+        self.cam.get_device().connect("control-lost", lambda *_: self._lost.set())
+        self.stream: Any = None
+
+    # -- the contract -------------------------------------------------------------------------------
+    def _configure(self, roi: tuple[int, int] | None, frame_rate: float | None) -> None:
+        fmt, cam = self.target.fmt, self.cam
+        offered = list(cam.dup_available_pixel_formats_as_strings() or [])
+        names = {fmt.genicam, fmt.name, *fmt.aliases}
+        chosen = next((o for o in offered if o in names), None)
+        if chosen is None:
+            raise UsageError(f"{self.name}: the camera offers {', '.join(offered)}; the engine reads {fmt.genicam}: "
+                             f"fold the model with --pixel-format set to one of those")
+        try:
+            cam.set_pixel_format_from_string(chosen)
+            max_w, max_h = cam.get_width_bounds()[1], cam.get_height_bounds()[1]
+            h, w = self.target.size or (cam.get_region()[3], cam.get_region()[2])
+            if w > max_w or h > max_h:
+                raise UsageError(f"{self.name}: the camera gives at most {max_w}x{max_h} (WxH); the engine reads "
+                                 f"{w}x{h}: rebuild the engine for a smaller frame")
+            if roi is not None:
+                x, y = roi
+            else:
+                sensor_w, sensor_h = self._sensor(max_w, max_h)
+                x, y = (sensor_w - w) // 2, (sensor_h - h) // 2
+                if fmt.mosaic:
+                    x, y = x - x % 2, y - y % 2
+            cam.set_region(x, y, w, h)
+            if frame_rate is not None:
+                cam.set_frame_rate(frame_rate)
+            got = cam.get_region()
+            got_fmt = cam.get_pixel_format_as_string()
+        except self.GLib.Error as err:
+            raise UsageError(f"{self.name}: the camera refused {fmt.genicam} {w}x{h} at ({x},{y}) "
+                             f"({err.message}); check --roi") from None
+        if got_fmt != chosen or (got[2], got[3]) != (w, h) or (got[0], got[1]) != (x, y):
+            raise UsageError(f"{self.name}: asked for {chosen} {w}x{h} at ({x},{y}), the camera gives {got_fmt} "
+                             f"{got[2]}x{got[3]} at ({got[0]},{got[1]}); check --roi and the camera's increments")
+        self.size = (h, w)
+        self.pfnc = int(cam.get_pixel_format())
+        self.notes.append(f"camera set to {chosen} {w}x{h} at ({x},{y})")
+
+    def _sensor(self, max_w: int, max_h: int) -> tuple[int, int]:
+        try:
+            return tuple(self.cam.get_sensor_size())  # type: ignore[return-value]
+        except self.GLib.Error:
+            return max_w, max_h
+
+    # -- acquisition --------------------------------------------------------------------------------
+    def start(self) -> None:
+        Aravis = self.Aravis  # noqa: N806
+        self.stream = self.cam.create_stream(None, None)
+        payload = self.cam.get_payload()
+        for _ in range(self._buffers):
+            self.stream.push_buffer(Aravis.Buffer.new_allocate(payload))
+        self.cam.start_acquisition()
+        self._last = time.monotonic()
+
+    def read(self) -> Frame | None:
+        ok = self.Aravis.BufferStatus.SUCCESS
+        while True:
+            try:
+                buf = self.stream.timeout_pop_buffer(100_000)  # µs
+            except self.GLib.Error as err:
+                self._gone = True
+                raise SourceLost(f"{self.name}: the stream failed ({err.message})") from None
+            now = time.monotonic()
+            if buf is None:
+                if self._lost.is_set() or now - self._last > self.lost_after:
+                    why = "the camera's control connection was lost" if self._lost.is_set() else \
+                        f"no frame for {self.lost_after:g} s"
+                    self._gone = True
+                    raise SourceLost(f"{self.name}: {why} (camera stopped, unplugged or off the network)")
+                continue
+            self._last = now
+            usable = (buf.get_status() == ok and int(buf.get_image_pixel_format()) == self.pfnc
+                      and (buf.get_image_height(), buf.get_image_width()) == self.size)
+            if not usable:
+                self.skipped += 1
+                self.stream.push_buffer(buf)
+                continue
+            data = buf.get_data()  # bytes (PyGObject's one copy); the array below shares it
+            frame_id, stamp = int(buf.get_frame_id()), int(buf.get_timestamp() or buf.get_system_timestamp())
+            self.stream.push_buffer(buf)
+            return Frame(self.name, frame_id, stamp, self._array(data), now)
+
+    @property
+    def missed(self) -> int:
+        """Frames the camera sent while every buffer was taken (Aravis' underruns)."""
+        if self.stream is not None:
+            # ArvStream's (completed, failures, underruns); a GigE stream's own get_statistics is about packets
+            self._missed = int(self.Aravis.Stream.get_statistics(self.stream)[2])
+        return self._missed
+
+    def _array(self, data: bytes) -> np.ndarray:
+        fmt = self.target.fmt
+        rows, cols = fmt.buffer_size(*self.size)  # a YUV buffer: 3H/2 x W (4:2:0) or H x 2W (4:2:2)
+        dtype = np.dtype("<u2") if fmt.bits > 8 else np.dtype(np.uint8)
+        shape = (rows, cols, 3) if fmt.channels == 3 else (rows, cols)
+        return np.frombuffer(data, dtype, count=int(np.prod(shape))).reshape(shape)
+
+    def close(self) -> None:
+        if self._gone:
+            # freeing a lost GigE camera's stream and device waits out their network timeouts (about 4 s and 5 s
+            # here): keep them referenced; they go with this object
+            return
+        try:
+            self.cam.stop_acquisition()
+        except self.GLib.Error:
+            pass  # a camera that is gone cannot be stopped
+        self._missed = self.missed
+        self.stream = None

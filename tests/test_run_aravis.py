@@ -1,0 +1,206 @@
+"""`edgefold run` against a real GenICam stack (issue 22): Aravis' fake camera in process (Fake_1) and over the
+GigE Vision protocol on loopback (arv-fake-gv-camera-0.8, Debian aravis-tools). The camera is set to what the
+engine reads; every recorded output equals the folded model on the recorded buffer and the original on OpenCV's
+conversion of it; a camera killed mid-stream, Ctrl-C and a camera that cannot deliver the format are tested."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgefold.cli.main import main
+from edgefold.runtime.sinks import recorded
+from tests.camera_engines import check_recorded, fold_for
+
+pytest.importorskip("cv2")
+try:
+    from edgefold.runtime.sources.aravis import _aravis
+
+    _aravis()
+except Exception as err:  # noqa: BLE001 - skipped with the reason where Aravis is not installed
+    pytest.skip(f"Aravis unavailable ({err}); ./run test installs it", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_GV = shutil.which("arv-fake-gv-camera-0.8")
+GV_ID = "Aravis-Fake-GV01"
+FORMATS = ["BayerRG8", "BayerBG8", "BayerGR8", "BayerGB8", "Mono8", "Mono16"]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("engines")
+    return {fmt: fold_for(fmt, folder) for fmt in FORMATS}
+
+
+def _run_and_check(engine, source: str, fmt: str, tmp_path: Path, frames: int = 3) -> list[dict]:
+    folded, original = engine
+    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
+    assert main(["run", str(folded), "--source", source, "--frames", str(frames), "--fps", "200", "--out", str(out),
+                 "--record", str(rec)]) == 0
+    files = sorted(rec.glob("*.npz"))
+    assert len(files) == frames
+    for f in files:
+        raw, outputs = recorded(f)
+        assert raw.shape == (48, 64) and raw.dtype == ("uint16" if fmt == "Mono16" else "uint8")
+        check_recorded(raw, outputs, folded, original, fmt)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == frames and all(line["camera"] == source for line in lines)
+    assert all(len(line["outputs"][next(iter(line["outputs"]))]["top"]) == 5 for line in lines)
+    return lines
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fake_camera_in_process_every_format_matches_the_folded_and_the_original_model(fmt, engines, tmp_path, capsys):
+    lines = _run_and_check(engines[fmt], "aravis:Fake_1", fmt, tmp_path)
+    assert len({line["frame_id"] for line in lines}) == 3 and all(line["timestamp_ns"] for line in lines)
+    summary = capsys.readouterr().out
+    assert f"camera set to {fmt} 64x48 at (992,1000)" in summary and "stopped by frames" in summary
+
+
+def test_a_format_the_camera_does_not_offer_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
+    folded, _ = fold_for("Mono12", tmp_path)
+    out = tmp_path / "out.jsonl"
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--frames", "2", "--out", str(out),
+                 "--record", str(tmp_path / "rec")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "offers BayerBG8" in err and "Mono16" in err and "engine reads Mono12" in err
+    assert not out.exists() and not (tmp_path / "rec").exists()
+
+
+def test_an_unknown_camera_names_the_ones_found(engines, capsys):
+    assert main(["run", str(engines["Mono8"][0]), "--source", "aravis:Fake_9", "--frames", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no such camera" in err and "Fake_1" in err
+
+
+@pytest.fixture
+def gige_camera():
+    if FAKE_GV is None:
+        pytest.skip("arv-fake-gv-camera-0.8 missing (Debian aravis-tools; ./run test installs it)")
+    proc = subprocess.Popen([FAKE_GV, "-i", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("fmt", ["BayerGB8", "Mono16"])
+def test_gige_vision_on_loopback_sets_the_camera_and_matches_the_models(fmt, engines, gige_camera, tmp_path):
+    _run_and_check(engines[fmt], f"aravis:{GV_ID}", fmt, tmp_path)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "edgefold", "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
+def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} results within {timeout} s: {proc.poll()} {path.exists()}")
+
+
+def _intact(path: Path) -> list[dict]:
+    text = path.read_text()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_a_camera_killed_mid_stream_is_one_line_exit_6_with_the_results_kept(engines, gige_camera, tmp_path):
+    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
+    proc = _cli(str(engines["BayerRG8"][0]), "--source", f"aravis:{GV_ID}", "--seconds", "60", "--fps", "50",
+                "--out", str(out), "--record", str(rec))
+    _wait_for_lines(out, 5, proc)
+    gige_camera.kill()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 7, stderr
+    assert stderr.count("\n") == 1 and f"aravis:{GV_ID}" in stderr and "results up to then are kept" in stderr
+    lines = _intact(out)
+    assert len(lines) >= 5 and "stopped by error" in stdout and f"{len(lines):>6}" in stdout
+    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+
+
+def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
+    out = tmp_path / "out.jsonl"
+    proc = _cli(str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--seconds", "60", "--fps", "50",
+                "--out", str(out))
+    _wait_for_lines(out, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    lines = _intact(out)
+    assert "stopped by interrupted" in stdout and f"{len(lines):>6}" in stdout
+
+
+def test_failed_buffers_are_counted_and_skipped(engines):
+    from edgefold.runtime import Engine
+    from edgefold.runtime.sources import open_source
+
+    with Engine(engines["BayerRG8"][0]) as engine:
+        source = open_source("aravis:Fake_1", engine.contract, frame_rate=200)
+        source.start()
+        try:
+            for _ in range(2):  # buffers too small for the payload come back with an error status
+                source.stream.push_buffer(source.Aravis.Buffer.new_allocate(100))
+            frames = [source.read() for _ in range(6)]
+        finally:
+            source.close()
+    assert source.skipped >= 2 and all(f.raw.shape == (48, 64) for f in frames)
+
+
+def test_roi_places_the_region_and_a_frame_larger_than_the_sensor_is_refused(tmp_path, capsys):
+    from tests.camera_engines import bare_model
+
+    folded, _ = fold_for("Mono8", tmp_path, bare_model("h", "w"))
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "48x64", "--roi", "10,20",
+                 "--frames", "1"]) == 0
+    assert "camera set to Mono8 64x48 at (10,20)" in capsys.readouterr().out
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "4096x4096", "--frames", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "at most 2048x2048" in err and "4096x4096" in err
+
+
+def test_two_cameras_feed_one_batch_where_the_contract_takes_two(gige_camera, tmp_path, capsys):
+    from tests.camera_engines import bare_model
+
+    folded, original = fold_for("BayerBG8", tmp_path, bare_model(batch="N"))
+    rec = tmp_path / "rec"
+    assert main(["run", str(folded), "--source", "aravis:Fake_1", "--source", f"aravis:{GV_ID}", "--frames", "4",
+                 "--fps", "100", "--record", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "batch" in out and "round-robin" not in out
+    files = sorted(rec.glob("*.npz"))
+    assert {f.name.split("-0")[0] for f in files} == {"aravis_Fake_1", f"aravis_{GV_ID}"} and len(files) == 4
+    for f in files:
+        raw, outputs = recorded(f)
+        check_recorded(raw, outputs, folded, original, "BayerBG8")
+
+
+def test_with_drop_none_a_camera_faster_than_the_engine_shows_its_driver_losses_as_drops(engines):
+    from edgefold.runtime import Engine
+    from edgefold.runtime.pipeline import RunOptions, stream
+    from edgefold.runtime.sources import open_source
+
+    class Slow:
+        def add(self, result, stats):
+            time.sleep(0.05)
+
+        def close(self):
+            pass
+
+    with Engine(engines["Mono8"][0]) as engine:
+        source = open_source("aravis:Fake_1", engine.contract, frame_rate=500)
+        summary = stream(engine, [source], RunOptions(drop="none", frames=6), [Slow()])
+    cam = summary.cameras[0]
+    assert cam.frames == 6 and cam.drops > 0 and cam.drops == source.missed  # nothing replaced in the queue
