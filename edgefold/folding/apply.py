@@ -151,7 +151,13 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
                 node.attribute.remove(a)
             node.attribute.extend(helper.make_attribute(k, v) for k, v in fold.attrs_override.items())
         pieces = [node]
-        if fold.correction is not None:
+        if fold.correction is not None and fold.correction.strips is not None:
+            pieces, corr_inits, corr_helpers = border.strip_nodes(key, fold, nodes, node.input[0], fold.weight.dtype)
+            new_inits.extend(corr_inits)
+            helpers.extend(corr_helpers)
+            for node_id in fold.correction.strips.chain + (fold.correction.strips.tail,):
+                replace[node_id] = []
+        elif fold.correction is not None:
             final = node.output[0]
             node.output[0] = f"{final}/pre_border"
             corr_nodes, corr_inits = border.correction_nodes(key, fold.correction, node.input[0],

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgefold.core.jsonable import plain
+from edgefold.folding import border
 from edgefold.folding.plan import ConvFold, FoldPlan
 from edgefold.folding.verify import Verification
 from edgefold.graph.index import GraphIndex
@@ -27,6 +28,7 @@ class ConvReport:
     params_after: int
     macs_before: int | None
     macs_after: int | None
+    macs_border: int | None = 0  # what the border term costs beyond macs_after (None: size unknown)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -51,7 +53,8 @@ def conv_report(index: GraphIndex, fold: ConvFold) -> ConvReport:
         group_before=int(group_before), group_after=fold.group, border_scheme=fold.border,
         border_note=fold.border_note, output_hw=hw,
         params_before=old_w + (o if has_bias else 0), params_after=new_w + (o if fold.bias is not None else 0),
-        macs_before=old_w * pixels if pixels else None, macs_after=new_w * pixels if pixels else None)
+        macs_before=old_w * pixels if pixels else None, macs_after=new_w * pixels if pixels else None,
+        macs_border=border.correction_macs(fold, hw if pixels else None))
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Report:
                              f"trained on)")
             for r in convs:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
+                if macs and r.macs_border:
+                    macs += f" + {_h(r.macs_border)} border term"
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
                              f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
         for name, reason in self.plan.skipped:
