@@ -339,6 +339,10 @@ def plan_strips(index: GraphIndex, fold: ConvFold) -> ConvFold | None:
     c = _strip_axis(size[1], (kw - 1) * d[1] + 1, s[1], p[1], p[3], windows[1])
     if r is None or c is None:
         return None
+    tail = index.nodes[tail_id]
+    tail_channels = index.initializers[tail.input[1]].dims[0] if tail.op_type == "Conv" else fold.weight.shape[0]
+    if 2 * tail_channels * r.length * c.length > corr.kernel.shape[0] * corr.rows.shape[1] * corr.cols.shape[1]:
+        return None  # the Concats would copy about as much as the tiny conv's pass over the stem output costs
     h, w = size
     specs: list[tuple[str, tuple[int, int], tuple[int, int], tuple[int, ...]]] = []
     if r.before:
