@@ -43,7 +43,7 @@ RAW_INPUT = "<raw input>"
 
 
 class BorderScheme(str, Enum):
-    """How a folded conv stays exact where its zero padding meets the image border (DESIGN.md section 1)."""
+    """How a folded conv stays exact where its zero padding meets the image border."""
 
     NONE_NEEDED = "none-needed"  # no offset in the map, no padding, or every tap inside at this size
     STATIC_TINYCONV = "static-tinyconv"  # a small conv over ones at output resolution (static size)
@@ -76,7 +76,7 @@ class RawOp:
 
 @dataclass(frozen=True)
 class Correction:
-    """``conv(1_valid, kernel)``: the border term of an exact fold under zero padding (DESIGN.md §1).
+    """``conv(1_valid, kernel)``: the border term of an exact fold under zero padding.
 
     Separable: tap (a, b) at output (i, j) is valid iff row tap a and column tap b are, so the map is
     ``M[o, i, j] = sum_ab K[o, a, b] R[a, i] C[b, j]`` - two MatMuls. ``rows``/``cols`` are the 0/1
