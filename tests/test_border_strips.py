@@ -242,3 +242,14 @@ def test_nodes_after_the_joined_tail_are_untouched():
     assert len({t.name for t in folded.graph.initializer}) == len(folded.graph.initializer)
     for x in frames(40, 44):
         assert_same(m, folded, {"image": x}, {"image": x})
+
+
+def test_a_constant_that_varies_along_the_width_keeps_the_tiny_conv():
+    """Mul by a 1-D constant broadcasts along the width: per column, so no piece may run it alone."""
+    b = ModelBuilder(seed=5)
+    x = b.op("Cast", [b.input("image", [1, 1, 40, 44], np.uint8)], to=F)
+    y = b.conv(normalise(b, rep_concat(b, x)), 3, 8, k=7, stride=2, name="stem")
+    y = b.op("Mul", [y, b.const(np.linspace(0.5, 1.5, 22).astype(np.float32), "per_column")])
+    m = b.model([b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])])
+    _, report = fold_checked(m, 40, 44)
+    assert scheme(report) == "static-tinyconv"

@@ -428,8 +428,8 @@ def _tail(index: GraphIndex, conv: onnx.NodeProto
             return None
         for name in node.input[1:]:
             t = index.initializers.get(name) if name else None
-            if name and (t is None or (node.op_type != "BatchNormalization" and len(t.dims) >= 2
-                                       and int(np.prod(t.dims[-2:])) != 1)):
+            # per channel at most: a 1-D constant of n > 1 values would broadcast along the width
+            if name and (t is None or (node.op_type != "BatchNormalization" and int(np.prod(t.dims[-2:])) != 1)):
                 return None
         chain.append(ids[id(node)])
         cur = node.output[0]
