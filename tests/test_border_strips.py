@@ -13,6 +13,12 @@ from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, gray_frame, normalise, rep_concat
 
 
+@pytest.fixture(autouse=True)
+def cut_small_frames(monkeypatch):
+    """Small frames keep the tiny conv (faster there); these tests check the cut's geometry on small frames."""
+    monkeypatch.setattr(border, "STRIPS_MIN_OUTPUTS", 0)
+
+
 def frames(h, w):
     return [gray_frame(h, w, seed=3), np.zeros((1, 1, h, w), np.uint8), np.full((1, 1, h, w), 255, np.uint8)]
 
@@ -70,8 +76,9 @@ def border_outputs(folded: onnx.ModelProto) -> int:
                if n.op_type == "Conv" and n.output[0].endswith("border_term"))
 
 
-def test_resnet_stem_corrects_the_ring_not_the_frame():
+def test_resnet_stem_corrects_the_ring_not_the_frame(monkeypatch):
     """7x7/s2 conv, ReLU, 3x3/s2 max pool: the border term is computed on strips a few rows wide."""
+    monkeypatch.undo()
     m = stem_model(224, 224, cout=64)
     folded, report = fold_checked(m, 224, 224)
     assert scheme(report) == "static-strips"
@@ -163,6 +170,14 @@ def test_dynamic_sizes_stay_exact_at_every_size():
 def test_frame_too_small_for_an_interior_keeps_the_tiny_conv():
     _, report = fold_checked(stem_model(9, 9, k=7, stride=2), 9, 9)
     assert scheme(report) == "static-tinyconv"
+
+
+def test_small_frames_keep_the_tiny_conv(monkeypatch):
+    monkeypatch.undo()
+    _, report = fold_checked(stem_model(150, 150), 150, 150)  # 75x75 stem outputs
+    assert scheme(report) == "static-tinyconv"
+    _, report = fold_checked(stem_model(161, 170), 161, 170)
+    assert scheme(report) == "static-strips"
 
 
 def test_camera_front_end_and_int8_recentring_keep_the_tiny_conv():

@@ -307,6 +307,11 @@ POINTWISE = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish",
              "PRelu", "BatchNormalization", "Mul", "Add", "Sub", "Div", "Identity"}
 
 
+# below this many stem outputs per channel the strips' extra nodes cost more than the tiny conv's pass (ResNet
+# stem + max pool, onnxruntime CPU, 1 thread: 64^2 and 96^2 frames slower, 128^2 and 160^2 even, 224^2 up faster)
+STRIPS_MIN_OUTPUTS = 80 * 80
+
+
 def with_strips(index: GraphIndex, plan: FoldPlan, options: FoldOptions) -> FoldPlan:
     """``plan`` with each ``STATIC_TINYCONV`` conv that a pool or conv follows cut into strips (``plan_strips``).
     Not for a camera front end or an INT8 build's recentred input: those compose with the tiny conv's form."""
@@ -322,7 +327,8 @@ def plan_strips(index: GraphIndex, fold: ConvFold) -> ConvFold | None:
     """``fold`` (a ``STATIC_TINYCONV`` conv) cut into the interior and exact edge strips joined after the pool or
     conv that follows it, or None when nothing suitable follows or the frame is too small."""
     corr = fold.correction
-    if corr is None or corr.tiny is None or corr.rows is None or corr.cols is None:
+    if corr is None or corr.tiny is None or corr.rows is None or corr.cols is None \
+            or corr.rows.shape[1] * corr.cols.shape[1] < STRIPS_MIN_OUTPUTS:
         return None
     conv = index.nodes[fold.node_id]
     found = _tail(index, conv)
