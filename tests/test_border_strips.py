@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 
+from edgefold.core.contract import Meta, meta_json
 from edgefold.folding import FoldOptions, border, fold
 from edgefold.graph.builder import ModelBuilder
 from tests.models import F, assert_same, gray_frame, normalise, rep_concat
@@ -88,6 +89,10 @@ def test_resnet_stem_corrects_the_ring_not_the_frame(monkeypatch):
     concats = [n for n in folded.graph.node if n.op_type == "Concat"]
     assert len(concats) == 2 and concats[-1].output[0] == m.graph.output[0].name
     assert "border term" in report.to_text()  # the MACs line counts what the correction costs
+    # every conv reading raw pixels is a folded conv (a float-first INT8 build keeps them all in float)
+    first = meta_json(folded, Meta.FOLDED_CONVS, [])
+    assert first[0] == "stem" and len(first) == 5
+    assert {n.name for n in folded.graph.node if n.op_type == "Conv" and n.input[1] == "stem/folded_W"} == set(first)
 
 
 @pytest.mark.parametrize("h,w", [(37, 53), (41, 29), (64, 64), (23, 100), (33, 34)])
