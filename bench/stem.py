@@ -1,10 +1,11 @@
 """Stem benchmark: in-graph preprocessing + 3-channel first conv vs the folded single-channel conv.
 
-Measured side by side in one process (this machine is noisy): every round runs each variant once, in
-rotation, and the ratio is the median of the per-round ratios ``in-graph time / variant time``. Every
-session has the same options (onnxruntime CPU, default graph optimisations, ``--threads`` intra-op threads).
-On a busy machine the original (the longest run) is the likeliest to be preempted, which inflates every ratio
-of a round: the row "tiny conv / exact static, per round" compares the two exact static forms directly.
+Measured side by side in one process (this machine is noisy): every round runs each variant once, the
+order rotating from round to round, and the ratio is the median of the per-round ratios
+``in-graph time / variant time``. Every session has the same options (onnxruntime CPU, default graph
+optimisations, ``--threads`` intra-op threads). On a busy machine the original (the longest run) is the
+likeliest to be preempted, which inflates every ratio of a round: the row "tiny conv / exact static, per
+round" compares the two exact static forms directly.
 Variants: the exact fold at a static size (the border scheme it chooses), the same with the tiny conv over the
 whole output (the form before the strips, for comparison), the exact fold with dynamic H/W, and
 ``--border approx`` (no border term: the floor any exact form can reach).
@@ -60,10 +61,11 @@ def measure(sessions: dict[str, ort.InferenceSession], x: np.ndarray, rounds: in
     times: dict[str, list[float]] = {k: [] for k in sessions}
     start = time.perf_counter()
     r = 0
+    names = list(sessions)
     while r < rounds or (time.perf_counter() - start < budget_s and r < 10 * rounds):
-        for name, s in sessions.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each variant in each position in turn
             t0 = time.perf_counter()
-            s.run(None, {"image": x})
+            sessions[name].run(None, {"image": x})
             times[name].append(time.perf_counter() - t0)
         r += 1
     return times
