@@ -377,7 +377,7 @@ def plan_strips(index: GraphIndex, fold: ConvFold) -> ConvFold | None:
     strips = Strips(tuple(pieces), tuple(chain), tail_id,
                     sum(x.outputs for x in pieces) - corr.rows.shape[1] * corr.cols.shape[1])
     note = (f"exact: the conv on the interior, {len(pieces) - 1} edge strips with their own border terms, joined "
-            f"after {index.nodes[tail_id].op_type} {index.node_label(index.nodes[tail_id])}")
+            f"after {index.node_label(tail)}")
     return ConvFold(fold.node_id, fold.node_name, fold.raw, fold.affine, fold.weight, fold.bias, fold.group,
                     fold.old_weight_shape, Correction(corr.kernel, BorderScheme.STATIC_STRIPS, corr.rows, corr.cols,
                                                       corr.conv_attrs, corr.tiny, size, strips),
