@@ -273,3 +273,16 @@ def test_a_constant_that_varies_along_the_width_keeps_the_tiny_conv():
     m = b.model([b.op("MaxPool", [y], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])])
     _, report = fold_checked(m, 40, 44)
     assert scheme(report) == "static-tinyconv"
+
+
+def test_a_batch_of_frames():
+    b = ModelBuilder(seed=6)
+    x = b.op("Cast", [b.input("image", [3, 1, 38, 41], np.uint8)], to=F)
+    y = b.conv(normalise(b, rep_concat(b, x)), 3, 8, k=7, stride=2, name="stem")
+    m = b.model([b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])])
+    folded, report = fold(m)
+    assert scheme(report) == "static-strips"
+    x = np.random.default_rng(1).integers(0, 256, (3, 1, 38, 41)).astype(np.uint8)
+    x[1] = 0
+    x[2] = 255
+    assert_same(m, folded, {"image": x}, {"image": x})
