@@ -25,12 +25,13 @@ def frames(h, w):
 
 
 def stem_model(h=41, w=53, k=7, stride=2, pad=None, dilation=1, group=1, cout=16, tail="maxpool", chain=("Relu",),
-               tail_pads=(1, 1, 1, 1), tail_k=3, tail_stride=2, seed=0, extra_reader=False) -> onnx.ModelProto:
+               tail_pads=(1, 1, 1, 1), tail_k=3, tail_stride=2, seed=0, extra_reader=False, auto_pad=None
+               ) -> onnx.ModelProto:
     """u8 gray -> x3 -> ImageNet normalisation -> stem conv -> ``chain`` -> ``tail`` (or the stem's output)."""
     b = ModelBuilder(seed=seed)
     x = b.op("Cast", [b.input("image", [1, 1, h, w], np.uint8)], to=F)
     y = b.conv(normalise(b, rep_concat(b, x)), 3, cout, k=k, stride=stride, pad=pad, dilation=dilation, group=group,
-               name="stem")
+               auto_pad=auto_pad, name="stem")
     outputs = []
     if extra_reader:
         outputs.append(b.op("Sigmoid", [y]))
@@ -286,3 +287,9 @@ def test_a_batch_of_frames():
     x[1] = 0
     x[2] = 255
     assert_same(m, folded, {"image": x}, {"image": x})
+
+
+@pytest.mark.parametrize("auto_pad,k", [("SAME_UPPER", 4), ("SAME_LOWER", 4), ("SAME_UPPER", 7)])
+def test_auto_padded_stems(auto_pad, k):
+    _, report = fold_checked(stem_model(41, 46, k=k, auto_pad=auto_pad), 41, 46)
+    assert scheme(report) == "static-strips"
