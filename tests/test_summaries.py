@@ -67,26 +67,26 @@ def test_the_composed_map_is_named_by_the_flags_given(tmp_path, capsys):
 
 
 def test_the_macs_line_counts_the_nodes_the_fold_inserted(tmp_path, capsys):
-    """The demo folded at 512x512: the stem's 308M -> 103M, plus the 33.6M of the border term's conv that inspect
+    """The demo folded at 512x512: the stem's 308M -> 103M, plus the 2.32M of the border term's strips that inspect
     shows - counted from whatever the fold inserted, not from a border scheme's name."""
     from edgefold.demo import demo_model
     from edgefold.inspect.count import inventory
 
     text, folded = _fold(capsys, demo_model(), tmp_path, "--input-size", "512x512")
-    assert "MACs 308M -> 103M + 33.6M in the nodes the fold inserted" in text, text
+    assert "MACs 308M -> 103M + 2.32M in the nodes the fold inserted" in text, text
     original = inventory(onnx.load(str(tmp_path / "m.onnx"))).total
     assert original["macs"] is None  # dynamic: inspect needs the size, the fold knew it
     from edgefold.graph.shapes import specialise
 
     before = inventory(specialise(onnx.load(str(tmp_path / "m.onnx")), (512, 512))).total["macs"]
     after = inventory(folded).total["macs"]
-    assert after - before == -205_520_896 + 33_554_432  # (103M - 308M) + 33.6M, as printed
+    assert after - before == -205_520_896 + 2_324_352  # (103M - 308M) + 2.32M, as printed
 
 
 def test_demo_files_are_ordinary_files(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     text = capsys.readouterr().out
-    assert "+ 33.6M in the nodes the fold inserted" in text and "removed 5 nodes" in text, text
+    assert "+ 2.32M in the nodes the fold inserted" in text and "removed 5 nodes" in text, text
     for name in ("fold.json", "demo_classifier.folded.onnx"):
         mode = stat.S_IMODE(os.stat(tmp_path / "demo" / name).st_mode)
         assert mode & 0o044 == 0o044, f"{name} is {oct(mode)}"

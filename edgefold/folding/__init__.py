@@ -28,6 +28,7 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
          ) -> tuple[onnx.ModelProto, Report]:
     """Plan, apply and verify a fold. Raises ``UnsupportedGraph`` (nothing written), ``UsageError``, or
     ``VerificationFailed`` (carrying the report) when the folded model does not match the original."""
+    from edgefold.folding import border
     from edgefold.folding.apply import apply_plan
     from edgefold.folding.match import plan_fold
     from edgefold.folding.report import draft_report
@@ -46,7 +47,7 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     if options.input_size is not None:
         model = specialise(model, options.input_size)
     index = GraphIndex(model)
-    plan = plan_fold(index, options)
+    plan = border.with_strips(index, plan_fold(index, options), options)
     _check_names(index, plan)
     _check_finite(index, plan)
     # the original's outputs first, so its onnxruntime session is gone before the folded model's exists; a

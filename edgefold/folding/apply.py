@@ -33,8 +33,9 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     new_inits: list[onnx.TensorProto] = []
     candidates: set[str] = set()  # tensors that may have lost their last reader
     helpers: list[str] = []  # names of the border-term nodes added
+    strip_convs: list[str] = []  # the folded conv's copies on edge strips (static-strips)
     for chain in plan.chains:
-        _write_chain(g, nodes, chain, head, replace, new_inits, candidates, helpers)
+        _write_chain(g, nodes, chain, head, replace, new_inits, candidates, helpers, strip_convs)
     rebuilt = list(head)
     for i, node in enumerate(nodes):
         rebuilt.extend(replace.get(i, [node]))
@@ -43,7 +44,7 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     g.initializer.extend(new_inits)
     _prune(g, candidates)
     _refresh_shapes(out)
-    _stamp(out, plan, [n.name for n in head] + helpers)
+    _stamp(out, plan, [n.name for n in head] + helpers, strip_convs)
     return out
 
 
@@ -61,7 +62,7 @@ def _refresh_shapes(model: onnx.ModelProto) -> None:
     model.graph.value_info.extend(fresh)
 
 
-def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str]) -> None:
+def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str], strip_convs: list[str]) -> None:
     """Record what was folded in the model's metadata, for inspect, build and the runtime to read."""
     import json
 
@@ -70,7 +71,7 @@ def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str]) -> None:
 
     write_meta(model, {
         Meta.VERSION: __version__,
-        Meta.FOLDED_CONVS: json.dumps([c.node_name for chain in plan.chains for c in chain.convs]),
+        Meta.FOLDED_CONVS: json.dumps([c.node_name for chain in plan.chains for c in chain.convs] + strip_convs),
         Meta.INPUT_CONTRACTS: json.dumps([chain.contract.to_json() for chain in plan.chains]),
         # how the original model's input receives a raw frame: compare rebuilds its reference feed from it
         Meta.SOURCE_INPUTS: json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
@@ -88,7 +89,7 @@ def _node_key(node: onnx.NodeProto, node_id: int) -> str:
 
 def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPlan, head: list,
                  replace: dict[int, list[onnx.NodeProto]], new_inits: list, candidates: set[str],
-                 helpers: list[str]) -> None:
+                 helpers: list[str], strip_convs: list[str]) -> None:
     c = chain.contract
     # the new input, at the position of the old one
     pos = [i.name for i in g.input].index(chain.input_name)
@@ -151,7 +152,14 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
                 node.attribute.remove(a)
             node.attribute.extend(helper.make_attribute(k, v) for k, v in fold.attrs_override.items())
         pieces = [node]
-        if fold.correction is not None:
+        if fold.correction is not None and fold.correction.strips is not None:
+            pieces, corr_inits, corr_helpers = border.strip_nodes(key, fold, nodes, node.input[0], fold.weight.dtype)
+            new_inits.extend(corr_inits)
+            helpers.extend(corr_helpers)
+            strip_convs.extend(n.name for n in pieces if n.op_type == "Conv" and n.input[1] == w_name and n is not node)
+            for node_id in fold.correction.strips.chain + (fold.correction.strips.tail,):
+                replace[node_id] = []
+        elif fold.correction is not None:
             final = node.output[0]
             node.output[0] = f"{final}/pre_border"
             corr_nodes, corr_inits = border.correction_nodes(key, fold.correction, node.input[0],

@@ -10,14 +10,25 @@ equals ``sum(K)`` wherever every tap is inside the image and differs on a ring o
 A tap (a, b) at output (i, j) is valid iff its row and its column are, so the map is separable:
 ``M = R^T K C`` with 0/1 validity matrices R (kh x H_out) and C (kw x W_out) - two MatMuls, no constant
 that grows with the image area.
+
+At a static size the term is a tiny conv over ones, added to the conv's output - a full pass over the stem's
+output for a term that is non-zero on a ring only. When a pool or conv follows the stem (through pointwise ops),
+``plan_strips`` cuts the conv instead: the interior, where the bias holds the whole term, and strips along the
+edges with their own small terms, each running the ops up to and including that pool or conv, joined by two
+Concats where the tensor is smaller.
 """
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edgefold.folding.plan import BorderScheme, ConvFold, Correction, Lin, TinyConv
+from edgefold.folding.options import FoldOptions
+from edgefold.folding.plan import BorderScheme, ConvFold, Correction, FoldPlan, Lin, StripPiece, Strips, TinyConv
+from edgefold.graph.index import GraphIndex, attrs
 
 
 def grouped_matrix(w2: np.ndarray, group: int) -> np.ndarray:
@@ -75,16 +86,14 @@ def validity(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int) ->
 
 
 def _bands(valid: np.ndarray) -> tuple[int, int] | None:
-    """(top, bottom) band sizes of a validity matrix, or None if the bands leave no interior between them."""
-    full = np.asarray(valid.all(axis=0)).reshape(-1)
-    n = int(full.size)
-    top = 0
-    while top < n and not full[top]:
-        top += 1
-    bottom = 0
-    while bottom < n - top and not full[n - 1 - bottom]:
-        bottom += 1
-    if top + bottom >= n or not full[top:n - bottom].all():
+    """(top, bottom) band sizes of a validity matrix: the leading outputs miss their first taps, the trailing ones
+    their last taps, every output between has all of them; None otherwise (an output missing both)."""
+    v = np.asarray(valid, bool)
+    n = v.shape[1]
+    top_band, bottom_band = ~v[0] & v[-1], v[0] & ~v[-1]
+    top = int(np.argmin(top_band)) if not top_band.all() else n
+    bottom = int(np.argmin(bottom_band[::-1])) if not bottom_band.all() else n
+    if top + bottom > n or not v[:, top:n - bottom].all():
         return None
     return top, bottom
 
@@ -108,10 +117,11 @@ def tiny_conv(kernel: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: tupl
         return None
     (t, b), (lft, rgt) = br, bc
     h_out, w_out = rows.shape[1], cols.shape[1]
-    rep_r = list(range(t)) + [t] + list(range(h_out - b, h_out))
-    rep_c = list(range(lft)) + [lft] + list(range(w_out - rgt, w_out))
+    # one output per class: the band outputs and an interior one (all taps inside; there may be none)
+    rows_cls = np.concatenate([rows[:, :t], np.ones((rows.shape[0], 1)), rows[:, h_out - b:]], axis=1)
+    cols_cls = np.concatenate([cols[:, :lft], np.ones((cols.shape[0], 1)), cols[:, w_out - rgt:]], axis=1)
     # the interior value sum(K) goes into the main conv's bias; the tiny conv adds only the difference
-    table = np.einsum("ai,oab,bj->oij", rows[:, rep_r], kernel, cols[:, rep_c]) - kernel.sum(axis=(1, 2))[:, None, None]
+    table = np.einsum("ai,oab,bj->oij", rows_cls, kernel, cols_cls) - kernel.sum(axis=(1, 2))[:, None, None]
     pr, pc = _class_matrix(t, b), _class_matrix(lft, rgt)
     try:
         k = np.linalg.solve(pr, np.linalg.solve(pc, table.transpose(0, 2, 1)).transpose(0, 2, 1))
@@ -158,7 +168,7 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
             return done(beta + interior, None, BorderScheme.NONE_NEEDED, "every tap is inside the image at this size")
         tiny = tiny_conv(kernel, rows, cols, static, strides) if opset >= 11 else None
         if tiny is not None:
-            corr = Correction(kernel, BorderScheme.STATIC_TINYCONV, rows, cols, conv_attrs, tiny)
+            corr = Correction(kernel, BorderScheme.STATIC_TINYCONV, rows, cols, conv_attrs, tiny, static)
             return done(beta + interior, corr, BorderScheme.STATIC_TINYCONV,
                         f"exact: {tiny.kernel.shape[2]}x{tiny.kernel.shape[3]} conv over ones at output resolution")
         corr = Correction(kernel, BorderScheme.STATIC_SEPARABLE, rows, cols, conv_attrs)
@@ -166,6 +176,25 @@ def plan_conv(node_id: int, name: str, lin: Lin, w: np.ndarray, bias: np.ndarray
                     f"exact: separable validity map, {rows.size + cols.size + kernel.size} constants")
     corr = Correction(kernel, BorderScheme.DYNAMIC_SEPARABLE, None, None, conv_attrs)
     return done(beta, corr, BorderScheme.DYNAMIC_SEPARABLE, "exact: validity map computed from the input shape at run time")
+
+
+def correction_macs(fold: ConvFold, out_hw: tuple | None) -> int | None:
+    """Multiply-adds the border term costs beyond the folded conv on the frame (for the report), or None when
+    the output size is unknown: a tiny conv over the whole output, the strips' terms plus the conv outputs the
+    pieces compute twice, or the separable form's two MatMuls."""
+    corr = fold.correction
+    if corr is None:
+        return 0
+    if corr.strips is not None:
+        return sum(int(p.tiny.kernel.size) * p.outputs for p in corr.strips.pieces if p.tiny is not None) \
+            + corr.strips.extra_outputs * int(fold.weight.size)
+    if out_hw is None or not all(isinstance(v, int) for v in out_hw):
+        return None
+    h, w = out_hw
+    if corr.tiny is not None:
+        return int(corr.tiny.kernel.size) * h * w
+    o, kh, kw = corr.kernel.shape
+    return o * h * kh * kw + o * h * kw * w
 
 
 # ---- graph pieces (protos built here, inserted by apply.py) ----------------------------------------
@@ -269,3 +298,235 @@ def _tiny_nodes(prefix: str, tiny: TinyConv, raw: str, out: str, dtype: np.dtype
     nodes.append(helper.make_node("Conv", [ones, kernel], [out], name=f"{n}/border_tinyconv",
                                   kernel_shape=list(tiny.kernel.shape[2:]), pads=list(tiny.pads)))
     return nodes, inits
+
+
+# ---- strips: the border term on the ring only ----------------------------------------------------------------
+# ops that act on each pixel alone when their other inputs are constants with no spatial extent: each piece can
+# run them, so the pieces are joined after the pool or conv they lead to
+POINTWISE = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Elu", "Selu", "Tanh", "Softplus",
+             "PRelu", "BatchNormalization", "Mul", "Add", "Sub", "Div", "Identity"}
+
+
+# below this many stem outputs per channel the strips' extra nodes cost more than the tiny conv's pass (ResNet
+# stem + max pool, onnxruntime CPU, 1 thread: 64^2 and 96^2 frames slower, 128^2 and 160^2 even, 224^2 up faster)
+STRIPS_MIN_OUTPUTS = 80 * 80
+
+
+def with_strips(index: GraphIndex, plan: FoldPlan, options: FoldOptions) -> FoldPlan:
+    """``plan`` with each ``STATIC_TINYCONV`` conv that a pool or conv follows cut into strips (``plan_strips``).
+    Not for a camera front end or an INT8 build's recentred input: those compose with the tiny conv's form."""
+    if options.camera or options.raw_offset or options.border != "exact":
+        return plan
+    chains = tuple(dataclasses.replace(chain, convs=tuple(
+        (plan_strips(index, f) if f.border is BorderScheme.STATIC_TINYCONV else None) or f for f in chain.convs))
+        for chain in plan.chains)
+    return dataclasses.replace(plan, chains=chains)
+
+
+def plan_strips(index: GraphIndex, fold: ConvFold) -> ConvFold | None:
+    """``fold`` (a ``STATIC_TINYCONV`` conv) cut into the interior and exact edge strips joined after the pool or
+    conv that follows it, or None when nothing suitable follows or the frame is too small."""
+    corr = fold.correction
+    if corr is None or corr.tiny is None or corr.rows is None or corr.cols is None \
+            or corr.rows.shape[1] * corr.cols.shape[1] < STRIPS_MIN_OUTPUTS:
+        return None
+    conv = index.nodes[fold.node_id]
+    found = _tail(index, conv)
+    if found is None:
+        return None
+    chain, tail_id, windows, tail_pads = found
+    a = corr.conv_attrs
+    s, d, p = a["strides"], a["dilations"], a["pads"]
+    kh, kw = fold.old_weight_shape[2:]
+    if corr.size is None:
+        return None
+    size = corr.size
+    r = _strip_axis(size[0], (kh - 1) * d[0] + 1, s[0], p[0], p[2], windows[0])
+    c = _strip_axis(size[1], (kw - 1) * d[1] + 1, s[1], p[1], p[3], windows[1])
+    if r is None or c is None:
+        return None
+    tail = index.nodes[tail_id]
+    tail_channels = index.initializers[tail.input[1]].dims[0] if tail.op_type == "Conv" else fold.weight.shape[0]
+    if 2 * tail_channels * r.length * c.length > corr.kernel.shape[0] * corr.rows.shape[1] * corr.cols.shape[1]:
+        return None  # the Concats would copy about as much as the tiny conv's pass over the stem output costs
+    h, w = size
+    specs: list[tuple[str, tuple[int, int], tuple[int, int], tuple[int, ...]]] = []
+    if r.before:
+        specs.append(("top", (0, 0), (r.lead_px, w), (1, 1, 0, 1)))
+    if c.before:
+        specs.append(("left", (r.interior_px[0], 0), (r.interior_px[1], c.lead_px), (0, 1, 0, 0)))
+    specs.append(("interior", (r.interior_px[0], c.interior_px[0]), (r.interior_px[1], c.interior_px[1]),
+                  (0, 0, 0, 0)))
+    if c.after:
+        specs.append(("right", (r.interior_px[0], c.trail_px), (r.interior_px[1], w), (0, 0, 0, 1)))
+    if r.after:
+        specs.append(("bottom", (r.trail_px, 0), (h, w), (0, 1, 1, 1)))
+    pieces = []
+    for label, starts, ends, edges in specs:
+        pads = tuple(v * e for v, e in zip(p, edges))
+        ph, pw = ends[0] - starts[0], ends[1] - starts[1]
+        rv = validity(ph, kh, s[0], d[0], pads[0], pads[2])
+        cv = validity(pw, kw, s[1], d[1], pads[1], pads[3])
+        tiny = None
+        if not (rv.all() and cv.all()):
+            tiny = tiny_conv(corr.kernel, rv, cv, (ph, pw), s)
+            if tiny is None:
+                return None
+        pieces.append(StripPiece(label, starts, ends, pads, tuple(v * e for v, e in zip(tail_pads, edges)),  # type: ignore[arg-type]
+                                 tiny, rv.shape[1] * cv.shape[1]))
+    strips = Strips(tuple(pieces), tuple(chain), tail_id,
+                    sum(x.outputs for x in pieces) - corr.rows.shape[1] * corr.cols.shape[1])
+    note = (f"exact: the conv on the interior, {len(pieces) - 1} edge strips with their own border terms, joined "
+            f"after {index.node_label(tail)}")
+    return ConvFold(fold.node_id, fold.node_name, fold.raw, fold.affine, fold.weight, fold.bias, fold.group,
+                    fold.old_weight_shape, Correction(corr.kernel, BorderScheme.STATIC_STRIPS, corr.rows, corr.cols,
+                                                      corr.conv_attrs, corr.tiny, size, strips),
+                    BorderScheme.STATIC_STRIPS, note, fold.attrs_override)
+
+
+@dataclass(frozen=True)
+class _Axis:
+    length: int  # tail outputs
+    before: int  # from the leading strip
+    after: int  # from the trailing strip
+    interior_px: tuple[int, int]
+    lead_px: int
+    trail_px: int
+
+
+def _strip_axis(n: int, k: int, s: int, pb: int, pa: int, tail: tuple[int, int, int, int]) -> _Axis | None:
+    """Where to cut one axis of length ``n`` for a conv (effective kernel ``k``, stride, pads) followed by a
+    window op ``tail`` (kernel, stride, pads): the tail outputs whose window reads only conv outputs with no
+    padded tap come from the interior; the others from a strip at each edge. None if no interior is left."""
+    kt, st, tb, ta = tail
+    conv_len = (n + pb + pa - k) // s + 1
+    length = (conv_len + tb + ta - kt) // st + 1
+    c0, c1 = -(-pb // s), min(conv_len - 1, (n - k + pb) // s)  # the conv outputs with no padded tap
+    q0, q1 = max(0, -(-(c0 + tb) // st)), min(length - 1, (c1 + tb - kt + 1) // st)
+    if q0 > q1 or conv_len < 1 or length < 1:
+        return None
+    first, last = q0 * st - tb, q1 * st - tb + kt - 1  # the conv outputs the interior's tail outputs read
+    lead = ((q0 - 1) * st - tb + kt - 1) * s - pb + k if q0 else 0
+    trail_out = (q1 + 1) * st - tb
+    trail = trail_out * s - pb if q1 < length - 1 else n
+    if lead > n or (q0 and lead < 1) or trail < 0 or (q1 < length - 1 and trail_out < 0):
+        return None
+    return _Axis(length, q0, length - 1 - q1, (first * s - pb, last * s - pb + k), lead, trail)
+
+
+def _tail(index: GraphIndex, conv: onnx.NodeProto
+          ) -> tuple[list[int], int, tuple[tuple[int, int, int, int], ...], tuple[int, int, int, int]] | None:
+    """The pointwise nodes after ``conv`` and the pool or conv they lead to: (their ids, its id, its window per
+    axis (kernel, stride, pad before, pad after), its pads), or None. Every tensor on the way has one reader and
+    is not a graph output; the other inputs are initialisers with no spatial extent."""
+    ids = {id(n): i for i, n in enumerate(index.nodes)}
+    chain: list[int] = []
+    cur = conv.output[0]
+    while cur not in index.output_names:
+        readers = index.consumers.get(cur, [])
+        if len(readers) != 1 or readers[0].input[0] != cur or cur in readers[0].input[1:]:
+            return None
+        node = readers[0]
+        outs = [o for o in node.output if o]
+        if node.op_type in ("MaxPool", "AveragePool", "Conv"):
+            return _window_tail(index, node, outs, chain, ids[id(node)])
+        if node.op_type not in POINTWISE or len(outs) != 1 or len(node.output) != 1:
+            return None
+        for name in node.input[1:]:
+            t = index.initializers.get(name) if name else None
+            # per channel at most: a 1-D constant of n > 1 values would broadcast along the width
+            if name and (t is None or (node.op_type != "BatchNormalization" and int(np.prod(t.dims[-2:])) != 1)):
+                return None
+        chain.append(ids[id(node)])
+        cur = node.output[0]
+    return None
+
+
+def _window_tail(index: GraphIndex, node: onnx.NodeProto, outs: list[str], chain: list[int], node_id: int):
+    a = attrs(node)
+    kernel = a.get("kernel_shape")
+    if node.op_type == "Conv":
+        if not all(i in index.initializers for i in node.input[1:] if i):
+            return None
+        if kernel is None:
+            kernel = list(index.initializers[node.input[1]].dims[2:])
+    if (len(outs) != 1 or node.output[0] != outs[0] or a.get("ceil_mode", 0)
+            or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or kernel is None or len(kernel) != 2):
+        return None
+    strides, dil = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
+    pads = tuple(a.get("pads", [0, 0, 0, 0]))
+    windows = tuple(((kernel[i] - 1) * dil[i] + 1, strides[i], pads[i], pads[i + 2]) for i in range(2))
+    return chain, node_id, windows, pads
+
+
+def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: str, dtype: np.dtype
+                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[str]]:
+    """The nodes of a ``STATIC_STRIPS`` fold, replacing the (already folded) conv ``nodes[fold.node_id]`` and the
+    nodes after it up to the tail: those nodes become the interior piece and the strips run copies. Also the
+    names of the helper nodes among them (crops, border terms, Concats)."""
+    assert fold.correction is not None and fold.correction.strips is not None
+    strips = fold.correction.strips
+    own = [nodes[fold.node_id]] + [nodes[i] for i in strips.chain] + [nodes[strips.tail]]
+    pristine = []
+    for n in own:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n)
+        pristine.append(copy)
+    out = own[-1].output[0]
+    inits: list[onnx.TensorProto] = []
+    new: list[onnx.NodeProto] = []
+    helpers: list[str] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        if not any(t.name == f"{prefix}/{name}" for t in inits):
+            inits.append(numpy_helper.from_array(value, f"{prefix}/{name}"))
+        return f"{prefix}/{name}"
+
+    def helper_node(op: str, inputs: list[str], output: str, name: str | None = None, **kw) -> str:
+        new.append(helper.make_node(op, inputs, [output], name=name or output, **kw))
+        helpers.append(name or output)
+        return output
+
+    def set_pads(node: onnx.NodeProto, pads: tuple[int, ...]) -> None:
+        for attr in [x for x in node.attribute if x.name in ("pads", "auto_pad")]:
+            node.attribute.remove(attr)
+        node.attribute.append(helper.make_attribute("pads", list(pads)))
+
+    joined: dict[str, list[str]] = {"middle": [], "bands": []}
+    for piece in strips.pieces:
+        label = f"{prefix}/{piece.label}"
+        crop = helper_node("Slice", [raw, const(f"{piece.label}/starts", np.array(piece.starts, np.int64)),
+                                     const(f"{piece.label}/ends", np.array(piece.ends, np.int64)),
+                                     const("axes", np.array([2, 3], np.int64))], f"{label}/pixels")
+        if piece.label == "interior":  # the model's own nodes; the tail's output is now the joined one's part
+            ops = own
+            ops[-1].output[0] = f"{out}/interior"
+        else:
+            ops, names = [], dict[str, str]()
+            for n in pristine:
+                copy = onnx.NodeProto()
+                copy.CopyFrom(n)
+                copy.name = f"{label}/{n.name or n.op_type}"
+                copy.input[:] = [names.get(i, i) for i in copy.input]
+                copy.output[:] = [names.setdefault(o, f"{label}/{o}") if o else o for o in copy.output]
+                ops.append(copy)
+        ops[0].input[0] = crop
+        set_pads(ops[0], piece.pads)
+        set_pads(ops[-1], piece.tail_pads)
+        if piece.tiny is not None:  # this piece's own border term, added to its conv's output
+            conv_out = ops[0].output[0]
+            ops[0].output[0] = f"{label}/conv"
+            term_nodes, term_inits = _tiny_nodes(label, piece.tiny, crop, f"{label}/border_term", dtype)
+            inits.extend(term_inits)
+            new.extend(term_nodes + [ops[0]])
+            helpers.extend(n.name for n in term_nodes)
+            helper_node("Add", [f"{label}/conv", f"{label}/border_term"], conv_out, name=f"{label}/border_add")
+            new.extend(ops[1:])
+        else:
+            new.extend(ops)
+        joined[piece.band].append(ops[-1].output[0])
+    middle = helper_node("Concat", joined["middle"], f"{prefix}/middle", axis=3)
+    bands = joined["bands"]
+    bands.insert(1 if strips.pieces[0].label == "top" else 0, middle)
+    helper_node("Concat", bands, out, name=f"{prefix}/assembled", axis=2)
+    return new, inits, helpers

@@ -49,6 +49,9 @@ class BorderScheme(str, Enum):
 
     NONE_NEEDED = "none-needed"  # no offset in the map, no padding, or every tap inside at this size
     STATIC_TINYCONV = "static-tinyconv"  # a small conv over ones at output resolution (static size)
+    # the conv on the interior (no padded tap: the bias holds the whole border term there) and exact strips along
+    # the edges, joined by two Concats after the pool or conv that follows (static size)
+    STATIC_STRIPS = "static-strips"
     STATIC_SEPARABLE = "static-separable"  # two MatMuls with constant validity matrices (static size)
     DYNAMIC_SEPARABLE = "dynamic-separable"  # validity matrices computed from the input shape at run time
     ADAPTER_EXACT = "adapter-exact"  # a composed adapter conv whose backbone conv has no padding
@@ -84,11 +87,13 @@ class Correction:
     """
 
     kernel: np.ndarray  # (O, kh, kw)
-    scheme: BorderScheme  # STATIC_TINYCONV | STATIC_SEPARABLE | DYNAMIC_SEPARABLE
+    scheme: BorderScheme  # STATIC_TINYCONV | STATIC_STRIPS | STATIC_SEPARABLE | DYNAMIC_SEPARABLE
     rows: np.ndarray | None = None  # (kh, H_out)
     cols: np.ndarray | None = None  # (kw, W_out)
     conv_attrs: dict = field(default_factory=dict)  # strides, pads, dilations, auto_pad of the conv
     tiny: TinyConv | None = None
+    size: tuple[int, int] | None = None  # the conv's input (H, W) when static
+    strips: Strips | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,39 @@ class TinyConv:
     slice_ends: tuple[int, int]
     slice_steps: tuple[int, int]
     fill: tuple[int, int]  # rows, columns of ones to pad at the bottom/right of the slice
+
+
+@dataclass(frozen=True)
+class StripPiece:
+    """One piece of a stem conv cut for ``BorderScheme.STATIC_STRIPS``: the conv on input pixels
+    ``[starts, ends)`` (rows, columns) with the conv's pads on the frame's edges only (``pads``: top, left, bottom,
+    right), plus ``tiny`` (this piece's own border term, None for the interior), then the pointwise ops and the
+    tail with ``tail_pads``. The top and bottom strips span the width; the left and right ones the interior's
+    rows."""
+
+    label: str  # top | left | interior | right | bottom
+    starts: tuple[int, int]
+    ends: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    tail_pads: tuple[int, int, int, int]
+    tiny: TinyConv | None
+    outputs: int = 0  # conv output pixels (rows x columns) this piece computes
+
+    @property
+    def band(self) -> str:
+        """Which Concat joins it: the middle band's columns, or the bands."""
+        return "middle" if self.label in ("left", "interior", "right") else "bands"
+
+
+@dataclass(frozen=True)
+class Strips:
+    """The pieces of a ``STATIC_STRIPS`` fold, in output order, and the nodes after the conv they each run: the
+    pointwise ``chain`` and the ``tail`` (a pool or conv) whose output the two Concats give."""
+
+    pieces: tuple[StripPiece, ...]
+    chain: tuple[int, ...]  # node ids
+    tail: int  # node id
+    extra_outputs: int  # stem outputs computed beyond the frame's (the pieces overlap by the tail's window)
 
 
 @dataclass(frozen=True)

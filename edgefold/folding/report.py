@@ -9,6 +9,7 @@ import numpy as np
 
 from edgefold.core.contract import InputContract
 from edgefold.core.jsonable import plain
+from edgefold.folding import border
 from edgefold.folding.plan import ConvFold, FoldPlan
 from edgefold.folding.verify import Verification
 from edgefold.graph.index import GraphIndex
@@ -28,6 +29,7 @@ class ConvReport:
     params_after: int
     macs_before: int | None
     macs_after: int | None
+    macs_border: int | None = 0  # what the border term costs beyond macs_after (None: size unknown)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -52,7 +54,8 @@ def conv_report(index: GraphIndex, fold: ConvFold) -> ConvReport:
         group_before=int(group_before), group_after=fold.group, border_scheme=fold.border,
         border_note=fold.border_note, output_hw=hw,
         params_before=old_w + (o if has_bias else 0), params_after=new_w + (o if fold.bias is not None else 0),
-        macs_before=old_w * pixels if pixels else None, macs_after=new_w * pixels if pixels else None)
+        macs_before=old_w * pixels if pixels else None, macs_after=new_w * pixels if pixels else None,
+        macs_border=border.correction_macs(fold, hw if pixels else None))
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,11 @@ class Report:
                              f"{_map_text(chain.convs[0].affine, chain.contract.channels)} (check it is what the "
                              f"model was trained on)")
             for r in convs:
-                macs = ""
-                if r.macs_before is not None:
-                    macs = f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}"
-                    if inserted_macs and len(self.plan.chains) == 1 and len(convs) == 1:
-                        macs += f" + {_h(inserted_macs)} in the nodes the fold inserted"
+                macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
+                if macs and inserted_macs and len(self.plan.chains) == 1 and len(convs) == 1:
+                    macs += f" + {_h(inserted_macs)} in the nodes the fold inserted"  # counted as inspect does
+                elif macs and r.macs_border:
+                    macs += f" + {_h(r.macs_border)} border term"
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
                              f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
         n_convs = sum(len(convs) for convs in self.convs)
