@@ -260,7 +260,7 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{t}' inside a subgraph", lin[t].via)
         if not touched:
             continue
-        padded = next((t for t in touched if lin[t].zero_pads is not None), None)
+        padded = next((t for t in touched if lin[t].padded), None)
         if padded is not None and node.op_type != "Conv":
             raise Refusal(f"node {ctx.label} reads the zero-padded tensor '{padded}'; only a Conv may follow a zero "
                           f"Pad of the normalised tensor", lin[padded].via)
@@ -293,14 +293,15 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
     return removed, raw_ops, convs, arithmetic
 
 
-def _live(index: GraphIndex, removed: set[int]) -> set[int]:
-    """Nodes that still feed a graph output once ``removed`` are gone (re-applied raw ops count as kept)."""
+def _live(index: GraphIndex, removed: set[int], overwritten: frozenset[tuple[int, int]] = frozenset()) -> set[int]:
+    """Nodes that still feed a graph output once ``removed`` are gone (re-applied raw ops count as kept, but not
+    their ``overwritten`` (node id, input position) operands, which the fold replaces by constants)."""
     needed, live = set(index.output_names), set()
     for i in range(len(index.nodes) - 1, -1, -1):
         node = index.nodes[i]
         if i not in removed and any(o in needed for o in node.output if o):
             live.add(i)
-            needed.update(x for x in node.input if x)
+            needed.update(x for k, x in enumerate(node.input) if x and (i, k) not in overwritten)
             needed |= _subgraph_reads(node)
     return live
 
@@ -310,19 +311,22 @@ def _resolve_shapes(index: GraphIndex, shape_reads: list[tuple[NodeCtx, Lin]], r
     """Each Shape of a derived tensor: re-applied to the raw tensor when a kept node reads it, else removed
     together with the shape arithmetic that only removed nodes used (scatter indices, Expand targets)."""
     pos = {id(n): i for i, n in enumerate(index.nodes)}
-    live = _live(index, set(removed) - {op.node_id for op in raw_ops})
+    raw_ids = {op.node_id for op in raw_ops}
+    live = _live(index, set(removed) - raw_ids,
+                 frozenset((op.node_id, k) for op in raw_ops for k, _ in op.patched_inputs))
+    sinks = frozenset((op.node_id, m[0]) for op in raw_ops for m in op.masked_inputs)
     kept: list[RawOp] = []
     for ctx, lin in shape_reads:
         out = ctx.node.output[0]
         readers = [r for r in index.consumers.get(out, []) if pos[id(r)] in live]
         if readers:
-            kept.append(kept_shape(ctx, lin, readers))
+            kept.append(kept_shape(ctx, lin, readers, live, sinks))
             continue
         frontier = [out]
         while frontier:  # the dead shape arithmetic downstream, removed with it
             for reader in index.consumers.get(frontier.pop(), []):
                 i = pos[id(reader)]
-                if i not in removed:
+                if i not in removed and i not in raw_ids:
                     removed.append(i)
                     frontier.extend(o for o in reader.output if o)
     return kept

@@ -6,9 +6,9 @@ import dataclasses
 
 import numpy as np
 
-from edgefold.folding import border
+from edgefold.folding import border, shapefn
 from edgefold.folding.ops.base import NodeCtx, Step, _with
-from edgefold.folding.plan import BorderScheme
+from edgefold.folding.plan import BorderScheme, Lin
 
 
 # ---- convolutions -------------------------------------------------------------------------------
@@ -39,8 +39,10 @@ def conv(ctx: NodeCtx) -> Step:
     out = ctx.single_output(lin)
     pointwise = (w.shape[2:] == (1, 1) and all(s == 1 for s in a.get("strides", [1, 1]))
                  and not any(a.get("pads", [])) and a.get("auto_pad", b"NOTSET") in (b"NOTSET", b"VALID")
-                 and lin.zero_pads is None)
+                 and not lin.padded)
     override = None
+    if lin.size_pads is not None:
+        a, override = _same_padding(ctx, lin, a, w.shape[2:])
     if lin.zero_pads is not None:  # merge the Pad node into the conv's padding
         if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
             raise ctx.refuse("reads a zero-padded tensor with auto_pad SAME; give the conv explicit pads", lin)
@@ -53,14 +55,8 @@ def conv(ctx: NodeCtx) -> Step:
         offset = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
         return Step({out: _with(lin, lin.affine.then(matrix, offset), via=lin.via + (ctx.node_id,))},
                     arithmetic=True)
-    in_shape = ctx.index.shapes.get(ctx.input(0))
-    spatial = tuple(in_shape[2:]) if in_shape and len(in_shape) == 4 else (None, None)
-    if lin.zero_pads is not None:  # the conv now reads the unpadded tensor
-        t, lft, bt, r = lin.zero_pads
-        spatial = tuple(d - p0 - p1 if isinstance(d, int) else None
-                        for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
-    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, spatial, ctx.border_mode,
-                            ctx.index.opset)
+    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, _unpadded_size(ctx, lin),
+                            ctx.border_mode, ctx.index.opset)
     if fold.border is BorderScheme.DYNAMIC_SEPARABLE and ctx.index.opset < 11:
         raise ctx.refuse(f"reads an image whose size is dynamic (or not inferable) at opset {ctx.index.opset}; "
                          f"the exact border term is "
@@ -72,3 +68,45 @@ def conv(ctx: NodeCtx) -> Step:
 
 
 # the ops that may read a channel lane: per-pixel arithmetic and the ops that give it its channel axis back
+
+
+def _unpadded_size(ctx: NodeCtx, lin: Lin) -> tuple:
+    """(H, W) of the tensor the folded conv reads (before a merged zero Pad); None where it is dynamic. From
+    the walk's frame when the input's size is static (inference may not see through a Pad whose amounts were
+    computed), else from the inferred shapes."""
+    if lin.size_pads is not None:
+        return (None, None)
+    if lin.frame is not None and len(ctx.trials) == 1:
+        size = shapefn.lin_shape(lin, ctx.trials[0])
+        if size is not None and len(size) == 4:
+            return size[2:]
+    in_shape = ctx.index.shapes.get(ctx.input(0))
+    spatial = tuple(in_shape[2:]) if in_shape and len(in_shape) == 4 else (None, None)
+    if lin.zero_pads is not None:  # the conv now reads the unpadded tensor
+        t, lft, bt, r = lin.zero_pads
+        spatial = tuple(d - p0 - p1 if isinstance(d, int) else None
+                        for d, p0, p1 in zip(spatial, (t, lft), (bt, r)))
+    return spatial
+
+
+def _same_padding(ctx: NodeCtx, lin: Lin, a: dict, kernel: tuple[int, int]) -> tuple[dict, dict]:
+    """A Pad whose amounts are computed from the input's size, merged into the conv as ``auto_pad`` SAME_UPPER
+    or SAME_LOWER - only when that is the same padding at every probe size (TF/timm "same" padding is). The
+    folded conv then pads per size as the original did, and the border term follows it (computed from the
+    input's shape at run time)."""
+    assert lin.size_pads is not None
+    strides, dil = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or any(a.get("pads", [])):
+        raise ctx.refuse("reads a tensor zero-padded by amounts computed from the input's size and pads it again; "
+                         "fix the size with --input-size HxW", lin)
+    if any(d != 1 for d in dil):
+        raise ctx.refuse("is dilated and reads a tensor zero-padded by amounts computed from the input's size "
+                         "(auto_pad SAME with dilations is not portable); fix the size with --input-size HxW", lin)
+    for mode in ("SAME_UPPER", "SAME_LOWER"):
+        if all(border.same_pads(h, kernel[0], strides[0], 1, mode) == (t, b) and
+               border.same_pads(w, kernel[1], strides[1], 1, mode) == (lft, r)
+               for h, w, t, lft, b, r in lin.size_pads):
+            return ({k: v for k, v in a.items() if k != "pads"} | {"auto_pad": mode.encode()},
+                    {"auto_pad": mode, "pads": None})
+    raise ctx.refuse("reads a tensor zero-padded by amounts computed from the input's size that are not the "
+                     "conv's SAME padding at every size; fix the size with --input-size HxW", lin)
