@@ -44,38 +44,6 @@ def _dtype_name(elem_type: int) -> str:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
 
 
-def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
-    """The input axis that becomes the first Conv's channel axis (1) through the Transposes on the way:
-    1 for NCHW inputs, 3 for NHWC ones (a Transpose to NCHW), anything else the exporter wrote."""
-    def path_to_conv(tensor: str, seen: set[int], depth: int = 0) -> list[list[int]] | None:
-        if depth > 64:  # preprocessing chains are short; do not walk a whole network
-            return None
-        for node in index.consumers.get(tensor, []):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            if node.op_type == "Conv":
-                return [] if node.input[0] == tensor else None
-            for out in (o for o in node.output if o):
-                rest = path_to_conv(out, seen, depth + 1)
-                if rest is not None:
-                    if node.op_type == "Transpose":
-                        return [list(attrs(node).get("perm", list(range(rank))[::-1]))] + rest
-                    return rest
-        return None
-
-    perms = path_to_conv(name, set()) or []
-    for axis in range(rank):
-        pos = axis
-        for perm in perms:
-            if len(perm) != rank:
-                return 1
-            pos = perm.index(pos)
-        if pos == 1:
-            return axis
-    return 1
-
-
 def _channel_insertion(index: GraphIndex, name: str) -> tuple[list[int], int, str, bool] | None:
     """(cast node ids, id of the node that inserts axis 1, its output, whether it is float) for an
     N x H x W input that reaches ``Unsqueeze(axes=[1])`` (or a constant Reshape to N x 1 x H x W)
@@ -144,7 +112,7 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     elif len(shape) != 4:
         raise NothingToFold(f"not an image tensor (shape {shape})")
     else:
-        axis = _channel_axis(index, name, len(shape))
+        axis = index.channel_axis(name, len(shape))
         channels = shape[axis]
     if not isinstance(channels, int):
         raise UsageError(f"input '{name}': the channel count (axis {axis}) is not fixed ({channels}); "
