@@ -246,6 +246,8 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
         arithmetic |= step.arithmetic
         if step.terminal is not None:
             convs.append(step.terminal)
+            if step.terminal.node_id != node_id:  # composed into the conv that reads it (an adapter)
+                removed.append(node_id)
             continue
         removed.append(node_id)
         if step.raw_op is not None:

@@ -6,9 +6,10 @@ import dataclasses
 
 import numpy as np
 
-from edgefold.folding import border, shapefn
+from edgefold.folding import adapter, border, shapefn
 from edgefold.folding.ops.base import NodeCtx, Step, _with
-from edgefold.folding.plan import BorderScheme, Lin
+from edgefold.folding.plan import BorderScheme, ConvFold, Lin
+from edgefold.graph.index import attrs
 
 
 # ---- convolutions -------------------------------------------------------------------------------
@@ -55,8 +56,12 @@ def conv(ctx: NodeCtx) -> Step:
         offset = bias.astype(np.float64) if bias is not None else np.zeros(w.shape[0])
         return Step({out: _with(lin, lin.affine.then(matrix, offset), via=lin.via + (ctx.node_id,))},
                     arithmetic=True)
-    fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, _unpadded_size(ctx, lin),
-                            ctx.border_mode, ctx.index.opset)
+    backbone = _unpadded_backbone(ctx, lin, w, a, group)
+    if backbone is not None:
+        fold = _composed(ctx, lin, backbone)
+    else:
+        fold = border.plan_conv(ctx.node_id, ctx.node.name or out, lin, w, bias, a, _unpadded_size(ctx, lin),
+                                ctx.border_mode, ctx.index.opset)
     if fold.border is BorderScheme.DYNAMIC_SEPARABLE and ctx.index.opset < 11:
         raise ctx.refuse(f"reads an image whose size is dynamic (or not inferable) at opset {ctx.index.opset}; "
                          f"the exact border term is "
@@ -68,6 +73,40 @@ def conv(ctx: NodeCtx) -> Step:
 
 
 # the ops that may read a channel lane: per-pixel arithmetic and the ops that give it its channel axis back
+
+
+def _unpadded_backbone(ctx: NodeCtx, lin: Lin, w: np.ndarray, a: dict, group: int) -> int | None:
+    """The node id of the conv B that alone reads this learned gray -> RGB adapter conv A (1 -> 3, stride 1,
+    spatial kernel) with nothing between and no padding of its own: then B(A(x)) is one conv over A's input,
+    exactly."""
+    index = ctx.index
+    if lin.affine.out_channels != 1 or w.shape[:2] != (3, 1) or group != 1 or w.shape[2:] == (1, 1) or lin.padded or \
+            any(s != 1 for s in a.get("strides", [1, 1])) or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"):
+        return None
+    out = ctx.node.output[0]
+    readers = index.consumers.get(out, [])
+    if out in index.output_names or len(readers) != 1:
+        return None
+    b = readers[0]
+    b_attrs = attrs(b)
+    if b.op_type != "Conv" or list(b.input).count(out) != 1 or b.input[0] != out or \
+            b_attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or any(b_attrs.get("pads", [])) or \
+            index.constant(b.input[1]) is None or (len(b.input) > 2 and b.input[2] and index.constant(b.input[2]) is None):
+        return None
+    return next(i for i, n in enumerate(index.nodes) if n is b)
+
+
+def _composed(ctx: NodeCtx, lin: Lin, backbone_id: int) -> ConvFold:
+    """Adapter and backbone conv as one conv over the adapter's (normalised) input, folded like any conv: the
+    composite pads the image as the adapter did, so the border term covers the normalisation."""
+    b_node = ctx.index.nodes[backbone_id]
+    kernel, bias, new_attrs, _ = adapter.composite(ctx.index, ctx.node, b_node)
+    fold = border.plan_conv(backbone_id, b_node.name or b_node.output[0], lin, kernel.astype(np.float32),
+                            bias.astype(np.float32), new_attrs, _unpadded_size(ctx, lin), ctx.border_mode,
+                            ctx.index.opset)
+    w2 = ctx.index.constant(b_node.input[1])
+    assert w2 is not None
+    return dataclasses.replace(fold, attrs_override=new_attrs, old_weight_shape=tuple(w2.shape))
 
 
 def _unpadded_size(ctx: NodeCtx, lin: Lin) -> tuple:
