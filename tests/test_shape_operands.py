@@ -148,3 +148,20 @@ def test_resize_of_the_channel_axis_from_the_shape_is_refused():
     y = b.conv(b.op("Slice", [r, _i64(b, [0]), _i64(b, [3]), _i64(b, [1])]), 3, 8, k=3, stride=1, pad=1)
     with pytest.raises(UnsupportedGraph, match="channel axis"):
         fold(b.model([y]))
+
+
+def _same_pads_defined_from_4(b: ModelBuilder, x: str, k: int, s: int, lower: bool) -> str:
+    """SAME pads plus 0 x sum(ConstantOfShape(h - 4)): the arithmetic (and the model) fails below 4 rows."""
+    h = b.op("Gather", [b.op("Shape", [x]), _i64(b, [2])], axis=0)
+    zeros = b.op("ConstantOfShape", [b.op("Sub", [h, _i64(b, [4])])],
+                 value=onnx.numpy_helper.from_array(np.array([0], np.int64), "v"))
+    nothing = b.op("ReduceSum", [zeros, _i64(b, [0])], keepdims=1)
+    return b.op("Add", [_same_pads(b, x, k, s, lower), nothing])
+
+
+def test_same_pad_whose_arithmetic_fails_at_small_sizes_still_folds():
+    m = same_model(pads_fn=_same_pads_defined_from_4)
+    folded, report = fold(m)
+    assert report.verification.passed and "Pad" not in ops(folded)
+    for h, w in ((40, 52), (33, 35), (4, 7)):
+        assert_same(m, folded, {"image": _frame(h, w)}, {"image": _frame(h, w)})

@@ -120,3 +120,18 @@ def evaluate(index: GraphIndex, input_name: str, trials: list[tuple[int, ...]], 
         return [ShapeEval(index, input_name, t, lin, raw).value(name) for t in trials]
     except NotShapeOnly:
         return None
+
+
+def evaluate_where_defined(index: GraphIndex, input_name: str, probes: list[tuple[int, ...]],
+                           lin: Mapping[str, Lin], name: str) -> tuple[list[tuple[int, ...]], list[np.ndarray]] | None:
+    """(probes, values) at the probe sizes where ``name`` is defined - shape arithmetic that fails at a size
+    (a crop larger than the image, a negative dimension) means the model itself cannot run there - or None
+    when it is undefined at most of them (not a function of the input's shape)."""
+    kept, values = [], []
+    for probe in probes:
+        try:
+            values.append(ShapeEval(index, input_name, probe, lin).value(name))
+            kept.append(probe)
+        except NotShapeOnly:
+            continue
+    return (kept, values) if kept and 2 * len(kept) >= len(probes) else None

@@ -83,8 +83,7 @@ class NodeCtx:
         const = self.index.constant(name)
         if const is not None:
             return probes[:1], [const]
-        values = shapefn.evaluate(self.index, self.input_name, probes, self.lin, name)
-        return None if values is None else (probes, values)
+        return shapefn.evaluate_where_defined(self.index, self.input_name, probes, self.lin, name)
 
     def shapes_of(self, lin: Lin) -> list[tuple[int, ...]] | None:
         shapes = [shapefn.lin_shape(lin, t) for t in self.trials]
