@@ -250,7 +250,42 @@ def int8_input(tmp):
     return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx", "--input-dtype", "uint8"]
 
 
+def _empty_tensor(name: str, dims: list[int]) -> onnx.TensorProto:
+    t = onnx.TensorProto()
+    t.name, t.data_type = name, onnx.TensorProto.FLOAT
+    t.dims.extend(dims)
+    return t
+
+
+def empty_initializer(tmp):  # dims of 1e9 elements, no data: numpy_helper would fail to reshape it
+    m = gray_model("concat")
+    stem = next(n for n in m.graph.node if n.name == "stem")
+    init = next(t for t in m.graph.initializer if t.name == stem.input[1])
+    init.CopyFrom(_empty_tensor(init.name, [1000, 1000, 1000, 1]))
+    return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx"]
+
+
+def empty_constant(tmp):  # the same in a Constant node (paddle2onnx keeps weights there)
+    m = gray_model("concat", as_node=True)
+    node = next(n for n in m.graph.node if n.op_type == "Constant")
+    node.attribute[0].t.CopyFrom(_empty_tensor("", [10**9]))
+    return ["fold", str(_save(tmp, m)), "-o", "{out}/o.onnx"]
+
+
+def short_float_data(tmp):  # 3 floats in float_data for a (16,) bias
+    m = gray_model("concat")
+    stem = next(n for n in m.graph.node if n.name == "stem")
+    init = next(t for t in m.graph.initializer if t.name == stem.input[2])
+    t = _empty_tensor(init.name, [16])
+    t.float_data.extend([1.0, 2.0, 3.0])
+    init.CopyFrom(t)
+    return ["inspect", str(_save(tmp, m))]
+
+
 CASES = {
+    "empty_initializer": (empty_initializer, {2}, "holds no data"),
+    "empty_constant": (empty_constant, {2}, "holds no data"),
+    "short_float_data": (short_float_data, {2}, "values for shape"),
     # name: (builder, allowed exit codes, a word the message must contain)
     "conv_stride_zero": (_stem_attr("strides", lambda a: a.ints.__setitem__(0, 0)), {3}, "strides"),
     "conv_three_pads": (_stem_attr("pads", lambda a: a.ints.pop()), {3}, "pads"),

@@ -122,6 +122,31 @@ def test_learned_adapter_composes_into_one_single_channel_conv(k1, p1, k2, s2, p
         assert_same(m, folded, {"image": x}, {"image": x})
 
 
+def _normalised_adapter_model(k1: int, p1: int, k2: int, s2: int, dynamic: bool) -> onnx.ModelProto:
+    """x / 255, minus a mean, over a std in the graph, then the learned adapter and an unpadded stem."""
+    b = ModelBuilder(seed=11)
+    x = b.input("image", [1, 1, "h" if dynamic else 40, "w" if dynamic else 44], np.uint8)
+    x = b.op("Div", [b.op("Cast", [x], to=F), b.const(np.float32(255.0))])
+    x = b.op("Div", [b.op("Sub", [x, b.const(np.float32(0.45))]), b.const(np.float32(0.226))])
+    a = b.conv(x, 1, 3, k=k1, pad=p1, name="adapter")
+    y = b.conv(a, 3, 16, k=k2, stride=s2, pad=0, name="stem")
+    return b.model([b.conv(b.op("Relu", [y]), 16, 4, k=3)])
+
+
+@pytest.mark.parametrize("k1, p1, k2, s2", [(3, 1, 7, 2), (3, 0, 3, 1), (5, 2, 3, 2)])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_adapter_fed_by_in_graph_normalisation_composes_into_one_conv(k1, p1, k2, s2, dynamic):
+    m = _normalised_adapter_model(k1, p1, k2, s2, dynamic)
+    folded, report = fold(m)
+    assert report.exact
+    names = {n.name for n in folded.graph.node}
+    assert "adapter" not in names and not {"Div", "Sub"} & {n.op_type for n in folded.graph.node}
+    assert conv_weight(folded, "stem").shape == (16, 1, k1 + k2 - 1, k1 + k2 - 1)
+    for size in ((40, 44), (29, 37)) if dynamic else ((40, 44),):
+        x = gray_frame(*size)
+        assert_same(m, folded, {"image": x}, {"image": x})
+
+
 def test_adapter_with_a_padded_stem_is_refused_unless_approximate():
     m = _adapter_model(3, 1, 7, 2, 3)
     with pytest.raises(Exception, match="'adapter'.*zero-pads"):

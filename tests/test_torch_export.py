@@ -4,6 +4,7 @@ the CPU build of torch 2.13.0 that lies on this machine's disk."""
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import onnx
@@ -69,6 +70,19 @@ def export(pattern: str, dynamo: bool, channels: int = 1, nhwc: bool = False) ->
     return onnx.load_from_string(f.getvalue())
 
 
+def export_gray(net, dynamo: bool, smallest: int = 16) -> onnx.ModelProto:  # noqa: ANN001
+    """A module taking a 1 x 1 x H x W uint8 frame ("image"), exported with dynamic H and W."""
+    x = torch.randint(0, 255, (1, 1, 48, 64), dtype=torch.uint8)
+    f = io.BytesIO()
+    if dynamo:
+        dims = {2: torch.export.Dim("h", min=smallest), 3: torch.export.Dim("w", min=smallest)}
+        torch.onnx.export(net, (x,), f, dynamo=True, opset_version=18, input_names=["image"], dynamic_shapes=(dims,))
+    else:
+        torch.onnx.export(net, (x,), f, dynamo=False, opset_version=13, input_names=["image"],
+                          dynamic_axes={"image": {2: "h", 3: "w"}})
+    return onnx.load_from_string(f.getvalue())
+
+
 def _stem(model: onnx.ModelProto) -> str:
     import json
 
@@ -129,17 +143,106 @@ class SegNet(torch.nn.Module):
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_segmentation_net_that_reads_the_input_shape(dynamo):
     net = SegNet().eval()
-    x = torch.randint(0, 255, (1, 1, 48, 64), dtype=torch.uint8)
-    f = io.BytesIO()
-    if dynamo:
-        torch.onnx.export(net, (x,), f, dynamo=True, opset_version=18, input_names=["image"],
-                          dynamic_shapes=({2: torch.export.Dim("h", min=16), 3: torch.export.Dim("w", min=16)},))
-    else:
-        torch.onnx.export(net, (x,), f, dynamo=False, opset_version=13, input_names=["image"],
-                          dynamic_axes={"image": {2: "h", 3: "w"}})
-    m = onnx.load_from_string(f.getvalue())
+    m = export_gray(net, dynamo)
     folded, report = fold(m)
     assert conv_weight(folded, _stem(folded)).shape == (8, 1, 3, 3)
     for h, w in ((48, 64), (37, 53)):
+        frame = np.random.default_rng(h).integers(0, 256, (1, 1, h, w)).astype(np.uint8)
+        assert_same(m, folded, {"image": frame}, {"image": frame})
+
+
+# ---- TF-style "same" padding computed from the input's size (timm's Conv2dSame / pad_same) -------------------
+def _same_padding(x, k: int, s: int, d: int):  # noqa: ANN001, ANN202 - timm.layers.padding.get_same_padding, verbatim
+    if isinstance(x, torch.Tensor):
+        return torch.clamp(((x / s).ceil() - 1) * s + (k - 1) * d + 1 - x, min=0)
+    return max((math.ceil(x / s) - 1) * s + (k - 1) * d + 1 - x, 0)
+
+
+def _pad_same(x, k, s, d):  # noqa: ANN001, ANN202 - timm.layers.padding.pad_same
+    ih, iw = x.size()[-2:]
+    pad_h, pad_w = _same_padding(ih, k[0], s[0], d[0]), _same_padding(iw, k[1], s[1], d[1])
+    return torch.nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0)
+
+
+class Conv2dSame(torch.nn.Conv2d):
+    """timm.layers.conv2d_same.Conv2dSame: TensorFlow's "SAME" padding, computed from the input at run time."""
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = _pad_same(x, self.kernel_size, self.stride, self.dilation)
+        return torch.nn.functional.conv2d(x, self.weight, self.bias, self.stride, (0, 0), self.dilation, self.groups)
+
+
+class SameNet(torch.nn.Module):
+    """An EfficientNet-style stem (TF weights ported by timm): normalisation in forward(), Conv2dSame."""
+
+    def __init__(self, k: int = 3, s: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.stem = Conv2dSame(3, 8, k, s)
+        self.head = torch.nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = (x.float().expand(-1, 3, -1, -1) / 255.0 - self.mean) / self.std
+        return self.head(torch.nn.functional.silu(self.stem(x)))
+
+
+def export_same(dynamo: bool, k: int = 3, s: int = 2) -> onnx.ModelProto:
+    return export_gray(SameNet(k, s).eval(), dynamo, smallest=2)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("k,s", [(3, 2), (5, 1)])
+def test_same_padding_computed_from_the_input_size(k, s, dynamo):
+    m = export_same(dynamo, k, s)
+    assert "Pad" in [n.op_type for n in m.graph.node] or (dynamo and s == 1)  # dynamo: constant when s = 1
+    folded, report = fold(m)
+    assert report.verification.passed and report.exact
+    assert "Pad" not in [n.op_type for n in folded.graph.node]  # merged into the stem as auto_pad SAME
+    assert conv_weight(folded, _stem(folded)).shape == (8, 1, k, k)
+    for h, w in ((48, 64), (37, 53), (16, 17), (5, 3)):
+        x = np.random.default_rng(h).integers(0, 256, (1, 1, h, w)).astype(np.uint8)
+        assert_same(m, folded, {"image": x}, {"image": x})
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_same_padding_with_a_fixed_input_size_becomes_constant(dynamo):
+    m = export_same(dynamo)
+    folded, report = fold(m, FoldOptions(input_size=(37, 53)))
+    assert report.verification.passed
+    assert {"Pad", "Shape"}.isdisjoint(n.op_type for n in folded.graph.node)
+    x = np.random.default_rng(0).integers(0, 256, (1, 1, 37, 53)).astype(np.uint8)
+    assert_same(m, folded, {"image": x}, {"image": x})
+
+
+class ResizeNet(torch.nn.Module):
+    """Normalisation, then the frame resized before the stem: to a fixed size or to half its own size."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.how = how
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.stem = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.head = torch.nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = (x.float().expand(-1, 3, -1, -1) / 255.0 - self.mean) / self.std
+        size = (40, 56) if self.how == "fixed" else (x.shape[2] // 2, x.shape[3] // 2)
+        x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.head(torch.relu(self.stem(x)))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("how", ["fixed", "half"])
+def test_resize_to_a_size_computed_in_forward(how, dynamo):
+    net = ResizeNet(how).eval()
+    m = export_gray(net, dynamo)
+    folded, report = fold(m)
+    assert report.verification.passed
+    assert conv_weight(folded, _stem(folded)).shape == (8, 1, 3, 3)
+    for h, w in ((48, 64), (37, 53), (33, 17)):
         frame = np.random.default_rng(h).integers(0, 256, (1, 1, h, w)).astype(np.uint8)
         assert_same(m, folded, {"image": frame}, {"image": frame})

@@ -49,6 +49,27 @@ def find_adapter(index: GraphIndex, input_name: str) -> tuple[list[int], int, in
 def compose(index: GraphIndex, adapter_id: int, backbone_id: int, border_mode: str) -> tuple[ConvFold, dict]:
     """The backbone conv rewritten to read the raw input, and its new attributes."""
     a_node, b_node = index.nodes[adapter_id], index.nodes[backbone_id]
+    label = index.node_label(a_node)
+    kernel, bias, new_attrs, padded = composite(index, a_node, b_node)
+    if padded and border_mode != "approx":
+        raise UnsupportedGraph(f"adapter {label} feeds {index.node_label(b_node)}, which zero-pads the adapter's "
+                               f"output: one conv reproduces that only in the interior; pass --border approx to "
+                               f"compose anyway (the report gives the border error)")
+    w2_shape = tuple(index.constant(b_node.input[1]).shape)  # type: ignore[union-attr]
+    border = BorderScheme.ADAPTER_EXACT if not padded else BorderScheme.APPROX
+    note = ("composed: the backbone conv has no padding, so every tap of the adapter is inside" if not padded
+            else "composed approximately: the backbone's padding of the adapter output is not reproduced at the border")
+    dummy = Lin(RAW_INPUT, _identity(1), 1, 4, True)
+    fold = ConvFold(backbone_id, b_node.name or b_node.output[0], dummy.raw, dummy.affine, kernel.astype(np.float32),
+                    bias.astype(np.float32), 1, w2_shape, None, border, note, new_attrs)
+    return fold, new_attrs
+
+
+def composite(index: GraphIndex, a_node: onnx.NodeProto, b_node: onnx.NodeProto
+              ) -> tuple[np.ndarray, np.ndarray, dict, bool]:
+    """(kernel (O, 1, kh, kw), bias, attributes, whether B pads A's output) of the one conv equal to
+    ``B(A(x))`` for a single-channel adapter A (stride 1, group 1) and a conv B, float64; raises
+    ``UnsupportedGraph`` naming the node when they cannot be composed."""
     a_attrs, b_attrs = attrs(a_node), attrs(b_node)
     label = index.node_label(a_node)
     for node, at in ((a_node, a_attrs), (b_node, b_attrs)):
@@ -70,10 +91,6 @@ def compose(index: GraphIndex, adapter_id: int, backbone_id: int, border_mode: s
     d2 = list(b_attrs.get("dilations", [1, 1]))
     p1 = list(a_attrs.get("pads", [0, 0, 0, 0])) if a_attrs.get("auto_pad", b"NOTSET") != b"VALID" else [0] * 4
     p2 = list(b_attrs.get("pads", [0, 0, 0, 0])) if b_attrs.get("auto_pad", b"NOTSET") != b"VALID" else [0] * 4
-    if any(p2) and border_mode != "approx":
-        raise UnsupportedGraph(f"adapter {label} feeds {index.node_label(b_node)}, which zero-pads the adapter's "
-                               f"output: one conv reproduces that only in the interior; pass --border approx to "
-                               f"compose anyway (the report gives the border error)")
     o, cg, k2h, k2w = w2.shape
     k1h, k1w = w1.shape[2:]
     kh, kw = d2[0] * (k2h - 1) + d1[0] * (k1h - 1) + 1, d2[1] * (k2w - 1) + d1[1] * (k1w - 1) + 1
@@ -88,13 +105,7 @@ def compose(index: GraphIndex, adapter_id: int, backbone_id: int, border_mode: s
     bias = b2 + np.einsum("ocab,oc->o", w2, b1.reshape(g2, cg).repeat(og, axis=0))
     new_attrs = {"kernel_shape": [kh, kw], "strides": list(b_attrs.get("strides", [1, 1])), "dilations": [1, 1],
                  "pads": [p1[i] + p2[i] for i in range(4)], "group": 1}
-    border = BorderScheme.ADAPTER_EXACT if not any(p2) else BorderScheme.APPROX
-    note = ("composed: the backbone conv has no padding, so every tap of the adapter is inside" if not any(p2)
-            else "composed approximately: the backbone's padding of the adapter output is not reproduced at the border")
-    dummy = Lin(RAW_INPUT, _identity(1), 1, 4, True)
-    fold = ConvFold(backbone_id, b_node.name or b_node.output[0], dummy.raw, dummy.affine, kernel.astype(np.float32),
-                    bias.astype(np.float32), 1, tuple(w2.shape), None, border, note, new_attrs)
-    return fold, new_attrs
+    return kernel, bias, new_attrs, any(p2)
 
 
 def _bias(index: GraphIndex, node: onnx.NodeProto, channels: int) -> np.ndarray:

@@ -125,11 +125,19 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             init_name = f"{clone.name}/input{pos_in}"
             new_inits.append(numpy_helper.from_array(value, init_name))
             clone.input[pos_in] = init_name
+        pieces = []
+        for pos_in, mask, value in op.masked_inputs:
+            base = f"{clone.name}/input{pos_in}"
+            new_inits.extend([numpy_helper.from_array(mask, f"{base}/mask"),
+                              numpy_helper.from_array(value, f"{base}/value")])
+            pieces.append(helper.make_node("Where", [f"{base}/mask", f"{base}/value", clone.input[pos_in]], [base],
+                                           name=base))
+            clone.input[pos_in] = base
         for k, o in enumerate(clone.output):
             if o and not op.keep_outputs:
                 clone.output[k] = f"{o}/raw"
                 raw_names[o] = f"{o}/raw"
-        replace[op.node_id] = [clone]
+        replace[op.node_id] = pieces + [clone]
 
     for fold in chain.convs:
         node = nodes[fold.node_id]
@@ -150,7 +158,8 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
         if fold.attrs_override:
             for a in [a for a in node.attribute if a.name in set(fold.attrs_override) | {"auto_pad"}]:
                 node.attribute.remove(a)
-            node.attribute.extend(helper.make_attribute(k, v) for k, v in fold.attrs_override.items())
+            node.attribute.extend(helper.make_attribute(k, v) for k, v in fold.attrs_override.items()
+                                  if v is not None)  # None: the attribute is dropped
         pieces = [node]
         if fold.correction is not None and fold.correction.strips is not None:
             pieces, corr_inits, corr_helpers = border.strip_nodes(key, fold, nodes, node.input[0], fold.weight.dtype)

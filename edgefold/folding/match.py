@@ -44,38 +44,6 @@ def _dtype_name(elem_type: int) -> str:
     return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
 
 
-def _channel_axis(index: GraphIndex, name: str, rank: int) -> int:
-    """The input axis that becomes the first Conv's channel axis (1) through the Transposes on the way:
-    1 for NCHW inputs, 3 for NHWC ones (a Transpose to NCHW), anything else the exporter wrote."""
-    def path_to_conv(tensor: str, seen: set[int], depth: int = 0) -> list[list[int]] | None:
-        if depth > 64:  # preprocessing chains are short; do not walk a whole network
-            return None
-        for node in index.consumers.get(tensor, []):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            if node.op_type == "Conv":
-                return [] if node.input[0] == tensor else None
-            for out in (o for o in node.output if o):
-                rest = path_to_conv(out, seen, depth + 1)
-                if rest is not None:
-                    if node.op_type == "Transpose":
-                        return [list(attrs(node).get("perm", list(range(rank))[::-1]))] + rest
-                    return rest
-        return None
-
-    perms = path_to_conv(name, set()) or []
-    for axis in range(rank):
-        pos = axis
-        for perm in perms:
-            if len(perm) != rank:
-                return 1
-            pos = perm.index(pos)
-        if pos == 1:
-            return axis
-    return 1
-
-
 def _channel_insertion(index: GraphIndex, name: str) -> tuple[list[int], int, str, bool] | None:
     """(cast node ids, id of the node that inserts axis 1, its output, whether it is float) for an
     N x H x W input that reaches ``Unsqueeze(axes=[1])`` (or a constant Reshape to N x 1 x H x W)
@@ -144,7 +112,7 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     elif len(shape) != 4:
         raise NothingToFold(f"not an image tensor (shape {shape})")
     else:
-        axis = _channel_axis(index, name, len(shape))
+        axis = index.channel_axis(name, len(shape))
         channels = shape[axis]
     if not isinstance(channels, int):
         raise UsageError(f"input '{name}': the channel count (axis {axis}) is not fixed ({channels}); "
@@ -260,7 +228,7 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
             raise Refusal(f"node {ctx.label} reads the normalised tensor '{t}' inside a subgraph", lin[t].via)
         if not touched:
             continue
-        padded = next((t for t in touched if lin[t].zero_pads is not None), None)
+        padded = next((t for t in touched if lin[t].padded), None)
         if padded is not None and node.op_type != "Conv":
             raise Refusal(f"node {ctx.label} reads the zero-padded tensor '{padded}'; only a Conv may follow a zero "
                           f"Pad of the normalised tensor", lin[padded].via)
@@ -278,6 +246,8 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
         arithmetic |= step.arithmetic
         if step.terminal is not None:
             convs.append(step.terminal)
+            if step.terminal.node_id != node_id:  # composed into the conv that reads it (an adapter)
+                removed.append(node_id)
             continue
         removed.append(node_id)
         if step.raw_op is not None:
@@ -293,14 +263,15 @@ def _walk(index: GraphIndex, name: str, start: Lin, terminal_ids: frozenset[int]
     return removed, raw_ops, convs, arithmetic
 
 
-def _live(index: GraphIndex, removed: set[int]) -> set[int]:
-    """Nodes that still feed a graph output once ``removed`` are gone (re-applied raw ops count as kept)."""
+def _live(index: GraphIndex, removed: set[int], overwritten: frozenset[tuple[int, int]] = frozenset()) -> set[int]:
+    """Nodes that still feed a graph output once ``removed`` are gone (re-applied raw ops count as kept, but not
+    their ``overwritten`` (node id, input position) operands, which the fold replaces by constants)."""
     needed, live = set(index.output_names), set()
     for i in range(len(index.nodes) - 1, -1, -1):
         node = index.nodes[i]
         if i not in removed and any(o in needed for o in node.output if o):
             live.add(i)
-            needed.update(x for x in node.input if x)
+            needed.update(x for k, x in enumerate(node.input) if x and (i, k) not in overwritten)
             needed |= _subgraph_reads(node)
     return live
 
@@ -310,19 +281,22 @@ def _resolve_shapes(index: GraphIndex, shape_reads: list[tuple[NodeCtx, Lin]], r
     """Each Shape of a derived tensor: re-applied to the raw tensor when a kept node reads it, else removed
     together with the shape arithmetic that only removed nodes used (scatter indices, Expand targets)."""
     pos = {id(n): i for i, n in enumerate(index.nodes)}
-    live = _live(index, set(removed) - {op.node_id for op in raw_ops})
+    raw_ids = {op.node_id for op in raw_ops}
+    live = _live(index, set(removed) - raw_ids,
+                 frozenset((op.node_id, k) for op in raw_ops for k, _ in op.patched_inputs))
+    sinks = frozenset((op.node_id, m[0]) for op in raw_ops for m in op.masked_inputs)
     kept: list[RawOp] = []
     for ctx, lin in shape_reads:
         out = ctx.node.output[0]
         readers = [r for r in index.consumers.get(out, []) if pos[id(r)] in live]
         if readers:
-            kept.append(kept_shape(ctx, lin, readers))
+            kept.append(kept_shape(ctx, lin, readers, live, sinks))
             continue
         frontier = [out]
         while frontier:  # the dead shape arithmetic downstream, removed with it
             for reader in index.consumers.get(frontier.pop(), []):
                 i = pos[id(reader)]
-                if i not in removed:
+                if i not in removed and i not in raw_ids:
                     removed.append(i)
                     frontier.extend(o for o in reader.output if o)
     return kept

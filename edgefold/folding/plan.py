@@ -29,6 +29,10 @@ class Lin:
     # zero padding of the normalised tensor by a Pad node (top, left, bottom, right), merged into the conv
     # that reads it: the conv's own padding is the same thing, so the border term covers both
     zero_pads: tuple[int, int, int, int] | None = None
+    # zero padding whose amounts are computed from the input's size (TF-style "same" padding exported with
+    # dynamic H/W): (H, W, top, left, bottom, right) of the unpadded tensor at each probe input size. The conv
+    # that reads it takes it as auto_pad SAME when that is the same padding at every size
+    size_pads: tuple[tuple[int, int, int, int, int, int], ...] | None = None
     # a channel lane: one channel selected with a scalar index (``x[:, c]``), so the tensor has no channel
     # axis; ``axis`` is where it was and ``affine`` has one row. Only per-pixel arithmetic and the ops that
     # put the lane back into a channel (Unsqueeze, Reshape, Concat, Scatter, Where) may read it.
@@ -37,6 +41,10 @@ class Lin:
     # None once a spatial op changed the shape. Shape-only tensors (scatter indices, Expand targets) are
     # evaluated from it at trial input sizes.
     frame: tuple[int, ...] | None = None
+
+    @property
+    def padded(self) -> bool:
+        return self.zero_pads is not None or self.size_pads is not None
 
 
 RAW_INPUT = "<raw input>"
@@ -74,6 +82,9 @@ class RawOp:
     outputs: tuple[str, ...]  # original output names: each becomes the key of its raw twin
     patched_inputs: tuple[tuple[int, np.ndarray], ...] = ()  # e.g. Resize sizes with the raw channel count
     keep_outputs: bool = False  # the outputs are not image data (a Shape): they keep their names and readers
+    # operands computed from the input's shape (Resize sizes/scales) whose channel entry is overwritten for the
+    # raw tensor: (input position, mask, value) becomes ``Where(mask, value, operand)``
+    masked_inputs: tuple[tuple[int, np.ndarray, np.ndarray], ...] = ()
 
 
 @dataclass(frozen=True)

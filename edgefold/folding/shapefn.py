@@ -6,6 +6,10 @@ indices from ``Shape -> Gather -> Range -> ... -> Concat``, the dynamo exporter 
 these is a constant when H, W or the batch are dynamic, but each is a function of the input's size only.
 Evaluating it at two different trial sizes (every dynamic dimension changed) tells what it is for every
 size. Pure: reads the GraphIndex and the walk's Lin values, never edits anything.
+
+Piecewise operands need more than two sizes: TF-style "same" padding (``ceil(h / s)`` arithmetic, clamped at
+zero) changes with ``h mod s`` and for images smaller than the kernel, so a Pad's amounts are evaluated at
+``probe_inputs``: every size up to 24 and a few large ones, different for each dynamic dimension.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from edgefold.graph.index import GraphIndex, attrs, run_node
 _MAX_ELEMENTS = 1 << 20  # shape arithmetic is small; anything larger is image data, not an index
 _MAX_DEPTH = 200
 TRIAL_VALUES = ((3, 5, 7, 11), (4, 6, 9, 13))  # per trial, values for the input's dynamic dimensions
+PROBE_SIZES = tuple(range(1, 25)) + (31, 64, 97, 224, 225, 257)
 
 
 class NotShapeOnly(Exception):
@@ -37,19 +42,33 @@ def trial_inputs(dims: list) -> list[tuple[int, ...]]:
     return trials
 
 
-def lin_shape(lin: Lin, input_shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The shape of the tensor a Lin describes, at a concrete input shape (None if a spatial op changed it)."""
+def probe_inputs(dims: list) -> list[tuple[int, ...]]:
+    """Concrete input shapes for a piecewise shape function: one if every dimension is static, else one per
+    ``PROBE_SIZES`` entry, each dynamic dimension taking a different size (so H and W are not confused)."""
+    if all(isinstance(d, int) for d in dims):
+        return [tuple(int(d) for d in dims)]
+    n = len(PROBE_SIZES)
+    dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int)]
+    return [tuple(PROBE_SIZES[(k + 7 * dynamic.index(i)) % n] if i in dynamic else int(dims[i])
+                  for i in range(len(dims))) for k in range(n)]
+
+
+def lin_shape(lin: Lin, input_shape: tuple[int, ...], raw: bool = False) -> tuple[int, ...] | None:
+    """The shape of the tensor a Lin describes, at a concrete input shape (None if a spatial op changed it);
+    ``raw``: of its raw twin, whose channel count is the map's input's."""
     if lin.frame is None:
         return None
-    return tuple(lin.affine.out_channels if f < 0 else input_shape[f] for f in lin.frame)
+    channels = lin.affine.in_channels if raw else lin.affine.out_channels
+    return tuple(channels if f < 0 else input_shape[f] for f in lin.frame)
 
 
 class ShapeEval:
     """Values of shape-only tensors at one trial input shape."""
 
     def __init__(self, index: GraphIndex, input_name: str, input_shape: tuple[int, ...],
-                 lin: Mapping[str, Lin]) -> None:
+                 lin: Mapping[str, Lin], raw: bool = False) -> None:
         self.index, self.input_name, self.input_shape, self.lin = index, input_name, input_shape, lin
+        self.raw = raw  # Shape of a derived tensor reads its raw twin (as a kept, re-applied Shape does)
         self._cache: dict[str, np.ndarray] = {}
 
     def value(self, name: str, depth: int = 0) -> np.ndarray:
@@ -81,7 +100,7 @@ class ShapeEval:
     def _shape_of(self, node: onnx.NodeProto, depth: int) -> np.ndarray:
         src = node.input[0]
         if src in self.lin:
-            shape = lin_shape(self.lin[src], self.input_shape)
+            shape = lin_shape(self.lin[src], self.input_shape, self.raw)
             if shape is None:
                 raise NotShapeOnly(src)
         elif src == self.input_name:
@@ -95,9 +114,24 @@ class ShapeEval:
 
 
 def evaluate(index: GraphIndex, input_name: str, trials: list[tuple[int, ...]], lin: Mapping[str, Lin],
-             name: str) -> list[np.ndarray] | None:
+             name: str, raw: bool = False) -> list[np.ndarray] | None:
     """``name`` at each trial input shape, or None if it is not a function of the input's shape alone."""
     try:
-        return [ShapeEval(index, input_name, t, lin).value(name) for t in trials]
+        return [ShapeEval(index, input_name, t, lin, raw).value(name) for t in trials]
     except NotShapeOnly:
         return None
+
+
+def evaluate_where_defined(index: GraphIndex, input_name: str, probes: list[tuple[int, ...]],
+                           lin: Mapping[str, Lin], name: str) -> tuple[list[tuple[int, ...]], list[np.ndarray]] | None:
+    """(probes, values) at the probe sizes where ``name`` is defined - shape arithmetic that fails at a size
+    (a crop larger than the image, a negative dimension) means the model itself cannot run there - or None
+    when it is undefined at most of them (not a function of the input's shape)."""
+    kept, values = [], []
+    for probe in probes:
+        try:
+            values.append(ShapeEval(index, input_name, probe, lin).value(name))
+            kept.append(probe)
+        except NotShapeOnly:
+            continue
+    return (kept, values) if kept and 2 * len(kept) >= len(probes) else None

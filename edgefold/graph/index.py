@@ -111,6 +111,50 @@ class GraphIndex:
                 self._const_cache[out] = value
         return results[list(node.output).index(name)]  # type: ignore[return-value]
 
+    # ---- layout ----------------------------------------------------------------------------------
+    def perms_to_conv(self, name: str, rank: int) -> list[list[int]] | None:
+        """The Transposes (perms, in order) on the data path from ``name`` to the first Conv that reads it as its
+        image; None when no Conv is reached. Only image data is followed: a Shape read, or an operand such as
+        Resize sizes, Pad amounts or a Reshape target, is not a path of the pixels."""
+        seen: set[int] = set()
+
+        def walk(tensor: str, depth: int) -> list[list[int]] | None:
+            if depth > 64:  # preprocessing chains are short; do not walk a whole network
+                return None
+            for node in self.consumers.get(tensor, []):
+                positions = [i for i, x in enumerate(node.input) if x == tensor]
+                data = _DATA_INPUTS.get(node.op_type)
+                if node.op_type in _SHAPE_READERS or (data is not None and not set(positions) & set(data)) \
+                        or id(node) in seen:
+                    continue
+                seen.add(id(node))
+                if node.op_type == "Conv":
+                    return []
+                for out in (o for o in node.output if o):
+                    rest = walk(out, depth + 1)
+                    if rest is not None:
+                        if node.op_type == "Transpose":
+                            return [list(attrs(node).get("perm", list(range(rank))[::-1]))] + rest
+                        return rest
+            return None
+
+        return walk(name, 0)
+
+    def channel_axis(self, name: str, rank: int) -> int:
+        """The input axis that becomes the first Conv's channel axis (1) through the Transposes on the way:
+        1 for NCHW inputs, 3 for NHWC ones (a Transpose to NCHW), anything else the exporter wrote; 1 when no
+        Conv is reached."""
+        perms = self.perms_to_conv(name, rank) or []
+        for axis in range(rank):
+            pos = axis
+            for perm in perms:
+                if len(perm) != rank:
+                    return 1
+                pos = perm.index(pos)
+            if pos == 1:
+                return axis
+        return 1
+
     # ---- shapes ----------------------------------------------------------------------------------
     @cached_property
     def shapes(self) -> dict[str, list[int | str | None]]:
@@ -131,9 +175,21 @@ class GraphIndex:
         return out
 
 
+# the inputs that carry image data (the rest are operands: sizes, pads, targets, indices, weights); ops not
+# listed carry data in every input
+_DATA_INPUTS: dict[str, tuple[int, ...]] = {
+    op: (0,) for op in ("Conv", "Resize", "Upsample", "Pad", "Reshape", "Slice", "Expand", "Tile", "Gather",
+                        "GatherND", "Squeeze", "Unsqueeze", "Transpose", "Split", "Cast", "BatchNormalization",
+                        "Clip", "AveragePool", "MaxPool", "Flatten")}
+_DATA_INPUTS.update({"ScatterND": (0, 2), "ScatterElements": (0, 2), "Where": (1, 2)})
+_SHAPE_READERS = {"Shape", "Size"}
+
+
 def _dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    """An int, a symbolic name, or None when dynamic: a negative dim_value (paddle2onnx and some hand-built
+    models write -1) is a dynamic dimension, not a size."""
     if d.HasField("dim_value"):
-        return int(d.dim_value)
+        return int(d.dim_value) if d.dim_value >= 0 else None
     if d.HasField("dim_param") and d.dim_param:
         return d.dim_param
     return None

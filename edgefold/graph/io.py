@@ -154,7 +154,7 @@ def _load_external(model: onnx.ModelProto, source: Path) -> None:
         tensor.data_location = onnx.TensorProto.DEFAULT
 
 
-_ITEMSIZE = {t: onnx.helper.tensor_dtype_to_np_dtype(t).itemsize for t in (
+_ITEMSIZE: dict[int, int] = {t: onnx.helper.tensor_dtype_to_np_dtype(t).itemsize for t in (
     onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.UINT16,
     onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.BOOL,
     onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64)}
@@ -197,15 +197,11 @@ def check_wellformed(model: onnx.ModelProto, label_text: str) -> None:
                 raise UsageError(f"{label_text}: node {label} reads tensor '{name}' {why}; re-export the model")
         known.update(node.output)
     for t in model.graph.initializer:  # the checker below sees the graph without the weights' bytes
-        itemsize = _ITEMSIZE.get(t.data_type)
-        if itemsize is not None and t.HasField("raw_data") and t.data_location != onnx.TensorProto.EXTERNAL:
-            count = 1
-            for d in t.dims:
-                count *= d
-            size = len(t.raw_data)
-            if size != count * itemsize:
-                raise UsageError(f"{label_text}: initializer '{t.name}' holds {size} bytes for shape "
-                                 f"{list(t.dims)} ({count * itemsize} needed); re-export the model")
+        _check_payload(t, f"{label_text}: initializer '{t.name}'")
+    for node in g.node:  # Constant values too (paddle2onnx stores every weight that way)
+        for a in node.attribute:
+            if a.HasField("t"):
+                _check_payload(a.t, f"{label_text}: the value of Constant {_node_text(node)}")
     try:
         # structure, types and attributes; large weights are replaced by typed inputs first, so the check does
         # not serialise (copy) every weight of a large model
@@ -213,6 +209,40 @@ def check_wellformed(model: onnx.ModelProto, label_text: str) -> None:
     except (onnx.checker.ValidationError, ValueError) as err:
         first = " ".join(str(err).split())[:240] or type(err).__name__
         raise UsageError(f"{label_text}: not a valid ONNX model ({first}); re-export it") from None
+
+
+def _node_text(node: onnx.NodeProto) -> str:
+    return f"'{node.name}' ({node.op_type})" if node.name else f"<unnamed {node.op_type} -> {node.output[0]}>"
+
+
+# the typed field that holds one value per element, by data type (the others: raw_data, or packed types)
+_ONE_PER_ELEMENT: dict[int, str] = {onnx.TensorProto.FLOAT: "float_data", onnx.TensorProto.DOUBLE: "double_data",
+                    onnx.TensorProto.INT64: "int64_data", onnx.TensorProto.UINT64: "uint64_data",
+                    onnx.TensorProto.INT32: "int32_data", onnx.TensorProto.STRING: "string_data"}
+
+
+def _check_payload(t: onnx.TensorProto, what: str) -> None:
+    """A tensor stored in the file (not external) must hold as many values as its dims declare: a file whose
+    dims say 1e9 and whose data is empty is malformed, not a 4 GB weight."""
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return
+    count = 1
+    for d in t.dims:
+        count *= d
+    itemsize = _ITEMSIZE.get(t.data_type)
+    if t.HasField("raw_data"):
+        if itemsize is not None and len(t.raw_data) != count * itemsize:
+            raise UsageError(f"{what} holds {len(t.raw_data)} bytes for shape {list(t.dims)} "
+                             f"({count * itemsize} needed); re-export the model")
+        return
+    stored = sum(len(getattr(t, f)) for f in ("float_data", "int32_data", "int64_data", "double_data",
+                                               "uint64_data", "string_data"))
+    if count and not stored:
+        raise UsageError(f"{what} declares shape {list(t.dims)} but holds no data; re-export the model")
+    field = _ONE_PER_ELEMENT.get(t.data_type)
+    if field is not None and len(getattr(t, field)) != count:
+        raise UsageError(f"{what} holds {len(getattr(t, field))} values for shape {list(t.dims)} ({count} "
+                         f"needed); re-export the model")
 
 
 def skeleton(model: onnx.ModelProto, value_info: bool = True) -> onnx.ModelProto:

@@ -1,9 +1,14 @@
 """Fixing the spatial size of an image model's dynamic inputs (a deployment at one camera resolution)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import onnx
 
 from edgefold.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgefold.graph.index import GraphIndex
 
 
 def spatial_axes(dims: list) -> tuple[int, int]:
@@ -15,8 +20,20 @@ def spatial_axes(dims: list) -> tuple[int, int]:
     return 2, 3
 
 
+def graph_spatial_axes(index: GraphIndex, name: str, dims: list) -> tuple[int, int]:
+    """(H, W) axes of a rank-4 input decided by the graph - the Transposes between it and the first Conv -
+    and by the fixed axes only when no Conv reads it."""
+    if index.perms_to_conv(name, 4) is None:
+        return spatial_axes(dims)
+    return {1: (2, 3), 3: (1, 2)}.get(index.channel_axis(name, 4), spatial_axes(dims))
+
+
 def specialise(model: onnx.ModelProto, size: tuple[int, int]) -> onnx.ModelProto:
-    """A copy whose rank-4 inputs have H x W fixed to ``size`` (dims already fixed must agree)."""
+    """A copy whose rank-4 inputs have H x W fixed to ``size`` (dims already fixed must agree; a negative
+    dim_value is dynamic)."""
+    from edgefold.graph.index import GraphIndex
+
+    index = GraphIndex(model)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     initializers = {t.name for t in out.graph.initializer}
@@ -27,9 +44,9 @@ def specialise(model: onnx.ModelProto, size: tuple[int, int]) -> onnx.ModelProto
         dims = vi.type.tensor_type.shape.dim
         if len(dims) != 4:
             continue
-        for axis, value in zip(spatial_axes(list(dims)), size):
+        for axis, value in zip(graph_spatial_axes(index, vi.name, list(dims)), size):
             d = dims[axis]
-            if d.HasField("dim_value") and d.dim_value != value:
+            if d.HasField("dim_value") and d.dim_value >= 0 and d.dim_value != value:
                 raise UsageError(f"input '{vi.name}' has a fixed size {d.dim_value} on axis {axis}, not {value}; "
                                  f"leave that axis out of --input-size / --shapes")
             d.Clear()

@@ -72,6 +72,19 @@ class NodeCtx:
             return [const] * max(1, len(self.trials))
         return shapefn.evaluate(self.index, self.input_name, list(self.trials), self.lin, name)
 
+    def shape_only_at_probes(self, i: int) -> tuple[list[tuple[int, ...]], list[np.ndarray]] | None:
+        """(probe input shapes, input ``i`` at each) for a piecewise function of the input's size (a padding
+        amount); one probe when the input's size is static."""
+        name = self.input(i)
+        dims = self.index.shapes.get(self.input_name)
+        if not name or name in self.lin or dims is None:
+            return None
+        probes = shapefn.probe_inputs(list(dims))
+        const = self.index.constant(name)
+        if const is not None:
+            return probes[:1], [const]
+        return shapefn.evaluate_where_defined(self.index, self.input_name, probes, self.lin, name)
+
     def shapes_of(self, lin: Lin) -> list[tuple[int, ...]] | None:
         shapes = [shapefn.lin_shape(lin, t) for t in self.trials]
         return None if not shapes or any(s is None for s in shapes) else shapes  # type: ignore[return-value]
@@ -130,8 +143,9 @@ def _with(lin: Lin, affine: ChannelAffine | None = None, **kw) -> Lin:
 
 
 def _raw(ctx: NodeCtx, lin: Lin, *outs: str, axis: int | None = None,
-         patched: tuple[tuple[int, np.ndarray], ...] = ()) -> Step:
-    raw_op = RawOp(ctx.node_id, ((0, lin.raw),), tuple(outs), patched)
+         patched: tuple[tuple[int, np.ndarray], ...] = (),
+         masked: tuple[tuple[int, np.ndarray, np.ndarray], ...] = ()) -> Step:
+    raw_op = RawOp(ctx.node_id, ((0, lin.raw),), tuple(outs), patched, masked_inputs=masked)
     new_axis = lin.axis if axis is None else axis
     return Step({o: _with(lin, raw=o, axis=new_axis, frame=None) for o in outs if o}, raw_op=raw_op)
 
