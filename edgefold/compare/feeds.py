@@ -15,7 +15,7 @@ from edgefold.errors import UsageError
 from edgefold.graph.shapes import spatial_axes
 
 if TYPE_CHECKING:
-    from edgefold.compare import CompareOptions
+    from edgefold.compare.comparison import CompareOptions
 
 
 def edgefold_meta(model: onnx.ModelProto) -> dict:
