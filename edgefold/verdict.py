@@ -184,7 +184,7 @@ def passes(s: OutputStats, bound: float) -> bool:
     return all(e <= bound or e <= K * f for e, f in _frames(s))
 
 
-def figures(s: OutputStats, bound: float | None = None) -> str:
+def figures(s: OutputStats, bound: float | None = None, who: str = "the original") -> str:
     """``error 4.8e-04 of max |output|; the original itself moves 3e-04 under +-1 ulp of input noise``, on the
     decisive frame (with ``bound``) or the frame with the largest error."""
     frames = _frames(s)
@@ -193,7 +193,7 @@ def figures(s: OutputStats, bound: float | None = None) -> str:
     scale = s.reference_max or 1.0
     text = f"error {e / scale:.2g} of max |output|"
     if s.frame_floor:
-        text += f"; the original itself moves {f / scale:.2g} under +-1 ulp of input noise"
+        text += f"; {who} itself moves {f / scale:.2g} under +-1 ulp of input noise"
     return text
 
 

@@ -3,6 +3,7 @@ ill-conditioned network passes (fold self-check and compare), wrong folds of the
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import onnx
@@ -93,9 +94,12 @@ def test_compare_passes_the_exact_fold_and_reports_the_floor(ill, tmp_path, caps
     out = tmp_path / "folded.onnx"
     onnx.save(folded, str(out))
     rep = tmp_path / "cmp.json"
-    assert main(["compare", str(path), str(out), "--report", str(rep)]) == 0
+    # 16 frames: on some the fold's rounding, amplified, is beyond the fixed bound (this run exited 1 before)
+    assert main(["compare", str(path), str(out), "--random", "12", "--report", str(rep)]) == 0
     text = capsys.readouterr().out
-    assert "PASS" in text and "noise floor" in text
+    assert "PASS" in text and "the original itself moves" in text
+    report = json.loads(rep.read_text())
+    assert len(report["outputs"][0]["frame_floor"]) == 16
 
 
 def test_the_probe_leaves_the_model_as_it_was_and_measures_bit_identical_outputs():
@@ -125,3 +129,23 @@ def test_the_rule_per_frame():
     assert verdict.passes(dataclasses.replace(s, frame_floor=(1e-4, 1e-4)), 1e-6)
     text, ok = verdict.check(s, 1e-6)
     assert not ok and "frame 2 of 2" in text and "noise floor" in text
+
+
+def test_build_summary_shows_the_numeric_figure_only_where_it_decides(tmp_path, capsys):
+    """INT8 is judged by the task metrics: its summary lines carry no numeric error that would read as the
+    verdict (it printed 'max rel error 1' beside 'ok' for sigmoid maps); FP16 lines name the error and the fp32
+    model's own noise floor."""
+    from edgefold.core.frames import synthetic_frames
+
+    src, calib = tmp_path / "m.onnx", tmp_path / "calib.npy"
+    onnx.save(gray_model("concat", h=48, w=64), str(src))
+    frames = [f[0] for seed in range(3) for f in synthetic_frames(48, 64, 1, 255, seed=seed)]
+    np.save(calib, np.stack(frames).astype(np.uint8))
+    lines = {}
+    for flag in ("--int8", "--fp16"):
+        assert main(["build", str(src), flag, "--calib", str(calib), "--no-engine", "--search-budget", "5",
+                     "-o", str(tmp_path / f"m{flag[1:]}.engine")]) == 0
+        lines[flag] = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("  calibration",
+                                                                                          "  held-out"))]
+    assert lines["--int8"] and not any("max rel" in ln or "of max |output|" in ln for ln in lines["--int8"])
+    assert all("the fp32 model itself moves" in ln for ln in lines["--fp16"])

@@ -1,12 +1,15 @@
-"""``edgefold compare``: a folded model or engine against the original 3-channel graph, with Polygraphy.
+"""``edgefold compare``: a folded model or engine against the original graph, with Polygraphy.
 
-The reference is always the original graph in onnxruntime at fp32. Each model gets its own feed built
-from the same raw frame (Polygraphy's ``Comparator.run`` would coerce mismatched inputs with only a
-warning), the two runs are merged into one ``RunResults``, and Polygraphy's ``SimpleCompareFunc`` gives
-the numeric verdict; task-level agreement (top-1, thresholded maps) is added on top.
+The reference is always the original graph in onnxruntime at fp32. Each model gets its own feed built from
+the same raw frame (Polygraphy's ``Comparator.run`` would coerce mismatched inputs with only a warning), the
+two runs are merged into one ``RunResults``, and Polygraphy's ``SimpleCompareFunc`` checks the numeric
+limits; where the numeric bound decides (fp32, fp16), each frame is judged against the fixed bound or the
+original's own float32 noise floor there (``edgefold.verdict``); task-level agreement (top-1, thresholded
+maps) is added on top.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgefold import verdict
 from edgefold.compare.feeds import (
     candidate_feed,
     comparison_frames,
     detect_precision,
     edgefold_meta,
     more_chains,
+    read_as_float,
     reference_feed,
     side_inputs,
 )
@@ -76,11 +81,12 @@ class Comparison:
                 "outputs": [o.to_json() for o in self.outputs]}
 
     def to_text(self) -> str:
-        head = ("output", "max abs", "max rel", "mean", "p99", "border", "interior", "top-1", "map IoU", "false +",
-                "cosine", "")
+        head = ("output", "max abs", "max rel", "floor", "mean", "p99", "border", "interior", "top-1", "map IoU",
+                "false +", "cosine", "")
         rows = []
         for o in self.outputs:
-            rows.append((o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", f"{o.mean_abs:.3g}", f"{o.p99_abs:.3g}",
+            floor = _f(max(o.frame_floor) / (o.reference_max or 1.0)) if o.frame_floor else "-"
+            rows.append((o.name, f"{o.max_abs:.3g}", f"{o.max_rel:.3g}", floor, f"{o.mean_abs:.3g}", f"{o.p99_abs:.3g}",
                          _f(o.border_max), _f(o.interior_max), _pct(o.top1_agreement), _pct(o.map_iou),
                          _pct(o.false_positive), _f(o.cosine), "ok" if o.passed else "MISMATCH"))
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
@@ -89,6 +95,16 @@ class Comparison:
         lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                   for r in [head, *rows]]
         lines.append(f"tolerance ({self.precision}): {self.tolerance.describe()}")
+        lines.append("max rel and floor are shares of max |reference|; floor: the largest move of the original's own "
+                     "output under +-1 ulp of its first conv's input" if any(o.frame_floor for o in self.outputs)
+                     else "max rel is a share of max |reference|")
+        for o in self.outputs:
+            if o.frame_floor and self.tolerance.numeric_decides_for(o) and self.tolerance.noise_floor:
+                bound = self.tolerance.numeric_limit(o)
+                frame = self.frames[verdict.decisive_frame(o, bound)] if o.frame_max_abs else ""
+                lines.append(f"  {o.name}: on frame '{frame}', {verdict.figures(o, bound)}")
+            if not o.passed:
+                lines.append(f"  {o.name}: {o.decided_by}")
         lines.append("PASS" if self.passed else "FAIL: the candidate does not match the original")
         return "\n".join(lines)
 
@@ -129,6 +145,8 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         fmt, channels, sources = camera
         ref_feed = reference_feed(reference, {Meta.SOURCE_INPUTS: json.dumps(sources)}, channels, options)
         convert = lambda f: fmt.reference(f, channels)  # noqa: E731
+        if np.dtype(ref_feed.dtype).kind in "iu" and read_as_float(reference, ref_feed.name):
+            ref_feed = dataclasses.replace(ref_feed, dtype="float32")  # the conversion unrounded, as the fold sees it
     frames = comparison_frames(options, feed, order, pixel_max, camera_format)
     ref_feeds = [{ref_feed.name: ref_feed.tensor(convert(f))} for _, f in frames]
     cand_feeds = [{feed.name: feed.tensor(f)} for _, f in frames]
@@ -152,6 +170,7 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         if not candidate_path.endswith((".engine", ".plan", ".trt")) else runners.run(run_candidate, cand_feeds)
     _check_finite(ref_results, [n for n, _ in frames], "reference", reference_path)
     tol = tolerance_for(precision, options.atol, options.rtol, options.floors)
+    floors = _noise_floors(reference, ref_feeds) if tol.numeric_decides and tol.noise_floor else None
     names = list(ref_results[0].keys())
     missing = [n for n in names if n not in cand_results[0]]
     if missing:
@@ -161,15 +180,29 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     for name in names:
         refs = [r[name] for r in ref_results]
         gots = [c[name] for c in cand_results]
-        s = output_stats(name, refs, gots, options.map_threshold)
+        s = output_stats(name, refs, gots, options.map_threshold,
+                         floors=[f[name] for f in floors] if floors and name in floors[0] else None)
         stats.append(tol.judge(s))
-        if np.ndim(refs[0]) == 4 and s.max_abs != float("inf"):
-            errors[name] = np.max([np.abs(np.asarray(r, np.float64) - g).max(axis=(0, 1)) for r, g in zip(refs, gots)],
-                                  axis=0)
-    limits = {s.name: tol.numeric_limit(s) if tol.numeric_decides_for(s) else float("inf") for s in stats}
+        if np.ndim(refs[0]) == 4 and s.max_abs != float("inf"):  # frames of the first frame's size (a dynamic
+            same = [(r, g) for r, g in zip(refs, gots) if np.shape(r) == np.shape(refs[0])]  # model takes many)
+            errors[name] = np.max([np.abs(np.asarray(r, np.float64) - g).max(axis=(0, 1)) for r, g in same], axis=0)
+    # Polygraphy's check takes one limit per output: the largest a frame is allowed (the per-frame verdict is ours)
+    limits = {s.name: max(verdict.allowed(tol.numeric_limit(s), f) for f in (s.frame_floor if tol.noise_floor else ())
+                          or (0.0,))
+              if tol.numeric_decides_for(s) else float("inf") for s in stats}
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
+
+
+def _noise_floors(reference: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
+    """Per frame, per output: how far the reference itself moves under +-1 ulp of its first conv's input."""
+    probe = verdict.NoiseProbe(reference)
+    out = []
+    for feed in feeds:
+        measured = probe.run(feed)
+        out.append(dict(zip(probe.names, measured.floors)))
+    return out
 
 
 def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, np.ndarray]) -> None:
@@ -179,7 +212,7 @@ def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, 
         t = declared.get(name)
         if t is None:
             continue
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]  # -1: dynamic
         if len(dims) != value.ndim or any(d is not None and d != v for d, v in zip(dims, value.shape)):
             want = "x".join(str(d) if d is not None else "?" for d in dims)
             raise UsageError(f"{role} {path}: input '{name}' takes shape {want}, the frames for the other model are "

@@ -47,6 +47,7 @@ class OutputStats:
     decided_by: str = ""  # which metric(s) the verdict rests on (set by the tolerance)
     frame_max_abs: tuple[float, ...] = ()  # max |candidate - reference| per frame
     frame_floor: tuple[float, ...] = ()  # the reference's own float32 noise floor per frame; () if not measured
+    numeric_decides: bool = True  # whether the numeric figures are part of the verdict (INT8: the task metrics)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
