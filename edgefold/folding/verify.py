@@ -27,7 +27,8 @@ class Verification:
 
     def to_json(self) -> dict:
         return {"frames": self.frames, "sizes": [list(s) for s in self.sizes], "passed": self.passed,
-                "tolerance": self.tolerance, "outputs": [o.to_json() for o in self.outputs]}
+                "tolerance": self.tolerance, "noise_floor_k": verdict.K, "bounds": list(self.bounds),
+                "outputs": [o.to_json() for o in self.outputs]}
 
     bounds: tuple[float, ...] = ()  # the fixed bound per output
 
