@@ -19,8 +19,9 @@ convolution reachable from its input, no floor is measured (0) and the fixed bou
 
 K = 10 leaves room for the two float32 orders' own rounding (each about one floor), and a real error still
 shows: a mean off by 0.1 of a pixel level moves the normalised input by about 1.7e-3 - four orders of
-magnitude above an ulp - and a border-naive fold is wrong by O(1) on the border ring. Cost: DRAWS + 1 extra
-runs of the original per frame.
+magnitude above an ulp - and a border-naive fold is wrong by O(1) on the border ring. Cost: DRAWS + 1 runs of
+the original per frame (the unperturbed one through the probe's own session); the fold's self-check measures
+the floor only when a frame exceeds the fixed bound, where it can change the verdict.
 """
 from __future__ import annotations
 
@@ -104,28 +105,60 @@ class Probe:
 
 class NoiseProbe:
     """The original in onnxruntime with a +-1-ulp multiplier in front of its first convolution(s). ``run`` gives
-    its unperturbed outputs (bit-identical to the original's: x * 1 is exact) and the floor of each output."""
+    its unperturbed outputs (bit-identical to the original's: x * 1 is exact) and the floor of each output.
+    With ``folder`` the probed model is also written there once, so ``close`` can free the session and
+    ``reopen`` make it again after the original itself is gone (the fold rewrites it in place)."""
 
     def __init__(self, model: onnx.ModelProto, names: list[str] | None = None, *, optimize: bool = False,
-                 seed: int = 0) -> None:
-        from edgefold.backends.ort import session
+                 seed: int = 0, folder: str | None = None) -> None:
+        import tempfile
+
+        from edgefold.graph.io import model_bytes_or_path
 
         self.names = names if names is not None else [o.name for o in model.graph.output]
         self.rng = np.random.default_rng(seed)
+        self.optimize = optimize
         self.noise: list[tuple[str, str]] = []
+        self.path: str | None = None
         tensors = first_conv_inputs(model)
-        if tensors:
-            try:
-                with _probed(model, tensors) as self.noise:
-                    self.session = session(model, optimize=optimize)
-                return
-            except Exception:  # noqa: BLE001 - a first conv that reads no float32 tensor: no floor, bound alone
-                self.noise = []
-        self.session = session(model, optimize=optimize)
+        with tempfile.TemporaryDirectory(prefix="edgefold-probe-") as tmp:
+            if tensors:
+                try:
+                    with _probed(model, tensors) as self.noise:
+                        self._open(model_bytes_or_path(model, f"{folder or tmp}/"), folder)
+                    return
+                except Exception:  # noqa: BLE001 - a first conv that reads no float32 tensor: no floor, bound alone
+                    self.noise = []
+            self._open(model_bytes_or_path(model, f"{folder or tmp}/"), folder)
+
+    def _open(self, payload: str | bytes, folder: str | None) -> None:
+        from pathlib import Path
+
+        from edgefold.backends.ort import session_from
+
+        if folder is not None:
+            if isinstance(payload, bytes):
+                Path(folder, "probe.onnx").write_bytes(payload)
+                payload = str(Path(folder, "probe.onnx"))
+            self.path = payload
+        self.session = session_from(payload, optimize=self.optimize)
+
+    def close(self) -> None:
+        del self.session
+
+    def reopen(self) -> None:
+        if self.path is None:
+            raise ValueError("a NoiseProbe made without a folder cannot be reopened")
+        self._open(self.path, None)
 
     @property
     def measures(self) -> bool:
         return bool(self.noise)
+
+    def outputs(self, feed: dict[str, np.ndarray], run_options=None) -> list[np.ndarray]:  # noqa: ANN001
+        """The original's outputs alone (no perturbed runs)."""
+        ones = {noise: np.ones(1, np.float32) for noise, _ in self.noise}
+        return self.session.run(self.names, {**feed, **ones}, run_options)
 
     def run(self, feed: dict[str, np.ndarray], run_options=None) -> Probe:  # noqa: ANN001
         ones = {noise: np.ones(1, np.float32) for noise, _ in self.noise}
