@@ -47,7 +47,8 @@ class Verification:
         k = self._worst_index()
         o = self.outputs[k]
         where = "" if o.border_max is None else f", border ring {o.border_max:.3g}, interior {o.interior_max:.3g}"
-        text = f"output '{o.name}': max abs error {o.max_abs:.3g} ({o.max_rel:.2g} of max |output|){where}"
+        text = (f"output '{o.name}' (closest to its limit): max abs error {o.max_abs:.3g} "
+                f"({o.max_rel:.2g} of max |output|){where}")
         if o.frame_floor:
             text += f"; on the frame closest to its limit, {verdict.figures(o, self.bounds[k] if self.bounds else 0.0)}"
         return text
