@@ -147,8 +147,7 @@ class NoiseProbe:
         del self.session
 
     def reopen(self) -> None:
-        if self.path is None:
-            raise ValueError("a NoiseProbe made without a folder cannot be reopened")
+        assert self.path is not None, "a NoiseProbe made without a folder cannot be reopened"
         self._open(self.path, None)
 
     @property
