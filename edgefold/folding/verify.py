@@ -24,13 +24,12 @@ class Verification:
     outputs: tuple[OutputStats, ...]
     passed: bool
     tolerance: str
+    bounds: tuple[float, ...] = ()  # the fixed bound per output
 
     def to_json(self) -> dict:
         return {"frames": self.frames, "sizes": [list(s) for s in self.sizes], "passed": self.passed,
                 "tolerance": self.tolerance, "noise_floor_k": verdict.K, "bounds": list(self.bounds),
                 "outputs": [o.to_json() for o in self.outputs]}
-
-    bounds: tuple[float, ...] = ()  # the fixed bound per output
 
     @property
     def worst(self) -> OutputStats:
