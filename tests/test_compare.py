@@ -92,7 +92,57 @@ def test_real_photos_from_scikit_image(tmp_path, capsys):
     onnx.save(gray_model("concat", h=96, w=128), str(src))
     assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
     result = compare(str(src), str(out), CompareOptions(images=str(photos), random=0))
-    assert result.passed and result.frames == ("camera.png", "coins.png", "moon.png", "page.png", "text.npy")
+    # the images, then black, white, edges and a page: flat frames are where a network's own noise is largest
+    assert result.passed and result.frames == ("camera.png", "coins.png", "moon.png", "page.png", "text.npy",
+                                               "black", "white", "edges", "page")
+
+
+def test_images_of_different_sizes_on_a_dynamic_model(tmp_path, capsys):
+    from edgefold.demo import demo_model
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for h, w in ((64, 96), (80, 72)):
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(photos / f"{h}x{w}.png")
+    src, out = tmp_path / "demo.onnx", tmp_path / "demo.folded.onnx"
+    onnx.save(demo_model(), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    for verbose in ([], ["-v"]):  # exited 5 (inhomogeneous shape), and 1 with -v
+        assert main([*verbose, "compare", str(src), str(out), "--images", str(photos),
+                     "--heatmap", str(tmp_path / "h.png")]) == 0
+        assert "PASS" in capsys.readouterr().out
+
+
+def test_mono12_fold_of_a_uint8_model_compares_against_the_unrounded_conversion(tmp_path, capsys):
+    """The original takes uint8: fed the Mono12 frame scaled to 8 bits and rounded, it differed from the fold
+    (which reads the exact value) by 0.0101; compare feeds it the conversion unrounded, through its own Cast."""
+    from edgefold.demo import demo_model
+
+    src, out = tmp_path / "demo.onnx", tmp_path / "demo.mono12.onnx"
+    onnx.save(demo_model(), str(src))
+    assert main(["fold", str(src), "--pixel-format", "Mono12", "--input-size", "64x96", "-o", str(out), "-q"]) == 0
+    rep = tmp_path / "cmp.json"
+    assert main(["compare", str(src), str(out), "--report", str(rep)]) == 0
+    assert json.loads(rep.read_text())["feeds"]["reference"]["dtype"] == "float32"
+    capsys.readouterr()
+
+
+def test_heatmap_without_a_spatial_output_is_skipped_with_a_note(tmp_path, capsys):
+    b = ModelBuilder(seed=1)
+    x = b.input("image", [1, 1, 32, 40], np.uint8)
+    from tests.models import normalise
+    from tests.test_patterns import rep_concat_cast
+
+    y = b.op("Flatten", [b.op("GlobalAveragePool", [b.conv(normalise(b, rep_concat_cast(b, x)), 3, 8, k=3)])])
+    src, out = tmp_path / "cls.onnx", tmp_path / "cls.folded.onnx"
+    onnx.save(b.model([y]), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    rep, png = tmp_path / "cmp.json", tmp_path / "h.png"
+    assert main(["compare", str(src), str(out), "--report", str(rep), "--heatmap", str(png)]) == 0  # exited 2
+    printed = capsys.readouterr()
+    assert "PASS" in printed.out and "no heatmap" in printed.err
+    assert json.loads(rep.read_text())["passed"] and not png.exists()
 
 
 def test_reduced_precision_tolerances_and_overrides(folded_pair):

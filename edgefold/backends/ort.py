@@ -11,6 +11,12 @@ from edgefold.graph.io import model_bytes_or_path
 def session(model: onnx.ModelProto, *, optimize: bool = False, threads: int | None = None):  # noqa: ANN201
     """A CPU session. ``optimize=False`` (graph optimisations off) is what the equivalence checks use; a model
     too large for one protobuf goes through a temporary file with external data, read at creation."""
+    with tempfile.TemporaryDirectory(prefix="edgefold-ort-") as tmp:
+        return session_from(model_bytes_or_path(model, tmp), optimize=optimize, threads=threads)
+
+
+def session_from(payload: str | bytes, *, optimize: bool = False, threads: int | None = None):  # noqa: ANN201
+    """A CPU session of a serialised model or a model file, with the options of ``session``."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -20,5 +26,4 @@ def session(model: onnx.ModelProto, *, optimize: bool = False, threads: int | No
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-    with tempfile.TemporaryDirectory(prefix="edgefold-ort-") as tmp:
-        return ort.InferenceSession(model_bytes_or_path(model, tmp), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(payload, so, providers=["CPUExecutionProvider"])

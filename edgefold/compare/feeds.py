@@ -15,7 +15,7 @@ from edgefold.errors import UsageError
 from edgefold.graph.shapes import spatial_axes
 
 if TYPE_CHECKING:
-    from edgefold.compare import CompareOptions
+    from edgefold.compare.comparison import CompareOptions
 
 
 def edgefold_meta(model: onnx.ModelProto) -> dict:
@@ -41,7 +41,9 @@ def _image_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
 
 
 def _dims(vi: onnx.ValueInfoProto) -> tuple:
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim)
+    """Declared dims: an int, a symbolic name, or None (unnamed, or paddle2onnx's dim_value -1: dynamic too)."""
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+                 for d in vi.type.tensor_type.shape.dim)
 
 
 def candidate_feed(model: onnx.ModelProto, what: str) -> tuple[InputFeed, str, float]:
@@ -118,26 +120,42 @@ def reference_feed(reference: onnx.ModelProto, candidate_meta: dict, raw_channel
                      f"declare the mapping with --gray/--rgb/--bgr and --mean/--std/--scale")
 
 
+def read_as_float(model: onnx.ModelProto, name: str) -> bool:
+    """Retype integer input ``name`` of ``model`` (compare's own copy of the original) to float32 when every
+    node that reads it casts it to float32: the model then computes the same on integral pixels and sees the
+    exact value of a camera conversion (12-bit scaled to 8, demosaiced, YUV) instead of its rounding to uint8,
+    which is what the folded model computes with. Returns whether it did."""
+    readers = [n for n in model.graph.node if name in n.input]
+    to_float = [n for n in readers if n.op_type == "Cast" and
+                any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
+    vi = next((i for i in model.graph.input if i.name == name), None)
+    if vi is None or not readers or len(to_float) != len(readers) or any(o.name == name for o in model.graph.output):
+        return False
+    vi.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    return True
+
+
 def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixel_max: float,
                       camera: PixelFormat | None = None) -> list[tuple[str, np.ndarray]]:
-    """Named raw frames for both models: the images given, and synthetic frames. A YUV camera's synthetic frames
+    """Named raw frames for both models: the images given, random frames (4 without images), and black, white,
+    edges and a page. A YUV camera's synthetic frames
     are synthetic RGB frames encoded as the camera would (random bytes would be mostly out of gamut, which no
     camera sends)."""
     out: list[tuple[str, np.ndarray]] = []
     if options.images:
         out += load_images(options.images, feed.affine.in_channels, feed.static_size(),
                            "bgr" if order == "bgr" else "rgb")
-    if options.random or not options.images:
-        n = options.random if options.random is not None else 4
-        size = feed.static_size() or options.size
-        if camera is not None and camera.chroma:
-            from edgefold.core.yuv import from_rgb
+    # black, white, edges and a page always: flat frames are where a network's own float32 noise is largest
+    n = options.random if options.random is not None else (0 if options.images else 4)
+    size = feed.static_size() or options.size
+    if camera is not None and camera.chroma:
+        from edgefold.core.yuv import from_rgb
 
-            h, w = camera.image_size(*size) if size else (160, 224)
-            out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64))
-                    for name, f in _synthetic(h, w, 3, 255.0, n)]
-        else:
-            out += _synthetic(*(size or (160, 224)), feed.affine.in_channels, pixel_max, n)
+        h, w = camera.image_size(*size) if size else (160, 224)
+        out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64))
+                for name, f in _synthetic(h, w, 3, 255.0, n)]
+    else:
+        out += _synthetic(*(size or (160, 224)), feed.affine.in_channels, pixel_max, n)
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from edgefold.core.metrics import ring_width
-from edgefold.errors import UsageError
 
 
 def _hot(v: np.ndarray) -> np.ndarray:
@@ -37,11 +36,11 @@ def heatmap_png(name: str, error: np.ndarray, title: str) -> bytes:
     return buf.getvalue()
 
 
-def heatmap_for(comparison) -> tuple[str, bytes]:
-    """Draw the spatial output with the largest relative error: (its name, the PNG)."""
+def heatmap_for(comparison) -> tuple[str, bytes] | None:
+    """Draw the spatial output with the largest relative error: (its name, the PNG); None without one."""
     spatial = [o for o in comparison.outputs if o.name in comparison.errors]
     if not spatial:
-        raise UsageError("--heatmap: the models have no spatial (N, C, H, W) output to draw")
+        return None
     worst = max(spatial, key=lambda o: o.max_rel)
     where = f"border ring (cyan) {worst.border_max:.3g}, interior {worst.interior_max:.3g}" \
         if worst.border_max is not None else ""

@@ -3,11 +3,14 @@ Overridable per output (``--atol/--rtol NAME=VALUE``) and per metric (``--accura
 
 | precision | numeric bound per output                 | decides               | task floors                     |
 |-----------|------------------------------------------|-----------------------|---------------------------------|
-| fp32      | max abs <= 1e-6 + 1e-4 * max |reference|  | the bound             | reported                        |
-| fp16      | max abs <= 1e-3 + 2e-2 * max |reference|  | bound and task floors | top-1 >= 99 %, map IoU >= 0.95  |
+| fp32      | max abs <= 1e-6 + 1e-4 * max |reference|  | the bound (*)         | reported                        |
+| fp16      | max abs <= 1e-3 + 2e-2 * max |reference|  | bound (*), task floors| top-1 >= 99 %, map IoU >= 0.95  |
 | int8      | max abs <= 1e-2 + 0.15 * max |reference|  | the task floors       | top-1 >= 98 %; map IoU >= 0.90  |
 |           | (shown, not decisive)                    |                       | and false positives <= 1 %;     |
 |           |                                          |                       | other outputs cosine >= 0.99    |
+
+(*) per frame, or within ``edgefold.verdict.K`` times the reference's own float32 noise floor on that frame;
+``--atol``/``--rtol`` replace this rule by the bound they give.
 
 Why INT8 is judged by the task: a sigmoid/probability map under INT8 always has some pixel that flips
 across the threshold, an error of about 1 on an output whose maximum is 1, so a numeric bound on the map
@@ -21,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from edgefold import verdict
 from edgefold.core.metrics import OutputStats
 from edgefold.errors import UsageError
 
@@ -65,6 +69,7 @@ class Tolerance:
     rtol: dict[str, float]
     floors: Floors
     numeric_decides: bool  # fp32/fp16: the bound must hold; int8: the task floors decide, the bound is shown
+    noise_floor: bool = True  # a frame within K x the reference's own noise floor passes; off with --atol/--rtol
 
     @property
     def top1(self) -> float | None:
@@ -103,8 +108,8 @@ class Tolerance:
         """(passed, which metrics decided, with their values)."""
         checks = self._task_checks(s)
         if self.numeric_decides_for(s):
-            limit = self.numeric_limit(s)
-            checks.insert(0, (f"max abs {s.max_abs:.3g} <= {limit:.3g}", s.max_abs <= limit))
+            checks.insert(0, verdict.check(s if self.noise_floor else dataclasses.replace(s, frame_floor=()),
+                                           self.numeric_limit(s)))
         failed = [text for text, ok in checks if not ok]
         return not failed, "; ".join(failed or [text for text, _ in checks])
 
@@ -113,10 +118,12 @@ class Tolerance:
 
     def judge(self, s: OutputStats) -> OutputStats:
         ok, why = self.verdict(s)
-        return s.with_verdict(ok, why)
+        return dataclasses.replace(s.with_verdict(ok, why), numeric_decides=self.numeric_decides_for(s))
 
     def describe(self) -> str:
         bound = f"max abs <= {self.atol['']:g} + {self.rtol['']:g} * max |reference|"
+        if self.numeric_decides and self.noise_floor:
+            bound = verdict.describe(bound)
         f = self.floors
         task = [t for t in (
             f"top-1 agreement >= {100 * f.top1:g}%" if f.top1 is not None else "",
@@ -140,4 +147,5 @@ def tolerance_for(precision: str, atol: dict[str, float], rtol: dict[str, float]
     if precision not in DEFAULTS:
         raise UsageError(f"--precision must be fp32, fp16 or int8, not {precision!r}")
     a, r, numeric, base = DEFAULTS[precision]
-    return Tolerance(precision, {"": a, **atol}, {"": r, **rtol}, dataclasses.replace(base, **(floors or {})), numeric)
+    return Tolerance(precision, {"": a, **atol}, {"": r, **rtol}, dataclasses.replace(base, **(floors or {})), numeric,
+                     noise_floor=not (atol or rtol))  # a bound the user gives is the bound

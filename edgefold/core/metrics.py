@@ -45,10 +45,14 @@ class OutputStats:
     frame_iou: tuple[float | None, ...] = ()  # per frame; None where the reference has no positives
     frame_false_positive: tuple[float | None, ...] = ()  # per frame; None where the reference has positives
     decided_by: str = ""  # which metric(s) the verdict rests on (set by the tolerance)
+    frame_max_abs: tuple[float, ...] = ()  # max |candidate - reference| per frame
+    frame_floor: tuple[float, ...] = ()  # the reference's own float32 noise floor per frame; () if not measured
+    numeric_decides: bool = True  # whether the numeric figures are part of the verdict (INT8: the task metrics)
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
-        d["frame_iou"], d["frame_false_positive"] = list(self.frame_iou), list(self.frame_false_positive)
+        for key in ("frame_iou", "frame_false_positive", "frame_max_abs", "frame_floor"):
+            d[key] = list(d[key])
         return d
 
     def with_verdict(self, passed: bool, decided_by: str = "") -> OutputStats:
@@ -64,9 +68,12 @@ def is_dense_map(shape: tuple) -> bool:
 
 
 def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
-                 map_threshold: float | None = None) -> OutputStats:
-    """Statistics of one output over all frames (lists of arrays of equal shapes, frame by frame)."""
+                 map_threshold: float | None = None, floors: list[float] | None = None) -> OutputStats:
+    """Statistics of one output over all frames (lists of arrays of equal shapes, frame by frame); ``floors``:
+    the reference's own noise floor per frame, where it was measured."""
     diffs, r_all, g_all = [], [], []
+    frame_max: list[float] = []
+    inf = float("inf")
     border = interior = None
     top1 = []
     for r, g in zip(refs, gots):
@@ -77,9 +84,9 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
         r = np.asarray(r, dtype=wide)
         g = np.asarray(g, dtype=wide)
         if r.shape != g.shape:
-            inf = float("inf")
             return OutputStats(name, inf, inf, inf, inf, None, None, 0.0, None, None, None, False)
         d = np.abs(r - g)
+        frame_max.append(float(d.max(initial=0.0)) if np.all(np.isfinite(d)) else inf)
         diffs.append(d.reshape(-1))
         r_all.append(r.reshape(-1))
         g_all.append(g.reshape(-1))
@@ -111,7 +118,8 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
     return OutputStats(name, max_abs, max_abs / ref_max if ref_max else max_abs, float(d.mean()),
                        float(np.quantile(d, 0.99)), border, interior, ref_max,
                        float(np.mean(top1)) if top1 else None, iou, threshold, True, iou_min, false_pos,
-                       float(min(cosines)) if cosines else None, frame_iou, frame_fp)
+                       float(min(cosines)) if cosines else None, frame_iou, frame_fp,
+                       frame_max_abs=tuple(frame_max), frame_floor=tuple(floors or ()))
 
 
 def cosine_similarity(r: np.ndarray, g: np.ndarray) -> float:

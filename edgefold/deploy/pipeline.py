@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgefold import verdict
 from edgefold.backends import trt as trt_backend
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract, candidate_feed
@@ -110,7 +111,7 @@ def _example_profile(feed: InputFeed) -> str:
 
 
 def _figures(s: OutputStats) -> str:
-    parts = [f"max rel error {s.max_rel:.3g}"]
+    parts = [verdict.figures(s, who="the fp32 model")] if s.numeric_decides else []  # INT8: the task decides
     if s.top1_agreement is not None:
         parts.append(f"top-1 {100 * s.top1_agreement:.1f}%")
     if s.map_iou is not None:

@@ -62,12 +62,8 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
         del reference
     report = dataclasses.replace(draft, verification=verification)
     if verification is not None and not verification.passed and report.exact:
-        w = verification.worst
-        where = "" if w.border_max is None else (
-            f" (border ring {w.border_max:.3g}, interior {w.interior_max:.3g})")
-        raise VerificationFailed(f"folded model differs from the original: max abs error {w.max_abs:.3g} "
-                                 f"({w.max_rel:.2g} of max |output|) in output '{w.name}'{where}; nothing "
-                                 f"written - please report this model", report)
+        raise VerificationFailed(f"folded model differs from the original: {verification.worst_text()}; "
+                                 f"{verification.worst.decided_by}; nothing written - please report this model", report)
     return folded, report
 
 

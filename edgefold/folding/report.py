@@ -117,14 +117,9 @@ class Report:
             lines.append(f"skipped input '{name}': {reason}")
         v = self.verification
         if v is not None:
-            w = v.worst
-            where = ""
-            if w.border_max is not None:
-                where = f" (border ring {w.border_max:.3g}, interior {w.interior_max:.3g})"
             verdict = "PASS" if v.passed else ("border error left by --border approx" if not self.exact else "FAIL")
-            lines.append(f"verified on {_count(v.frames, 'frame')} {', '.join(f'{h}x{w_}' for h, w_ in v.sizes)}: "
-                         f"max abs error {w.max_abs:.3g} = {w.max_rel:.2g} of max |output| "
-                         f"in '{w.name}'{where}: {verdict}")
+            lines.append(f"verified on {_count(v.frames, 'frame')} {', '.join(f'{h}x{w}' for h, w in v.sizes)}: "
+                         f"{v.worst_text()}: {verdict}")
         else:
             lines.append("not verified (--no-verify)")
         if not self.exact:

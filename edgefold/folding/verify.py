@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from edgefold import verdict
 from edgefold.backends.ort import session
 from edgefold.core.affine import ChannelAffine
 from edgefold.core.frames import InputFeed, synthetic_frames
@@ -23,14 +24,33 @@ class Verification:
     outputs: tuple[OutputStats, ...]
     passed: bool
     tolerance: str
+    bounds: tuple[float, ...] = ()  # the fixed bound per output
 
     def to_json(self) -> dict:
         return {"frames": self.frames, "sizes": [list(s) for s in self.sizes], "passed": self.passed,
-                "tolerance": self.tolerance, "outputs": [o.to_json() for o in self.outputs]}
+                "tolerance": self.tolerance, "noise_floor_k": verdict.K, "bounds": list(self.bounds),
+                "outputs": [o.to_json() for o in self.outputs]}
 
     @property
     def worst(self) -> OutputStats:
-        return max(self.outputs, key=lambda o: o.max_rel)
+        """The output closest to failing (or failing worst): its largest error against what the frame allows."""
+        return self.outputs[self._worst_index()]
+
+    def _worst_index(self) -> int:
+        bounds = self.bounds or (0.0,) * len(self.outputs)
+        return max(range(len(self.outputs)), key=lambda k: verdict.ratio(self.outputs[k], bounds[k]))
+
+    def worst_text(self) -> str:
+        """``output 'y': max abs error 5.4e-07 (3.1e-07 of max |output|); on the frame closest to its limit, error
+        ... of max |output|; the original itself moves ... under +-1 ulp of input noise``"""
+        k = self._worst_index()
+        o = self.outputs[k]
+        where = "" if o.border_max is None else f", border ring {o.border_max:.3g}, interior {o.interior_max:.3g}"
+        text = (f"output '{o.name}' (closest to its limit): max abs error {o.max_abs:.3g} "
+                f"({o.max_rel:.2g} of max |output|){where}")
+        if o.frame_floor:
+            text += f"; on the frame closest to its limit, {verdict.figures(o, self.bounds[k] if self.bounds else 0.0)}"
+        return text
 
 
 def chain_feeds(chain: ChainPlan) -> tuple[InputFeed, InputFeed]:
@@ -58,12 +78,19 @@ def frame_sizes(chain: ChainPlan, fallback: tuple[tuple[int, int], ...]) -> tupl
 
 
 def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[list[np.ndarray]],
-                    rtol: float, atol: float) -> list[OutputStats]:
-    out = []
+                    rtol: float, atol: float, floors: list[list[float]] | None = None
+                    ) -> tuple[list[OutputStats], list[float]]:
+    """Per output: statistics with the verdict (against the fixed bound and the original's own noise floor on
+    each frame), and the fixed bound."""
+    out, bounds = [], []
     for k, name in enumerate(names):
-        stats = output_stats(name, [r[k] for r in ref], [g[k] for g in got])
-        out.append(stats.with_verdict(stats.max_abs <= atol + rtol * stats.reference_max))
-    return out
+        stats = output_stats(name, [r[k] for r in ref], [g[k] for g in got],
+                             floors=[f[k] for f in floors] if floors else None)
+        bound = atol + rtol * stats.reference_max
+        text, ok = verdict.check(stats, bound)
+        out.append(stats.with_verdict(ok, text))
+        bounds.append(bound)
+    return out, bounds
 
 
 # odd sizes catch stride/padding corner cases; FPN-style models need multiples of 32
@@ -79,6 +106,9 @@ class Reference:
     names: list[str]
     outputs: list[list[np.ndarray]]
     folded_feeds: list[dict[str, np.ndarray]]
+    original_feeds: list[dict[str, np.ndarray]]
+    probe: verdict.NoiseProbe  # closed; reopened to measure the original's noise floor where the bound fails
+    folder: object  # the TemporaryDirectory holding the probe's model file, removed with the reference
 
 
 def run_reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
@@ -107,9 +137,18 @@ def check_folded(folded: onnx.ModelProto, reference: Reference, rtol: float, ato
     except (Fail, InvalidArgument, RuntimeException) as err:
         raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
                                  f"nothing written - please report this model") from None
-    errors = compare_outputs(reference.names, reference.outputs, got, rtol, atol)
+    del s_fold
+    errors, bounds = compare_outputs(reference.names, reference.outputs, got, rtol, atol)
+    if not all(e.passed for e in errors) and reference.probe.measures:
+        # beyond the fixed bound somewhere: how far does the original itself move on these frames? (the floor
+        # is only measured here, so a fold within the bound costs no extra run of the original)
+        reference.probe.reopen()
+        floors = [reference.probe.run(feed, _quiet()).floors for feed in reference.original_feeds]
+        reference.probe.close()
+        errors, bounds = compare_outputs(reference.names, reference.outputs, got, rtol, atol, floors)
     return Verification(len(got), reference.sizes, tuple(errors), all(e.passed for e in errors),
-                        f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output")
+                        verdict.describe(f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output"),
+                        tuple(bounds))
 
 
 class _OriginalFailed(Exception):
@@ -128,14 +167,18 @@ def _quiet():
 
 def _reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
                fallback_sizes: tuple[tuple[int, int], ...]) -> Reference:
-    try:
-        s_orig = session(original)
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="edgefold-verify-")
+    try:  # the original, written once with what measures its own float32 noise floor, for a later check
+        probe = verdict.NoiseProbe(original, [o.name for o in original.graph.output], folder=folder.name)
     except Exception as err:
         raise _OriginalFailed(at_load=True) from err
-    other = _other_inputs(s_orig, chains)
+    s_orig = probe.session
+    other = _other_inputs(s_orig, chains, {noise for noise, _ in probe.noise})
     sizes = frame_sizes(chains[0], fallback_sizes)
-    names = [o.name for o in s_orig.get_outputs()]
-    ref, feeds = [], []
+    names = probe.names
+    ref, feeds, originals = [], [], []
     for size in sizes:
         per_chain = [synthetic_frames(size[0], size[1], c.contract.channels, c.contract.pixel_range[1], seed=i)
                      for i, c in enumerate(chains)]
@@ -147,20 +190,22 @@ def _reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
                 feed_o[feed_original.name] = feed_original.tensor(frames[f])
                 feed_f[feed_folded.name] = feed_folded.tensor(frames[f])
             try:
-                ref.append(s_orig.run(names, feed_o, _quiet()))
+                ref.append(probe.outputs(feed_o, _quiet()))
             except Exception as err:
                 raise _OriginalFailed() from err
+            originals.append(feed_o)
             feeds.append(feed_f)
     for k, name in enumerate(names):
         if any(np.issubdtype(r[k].dtype, np.floating) and not np.all(np.isfinite(r[k])) for r in ref):
             raise UnsupportedGraph(f"the original model gives NaN or inf in output '{name}' on the self-check "
                                    f"frames, so the fold cannot be verified; fix its weights, or pass --no-verify")
-    return Reference(tuple(sizes), names, ref, feeds)
+    probe.close()
+    return Reference(tuple(sizes), names, ref, feeds, originals, probe, folder)
 
 
-def _other_inputs(sess, chains: tuple[ChainPlan, ...]) -> dict[str, np.ndarray]:
+def _other_inputs(sess, chains: tuple[ChainPlan, ...], probes: set[str]) -> dict[str, np.ndarray]:
     """Deterministic feeds for inputs that are not folded (e.g. a second, non-image input)."""
-    folded = {c.input_name for c in chains}
+    folded = {c.input_name for c in chains} | probes
     rng = np.random.default_rng(1)
     feeds: dict[str, np.ndarray] = {}
     type_map = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,

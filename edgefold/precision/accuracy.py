@@ -1,36 +1,47 @@
-"""Accuracy of a prepared (FP16 or Q/DQ) model against the fp32 folded model, in onnxruntime on the CPU."""
+"""Accuracy of a prepared (FP16 or Q/DQ) model against the fp32 folded model, in onnxruntime on the CPU. The
+numeric bound is judged per frame against the fp32 model's own float32 noise floor (``edgefold.verdict``)."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import onnx
 
+from edgefold import verdict
 from edgefold.backends.ort import session
 from edgefold.compare.tolerance import Tolerance
 from edgefold.core.frames import InputFeed
 from edgefold.core.metrics import OutputStats, output_stats
 
 
-def reference_outputs(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]
-                      ) -> tuple[list[str], list[list[np.ndarray]]]:
-    """(output names, outputs per frame) of the reference model, computed once for every candidate."""
+class References(NamedTuple):
+    names: list[str]
+    outputs: list[list[np.ndarray]]  # per frame, per output
+    floors: list[list[float]]  # per frame, per output: the reference's own float32 noise floor
+
+
+def reference_outputs(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> References:
+    """The reference model's outputs per frame, computed once for every candidate, and its noise floor there."""
     if not frames:
-        return [], []
-    s_ref = session(model, optimize=True)
-    names = [o.name for o in s_ref.get_outputs()]
-    return names, [s_ref.run(names, {feed.name: feed.tensor(f)}) for f in frames]
+        return References([], [], [])
+    probe = verdict.NoiseProbe(model, optimize=True)  # its unperturbed run is the reference (x * 1 is exact)
+    measured = [probe.run({feed.name: feed.tensor(f)}) for f in frames]
+    return References(probe.names, [m.outputs for m in measured], [m.floors for m in measured])
 
 
-def measure_against(reference: tuple[list[str], list[list[np.ndarray]]], prepared: onnx.ModelProto,
-                    feed: InputFeed, frames: list[np.ndarray], tolerance: Tolerance) -> tuple[OutputStats, ...]:
+def measure_against(reference: References | tuple, prepared: onnx.ModelProto, feed: InputFeed,
+                    frames: list[np.ndarray], tolerance: Tolerance) -> tuple[OutputStats, ...]:
     """Per-output statistics of ``prepared`` against precomputed reference outputs, each with its verdict."""
-    names, refs = reference
+    names, refs = reference[0], reference[1]
+    floors = reference[2] if len(reference) > 2 else None
     if not frames:
         return ()
     s_prep = session(prepared, optimize=True)
     gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]
     out = []
     for k, name in enumerate(names):
-        s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots])
+        s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots],
+                         floors=[f[k] for f in floors] if floors else None)
         out.append(tolerance.judge(s))
     return tuple(out)
 
