@@ -102,8 +102,10 @@ def ops(model: onnx.ModelProto) -> list[str]:
     return [n.op_type for n in model.graph.node]
 
 
-def conv_weight(model: onnx.ModelProto, conv_name: str) -> np.ndarray:
-    node = next(n for n in model.graph.node if n.name == conv_name)
+def conv_weight(model: onnx.ModelProto, conv: str) -> np.ndarray:
+    """The weight of the conv named ``conv`` (a test's own unique name) or producing ``conv`` (as the metadata
+    records folded convs)."""
+    node = next(n for n in model.graph.node if conv in (n.name, n.output[0]))
     inits = {t.name: t for t in model.graph.initializer}
     return onnx.numpy_helper.to_array(inits[node.input[1]])
 

@@ -85,7 +85,7 @@ def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k,
     if stride % 2 == 0:  # no full-resolution RGB frame, no full-size border term: the strips carry it
         assert not any(n.op_type == "DepthToSpace" and n.name.startswith("edgefold/") for n in camera.graph.node)
         assert not any("tinyconv" in n.name or "border_add" in n.name for n in camera.graph.node)
-        assert frontend["macs_per_output"]["stem"] == [(k + 2) ** 2, 3 * k * k]
+        assert frontend["macs_per_output"]["stem_out"] == [(k + 2) ** 2, 3 * k * k]
     inp = camera.graph.input[0].type.tensor_type
     assert inp.elem_type == onnx.TensorProto.UINT8 and [d.dim_value for d in inp.shape.dim] == [1, 1, h, w]
     for seed in range(3):
@@ -319,13 +319,13 @@ def test_yuv_is_composed_into_an_even_stride_stem_exactly_borders_included(fmt, 
     ops = [n.op_type for n in camera.graph.node]
     assert ("Resize" not in ops) == composed  # no upsampled chroma, no RGB frame
     if composed:
-        assert meta_json(camera, Meta.FOLDED_CONVS) == ["stem/luma", "stem/chroma"]
+        assert meta_json(camera, Meta.FOLDED_CONVS) == [f"stem/{fmt}/luma", f"stem/{fmt}/chroma"]
         # the planes are centred at the colour that normalises to zero (found from the fold's border term), so
         # zero padding is the original's and no border term is left
         if pad != 0:  # (without padding the fold adds no border term)
             assert np.allclose(frontend["neutral_rgb"], IMAGENET_MEAN * 255, atol=1e-3)
         assert not any("tinyconv" in n.name or "border" in n.name for n in camera.graph.node)
-        macs, rgb_macs = frontend["macs_per_output"]["stem"]
+        macs, rgb_macs = frontend["macs_per_output"]["stem_out"]
         assert rgb_macs == 3 * k * k and macs < rgb_macs
     else:
         assert "odd strides" in frontend["not_composed"]
@@ -480,7 +480,7 @@ def test_bayer_pieces_are_joined_after_the_op_that_follows_the_stem_when_they_ca
     original = _stem_then(tail)
     camera = _fold(original, tmp_path, "--pixel-format", "BayerGB8")
     frontend = meta_json(camera, Meta.FRONTEND)
-    assert frontend["form"] == "composed" and frontend["joined_after"]["stem"].startswith(joined), frontend
+    assert frontend["form"] == "composed" and frontend["joined_after"]["stem_out"].startswith(joined), frontend
     for seed in range(2):
         m = mosaic(photo(61, 84, seed), "GBRG")
         ref = run(original, {"image": demosaic(m, "GBRG")[None].astype(np.float32)})
@@ -493,13 +493,13 @@ def test_composed_pieces_tell_precision_which_nodes_are_the_network(tmp_path):
     """The stem on each piece is a folded conv (float-first keeps it in float); the model's own ops copied onto the
     pieces (here ReLU and the next conv) are the network's, so INT8 quantises them; only the demosaic strips,
     crops, border constants and Concats are helpers."""
-    from edgefold.core.contract import Meta, helper_nodes, meta_json
+    from edgefold.core.contract import Meta, helper_outputs, meta_json
 
     camera = _fold(rgb_model(48, 64), tmp_path, "--pixel-format", "BayerRG8")
-    helpers, folded = set(helper_nodes(camera)), set(meta_json(camera, Meta.FOLDED_CONVS))
-    convs = {n.name: n for n in camera.graph.node if n.op_type == "Conv"}
-    assert {"stem/interior", "stem/left", "stem/top"} <= folded and not folded & helpers
-    copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].name)]
+    helpers, folded = set(helper_outputs(camera)), set(meta_json(camera, Meta.FOLDED_CONVS))
+    convs = {n.output[0]: n for n in camera.graph.node if n.op_type == "Conv"}  # nodes are known by their outputs
+    assert {"stem/BayerRG8/interior", "stem/BayerRG8/left", "stem/BayerRG8/top"} <= folded and not folded & helpers
+    copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].output[0])]
     assert len(copies) >= 3 and not set(copies) & helpers
     assert all(n in helpers for n in convs if n.endswith("/demosaic"))
 
@@ -578,7 +578,7 @@ def test_int8_recentre_composes_bayer_and_quantises_the_mosaic_losslessly(tmp_pa
     assert json.loads(out.with_suffix(".json").read_text())["frontend"]["form"] == "composed"
     m = onnx.load(str(tmp_path / "r.prepared.onnx"))
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "stem/interior_px"]
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "stem/BayerRG8/interior_px"]
     assert len(q) == 1 and float(inits[q[0].input[1]]) == 1.0 and int(inits[q[0].input[2]]) == 0
     # what it quantises is the mosaic - 128: integers in [-128, 127]
     centred = next(n for n in m.graph.node if n.output[0].endswith("raw_centred"))

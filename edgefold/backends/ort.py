@@ -6,12 +6,16 @@ import tempfile
 import onnx
 
 from edgefold.graph.io import model_bytes_or_path
+from edgefold.graph.names import with_unique_node_names
 
 
 def session(model: onnx.ModelProto, *, optimize: bool = False, threads: int | None = None):  # noqa: ANN201
     """A CPU session. ``optimize=False`` (graph optimisations off) is what the equivalence checks use; a model
-    too large for one protobuf goes through a temporary file with external data, read at creation."""
+    too large for one protobuf goes through a temporary file with external data, read at creation. Node names
+    that repeat (valid ONNX, which onnxruntime refuses) are made unique in a private copy: they change no value."""
     import onnxruntime as ort
+
+    model = with_unique_node_names(model, fill_empty=False)
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize \
