@@ -98,11 +98,17 @@ NAMINGS = ("kept", "stripped", "one name", "two alike")
 
 
 def renamed(model: onnx.ModelProto, naming: str) -> onnx.ModelProto:
-    """A copy with ``naming``: "kept"; "stripped" (every node unnamed); "one name" (every node called "n");
-    "two alike" (the last node takes the first conv's name, or the first node's)."""
+    """A copy with ``naming`` (``rename_nodes``)."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    nodes = out.graph.node
+    rename_nodes(out.graph, naming)
+    return out
+
+
+def rename_nodes(graph: onnx.GraphProto, naming: str) -> None:
+    """Give the graph's nodes ``naming``: "kept"; "stripped" (every node unnamed); "one name" (every node called
+    "n"); "two alike" (the last node takes the first conv's name, or the first node's)."""
+    nodes = graph.node
     for n in nodes:
         if naming == "stripped":
             n.name = ""
@@ -112,7 +118,6 @@ def renamed(model: onnx.ModelProto, naming: str) -> onnx.ModelProto:
         first = next((n for n in nodes if n.op_type == "Conv" and n is not nodes[-1]), nodes[0])
         first.name = first.name or "twin"
         nodes[-1].name = first.name
-    return out
 
 
 def assert_names_kept(original: onnx.ModelProto, result: onnx.ModelProto) -> None:

@@ -18,7 +18,7 @@ from edgefold.core.bayer import demosaic
 from edgefold.core.contract import pixel_format
 from edgefold.errors import UsageError
 from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
-from tests.models import gray_model, run
+from tests.models import NAMINGS, assert_names_kept, gray_model, renamed, run
 
 cv2 = pytest.importorskip("cv2")
 
@@ -522,10 +522,11 @@ def _camera_buffer(fmt: str, h: int, w: int, seed: int) -> np.ndarray:
                             "YUV422_8_UYVY"]),
        k=st.integers(1, 7), stride=st.integers(1, 4), pads=st.tuples(*[st.integers(0, 3)] * 4),
        half=st.tuples(st.integers(3, 14), st.integers(3, 14)), odd=st.tuples(st.booleans(), st.booleans()),
-       tail=st.sampled_from(["conv", "relu-maxpool", "none"]))
-def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stride, pads, half, odd, tail):
-    """Random stem kernels, strides, asymmetric pads, frame sizes (odd ones for Bayer) and what follows the stem:
-    the camera model equals "convert in float, run the original", whichever form the fold chose."""
+       tail=st.sampled_from(["conv", "relu-maxpool", "none"]), naming=st.sampled_from(NAMINGS))
+def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stride, pads, half, odd, tail, naming):
+    """Random stem kernels, strides, asymmetric pads, frame sizes (odd ones for Bayer), what follows the stem and
+    node names (kept, stripped, all one, two alike): the camera model equals "convert in float, run the
+    original", whichever form the fold chose."""
     import tempfile
     from pathlib import Path
 
@@ -545,9 +546,10 @@ def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stri
         y = b.conv(b.op("Relu", [y]), 8, 4, k=3, stride=2)
     elif tail == "relu-maxpool":
         y = b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[2, 2], strides=[2, 2])
-    original = b.model([y])
+    original = renamed(b.model([y]), naming)
     with tempfile.TemporaryDirectory() as tmp:
         camera = _fold(original, Path(tmp), "--pixel-format", fmt, "--no-verify")
+    assert_names_kept(original, camera)
     form = meta_json(camera, Meta.FRONTEND)["form"]
     if f.chroma:  # even frames: a YUV stem composes exactly when its stride is even
         assert form == ("composed" if stride % 2 == 0 else "front end")
