@@ -13,7 +13,7 @@ from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.folding.border import grouped_matrix
 from edgefold.frontend.dct import DctSpec
 from edgefold.graph.index import GraphIndex, attrs
-from edgefold.graph.names import FreshNames, node_label
+from edgefold.graph.names import FreshNames, node_key
 
 OPSET = 17
 
@@ -115,7 +115,8 @@ def prepend(model: onnx.ModelProto, spec: DctSpec, input_name: str | None = None
         target = node.output[0]
         position = next(i for i, n in enumerate(model.graph.node) if n is node)
         keep = [n for i, n in enumerate(g.node) if i != position]
-        merged = f"{node_label(node)} ({n_coef} -> {m.shape[0]} channels) merged into the 8x8 conv"
+        merged = (f"{node.op_type} '{node.name or node_key(node)}' ({n_coef} -> {m.shape[0]} channels) merged into "
+                  f"the 8x8 conv")
     if name == target or name in {o for n in keep for o in n.output}:
         raise UsageError(f"--input-name {name} is already a tensor of the model; choose another")
     x = name
