@@ -216,3 +216,27 @@ def test_fp16_keeps_an_unnamed_overflowing_node_in_float(naming):
     assert len(hot) == 1 and hot[0]
     ref, got = run(model, {"image": frames[0][None]})[0], run(fp16, {"image": frames[0][None]})[0]
     assert np.isfinite(got).all() and np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max()
+
+
+def test_added_names_never_collide_with_the_models_own(tmp_path):
+    """A model that already uses the names the fold would pick (the stem's NAME/folded_W, NAME/pre_border, the
+    input's raw tensor): the fold picks others, and the result is exact."""
+    model = gray_model(h=H, w=W, cout=4)
+    g = model.graph
+    second = [n for n in g.node if n.op_type == "Conv"][1]
+    for old, new in ((second.input[1], "stem/folded_W"), (second.output[0], "stem/pre_border")):
+        for n in g.node:
+            n.input[:] = [new if i == old else i for i in n.input]
+            n.output[:] = [new if o == old else o for o in n.output]
+        for t in g.initializer:
+            t.name = new if t.name == old else t.name
+        for v in (*g.value_info, *g.output):
+            v.name = new if v.name == old else v.name
+    onnx.checker.check_model(model)
+    original, folded, named = _fold_both(model, "one name", tmp_path)
+    inits = [t.name for t in folded.graph.initializer]
+    assert len(inits) == len(set(inits)) and "stem/folded_W" in inits
+    _same_fold(named, folded, original)
+    from tests.models import assert_same, gray_frame
+
+    assert_same(original, folded, {"image": gray_frame(H, W)}, {"image": gray_frame(H, W)})
