@@ -240,3 +240,37 @@ def test_added_names_never_collide_with_the_models_own(tmp_path):
     from tests.models import assert_same, gray_frame
 
     assert_same(original, folded, {"image": gray_frame(H, W)}, {"image": gray_frame(H, W)})
+
+
+def test_fresh_names_avoid_the_graph_and_each_other():
+    from edgefold.graph.names import FreshNames
+
+    b = ModelBuilder()
+    x = b.input("x", [1, 3, 8, 8])
+    model = b.model([b.conv(x, 3, 4, name="a/b")])
+    fresh = FreshNames(model.graph)
+    assert fresh.name("x") == "x_2" and fresh.name("x") == "x_3" and fresh.name("y") == "y"
+    assert fresh.prefix("a") == "a_2"  # 'a/b' lives under 'a'
+    assert fresh.prefix("c") == "c" and fresh.prefix("c") == "c_2"
+    assert fresh.name("c/raw") == "c_raw"  # under a prefix given out: the prefix's owner's
+    assert fresh.name("a/b") == "a/b_2"
+
+
+@pytest.mark.parametrize("naming", RENAMED)
+def test_int8_recentre_with_a_composed_bayer_stem(naming, tmp_path):
+    """build --int8 recentre --pixel-format BayerRG8: the fold's recentring Add and the composed pieces are found by
+    their outputs, so the mosaic - 128 is what the composed conv quantises, with scale 1."""
+    from onnx import numpy_helper
+
+    from tests.test_pixel_formats import rgb_model
+
+    src = _save(renamed(rgb_model(24, 32), naming), tmp_path / "o.onnx")
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).integers(0, 256, (6, 24, 32)).astype(np.uint8))
+    out = tmp_path / "r.engine"
+    assert main(["build", src, "--int8", "--int8-strategy", "recentre", "--calib", str(tmp_path / "f.npy"), "-o",
+                 str(out), "--no-engine", "--pixel-format", "BayerRG8", "--accept-accuracy-drop"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["frontend"]["form"] == "composed"
+    m = onnx.load(str(tmp_path / "r.prepared.onnx"))
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0].endswith("/interior_px")]
+    assert len(q) == 1 and float(inits[q[0].input[1]]) == 1.0

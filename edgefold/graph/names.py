@@ -65,9 +65,10 @@ class FreshNames:
             not any(name[:i] in self.prefixes for i, ch in enumerate(name) if ch == "/")
 
     def name(self, wanted: str) -> str:
-        """``wanted`` if free, else ``wanted_2``, ``wanted_3``, ... (names under a ``prefix`` are its owner's)."""
+        """``wanted`` if free, else ``wanted_2``, ``wanted_3``, ... (names under a ``prefix`` are its owner's: one
+        that falls under one is flattened, ``a/b`` -> ``a_b``)."""
         if any(wanted[:i] in self.prefixes for i, ch in enumerate(wanted) if ch == "/"):
-            raise ValueError(f"'{wanted}' is under a prefix given out before")
+            wanted = wanted.replace("/", "_")
         out, k = wanted, 1
         while not self._free(out):
             k += 1
