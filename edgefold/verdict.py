@@ -114,7 +114,9 @@ class NoiseProbe:
         import tempfile
 
         from edgefold.graph.io import model_bytes_or_path
+        from edgefold.graph.names import with_unique_node_names
 
+        model = with_unique_node_names(model, fill_empty=False)  # onnxruntime refuses repeated node names
         self.names = names if names is not None else [o.name for o in model.graph.output]
         self.rng = np.random.default_rng(seed)
         self.optimize = optimize

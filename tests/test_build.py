@@ -163,7 +163,7 @@ def test_sidecar_contents(demo_path, photos, tmp_path):
     assert side["source"]["sha256"] == hashlib.sha256(demo_path.read_bytes()).hexdigest()
     assert side["input_contract"]["dtype"] == "uint8" and side["input_contract"]["channels"] == 1
     assert {o["name"] for o in side["outputs"]} == {"logits_out", "defect_map_out"}
-    assert side["fold"]["folded_convs"] == ["stem_conv"]
+    assert side["fold"]["folded_convs"] == ["stem_conv/pre_border"]  # by output: the folded conv, before its border term
     assert side["engine"] == {"built": False} and side["build_plan"]["trt_major"] in (10, 11)
     assert side["trtexec"] == "demo.int8.trtexec.sh"
     assert 0.5 < side["int8"]["int8_mac_share"] <= 1.0 and isinstance(side["int8"]["kept_float"], list)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgefold.cli.main import main
-from tests.models import gray_model
+from tests.models import NAMINGS, gray_model, rename_nodes
 
 # EDGEFOLD_FUZZ=N runs N examples a test, EDGEFOLD_FUZZ_RANDOM=1 new ones each run (a longer hunt by hand)
 FUZZ = os.environ.get("EDGEFOLD_FUZZ")
@@ -160,6 +160,11 @@ def graph_mutations(draw, seeds: list[bytes] | None = None) -> Recipe:
         elif kind == "output_rename":
             g.output[0].name = draw(st.sampled_from([n.output[0] for n in g.node if n.output] + ["ghost"]))
         recipe.steps.append(f"{kind} on {node.name if node is not None else '-'}")
+    # a dimension of every case: node names as converters leave them, missing or repeated (valid ONNX either way)
+    naming = draw(st.sampled_from(NAMINGS))
+    if naming != "kept":
+        rename_nodes(g, naming)
+        recipe.steps.append(f"node names {naming}")
     return recipe
 
 

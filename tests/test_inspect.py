@@ -72,7 +72,8 @@ def test_dynamic_shapes_resolved_with_shape_flag(tmp_path, capsys):
     assert main(["inspect", str(p), "--shape", "input:1x6x64x64", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["total"] == {"params": 162, "macs": 663_552, "flops": 0}
-    assert set(report["layers"][0]) == {"name", "op", "input_shapes", "output_shapes", "params", "macs", "flops"}
+    assert set(report["layers"][0]) == {"name", "op", "input_shapes", "output_shapes", "params", "macs", "flops",
+                                          "output"}
     assert main(["inspect", str(p), "--shape", "nope:1x6x64x64"]) == 2
 
 

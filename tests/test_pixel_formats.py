@@ -18,7 +18,7 @@ from edgefold.core.bayer import demosaic
 from edgefold.core.contract import pixel_format
 from edgefold.errors import UsageError
 from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD, ModelBuilder
-from tests.models import gray_model, run
+from tests.models import NAMINGS, assert_names_kept, gray_model, renamed, run
 
 cv2 = pytest.importorskip("cv2")
 
@@ -85,7 +85,7 @@ def test_bayer_folds_exactly_against_demosaic_in_float_then_the_original(fmt, k,
     if stride % 2 == 0:  # no full-resolution RGB frame, no full-size border term: the strips carry it
         assert not any(n.op_type == "DepthToSpace" and n.name.startswith("edgefold/") for n in camera.graph.node)
         assert not any("tinyconv" in n.name or "border_add" in n.name for n in camera.graph.node)
-        assert frontend["macs_per_output"]["stem"] == [(k + 2) ** 2, 3 * k * k]
+        assert frontend["macs_per_output"]["stem_out"] == [(k + 2) ** 2, 3 * k * k]
     inp = camera.graph.input[0].type.tensor_type
     assert inp.elem_type == onnx.TensorProto.UINT8 and [d.dim_value for d in inp.shape.dim] == [1, 1, h, w]
     for seed in range(3):
@@ -320,13 +320,13 @@ def test_yuv_is_composed_into_an_even_stride_stem_exactly_borders_included(fmt, 
     ops = [n.op_type for n in camera.graph.node]
     assert ("Resize" not in ops) == composed  # no upsampled chroma, no RGB frame
     if composed:
-        assert meta_json(camera, Meta.FOLDED_CONVS) == ["stem/luma", "stem/chroma"]
+        assert meta_json(camera, Meta.FOLDED_CONVS) == [f"stem/{fmt}/luma", f"stem/{fmt}/chroma"]
         # the planes are centred at the colour that normalises to zero (found from the fold's border term), so
         # zero padding is the original's and no border term is left
         if pad != 0:  # (without padding the fold adds no border term)
             assert np.allclose(frontend["neutral_rgb"], IMAGENET_MEAN * 255, atol=1e-3)
         assert not any("tinyconv" in n.name or "border" in n.name for n in camera.graph.node)
-        macs, rgb_macs = frontend["macs_per_output"]["stem"]
+        macs, rgb_macs = frontend["macs_per_output"]["stem_out"]
         assert rgb_macs == 3 * k * k and macs < rgb_macs
     else:
         assert "odd strides" in frontend["not_composed"]
@@ -481,7 +481,7 @@ def test_bayer_pieces_are_joined_after_the_op_that_follows_the_stem_when_they_ca
     original = _stem_then(tail)
     camera = _fold(original, tmp_path, "--pixel-format", "BayerGB8")
     frontend = meta_json(camera, Meta.FRONTEND)
-    assert frontend["form"] == "composed" and frontend["joined_after"]["stem"].startswith(joined), frontend
+    assert frontend["form"] == "composed" and frontend["joined_after"]["stem_out"].startswith(joined), frontend
     for seed in range(2):
         m = mosaic(photo(61, 84, seed), "GBRG")
         ref = run(original, {"image": demosaic(m, "GBRG")[None].astype(np.float32)})
@@ -494,13 +494,13 @@ def test_composed_pieces_tell_precision_which_nodes_are_the_network(tmp_path):
     """The stem on each piece is a folded conv (float-first keeps it in float); the model's own ops copied onto the
     pieces (here ReLU and the next conv) are the network's, so INT8 quantises them; only the demosaic strips,
     crops, border constants and Concats are helpers."""
-    from edgefold.core.contract import Meta, helper_nodes, meta_json
+    from edgefold.core.contract import Meta, helper_outputs, meta_json
 
     camera = _fold(rgb_model(48, 64), tmp_path, "--pixel-format", "BayerRG8")
-    helpers, folded = set(helper_nodes(camera)), set(meta_json(camera, Meta.FOLDED_CONVS))
-    convs = {n.name: n for n in camera.graph.node if n.op_type == "Conv"}
-    assert {"stem/interior", "stem/left", "stem/top"} <= folded and not folded & helpers
-    copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].name)]
+    helpers, folded = set(helper_outputs(camera)), set(meta_json(camera, Meta.FOLDED_CONVS))
+    convs = {n.output[0]: n for n in camera.graph.node if n.op_type == "Conv"}  # nodes are known by their outputs
+    assert {"stem/BayerRG8/interior", "stem/BayerRG8/left", "stem/BayerRG8/top"} <= folded and not folded & helpers
+    copies = [n for n in convs if n.startswith("stem/") and n.endswith("/" + rgb_model(48, 64).graph.node[-1].output[0])]
     assert len(copies) >= 3 and not set(copies) & helpers
     assert all(n in helpers for n in convs if n.endswith("/demosaic"))
 
@@ -523,10 +523,11 @@ def _camera_buffer(fmt: str, h: int, w: int, seed: int) -> np.ndarray:
                             "YUV422_8_UYVY"]),
        k=st.integers(1, 7), stride=st.integers(1, 4), pads=st.tuples(*[st.integers(0, 3)] * 4),
        half=st.tuples(st.integers(3, 14), st.integers(3, 14)), odd=st.tuples(st.booleans(), st.booleans()),
-       tail=st.sampled_from(["conv", "relu-maxpool", "none"]))
-def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stride, pads, half, odd, tail):
-    """Random stem kernels, strides, asymmetric pads, frame sizes (odd ones for Bayer) and what follows the stem:
-    the camera model equals "convert in float, run the original", whichever form the fold chose."""
+       tail=st.sampled_from(["conv", "relu-maxpool", "none"]), naming=st.sampled_from(NAMINGS))
+def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stride, pads, half, odd, tail, naming):
+    """Random stem kernels, strides, asymmetric pads, frame sizes (odd ones for Bayer), what follows the stem and
+    node names (kept, stripped, all one, two alike): the camera model equals "convert in float, run the
+    original", whichever form the fold chose."""
     import tempfile
     from pathlib import Path
 
@@ -546,9 +547,10 @@ def test_property_any_stem_geometry_reads_any_camera_format_exactly(fmt, k, stri
         y = b.conv(b.op("Relu", [y]), 8, 4, k=3, stride=2)
     elif tail == "relu-maxpool":
         y = b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[2, 2], strides=[2, 2])
-    original = b.model([y])
+    original = renamed(b.model([y]), naming)
     with tempfile.TemporaryDirectory() as tmp:
         camera = _fold(original, Path(tmp), "--pixel-format", fmt, "--no-verify")
+    assert_names_kept(original, camera)
     form = meta_json(camera, Meta.FRONTEND)["form"]
     if f.chroma:  # even frames: a YUV stem composes exactly when its stride is even
         assert form == ("composed" if stride % 2 == 0 else "front end")
@@ -579,7 +581,7 @@ def test_int8_recentre_composes_bayer_and_quantises_the_mosaic_losslessly(tmp_pa
     assert json.loads(out.with_suffix(".json").read_text())["frontend"]["form"] == "composed"
     m = onnx.load(str(tmp_path / "r.prepared.onnx"))
     inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "stem/interior_px"]
+    q = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "stem/BayerRG8/interior_px"]
     assert len(q) == 1 and float(inits[q[0].input[1]]) == 1.0 and int(inits[q[0].input[2]]) == 0
     # what it quantises is the mosaic - 128: integers in [-128, 127]
     centred = next(n for n in m.graph.node if n.output[0].endswith("raw_centred"))

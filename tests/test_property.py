@@ -7,6 +7,8 @@ onnxruntime with optimisations off, and the first conv must read one channel for
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 from hypothesis import HealthCheck, assume, given, settings
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 from edgefold.errors import UnsupportedGraph
 from edgefold.folding import FoldOptions, fold
 from edgefold.graph.builder import ModelBuilder
-from tests.models import F, assert_same, conv_weight
+from tests.models import NAMINGS, F, assert_names_kept, assert_same, conv_weight, renamed
 
 
 @st.composite
@@ -173,12 +175,13 @@ def fits(cfg, h, w):
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chain=chains(), cfg=conv_configs(), h=st.integers(1, 23), w=st.integers(1, 23), dynamic=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_random_chains_fold_exactly(chain, cfg, h, w, dynamic, seed):
+       seed=st.integers(0, 2**16), naming=st.sampled_from(NAMINGS))
+def test_random_chains_fold_exactly(chain, cfg, h, w, dynamic, seed, naming):
+    """... whatever the node names (kept, stripped, all one, two alike): untouched ones stay as they were."""
     replicate, steps, const_nodes, nhwc = chain
     hs, ws = spatial_after(steps, h, w)
     assume(hs >= 1 and ws >= 1 and fits(cfg, hs, ws))
-    m = build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes, nhwc)
+    m = renamed(build(replicate, steps, cfg, h, w, dynamic, seed, const_nodes, nhwc), naming)
     try:
         folded, report = fold(m, FoldOptions(verify_sizes=((h, w), (h + 3, w + 2))))
     except UnsupportedGraph as err:
@@ -186,7 +189,9 @@ def test_random_chains_fold_exactly(chain, cfg, h, w, dynamic, seed):
         assert "maxpool" in steps and "MaxPool" in str(err), err
         return
     assert report.verification is not None and report.verification.passed
-    assert conv_weight(folded, "stem").shape[1] == 1
+    stem = json.loads({p.key: p.value for p in folded.metadata_props}["edgefold.folded_convs"])[0]
+    assert conv_weight(folded, stem).shape[1] == 1
+    assert_names_kept(m, folded)
     onnx.checker.check_model(folded)
     for size in ((h, w), (h + 5, w + 4)) if dynamic else ((h, w),):
         if not fits(cfg, *spatial_after(steps, *size)):

@@ -60,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     if shapes:
         after_model = _same_size(after_model, shapes)
     after = inventory(after_model)
-    names_after = {n.name for n in after_model.graph.node}
-    removed = [(n.name, n.op_type) for n in before_model.graph.node
-               if n.name and n.name not in names_after and n.op_type != "Constant"]
+    from edgefold.graph.names import node_key
+
+    made_after = {o for n in after_model.graph.node for o in n.output}  # nodes by output: names may be empty or repeat
+    removed = [(n.name or f"<{n.op_type} -> {node_key(n)}>", n.op_type) for n in before_model.graph.node
+               if node_key(n) not in made_after and n.op_type != "Constant"]
     if args.json:
         print(json.dumps({"before": before.to_json(), "after": after.to_json(),
                           "removed": [{"name": n, "op": o} for n, o in removed]}, indent=2))

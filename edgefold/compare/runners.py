@@ -5,6 +5,7 @@ import numpy as np
 import onnx
 
 from edgefold.graph.io import model_bytes_or_path
+from edgefold.graph.names import with_unique_node_names
 
 
 def onnx_runner(model: onnx.ModelProto, name: str):
@@ -14,6 +15,7 @@ def onnx_runner(model: onnx.ModelProto, name: str):
 
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
+    model = with_unique_node_names(model, fill_empty=False)  # onnxruntime refuses repeated node names
     tmp = tempfile.TemporaryDirectory(prefix="edgefold-cmp-")
     runner = OnnxrtRunner(SessionFromOnnx(model_bytes_or_path(model, tmp.name + "/"), providers=["cpu"]), name=name)
     # the folder lives, and is cleaned up, with the runner

@@ -22,12 +22,13 @@ class Meta:
     """The ``edgefold.*`` keys of a folded or prepared model's ``metadata_props``."""
 
     VERSION = "edgefold.version"
-    FOLDED_CONVS = "edgefold.folded_convs"  # JSON list of the rewritten conv node names
+    # nodes are recorded by their first output tensor: node names are optional and may repeat
+    FOLDED_CONVS = "edgefold.folded_convs"  # JSON list: the output of each rewritten conv
     INPUT_CONTRACTS = "edgefold.input_contracts"  # JSON list of InputContract.to_json()
     SOURCE_INPUTS = "edgefold.source_inputs"  # JSON list: how the original input receives a raw frame
     RAW_TENSORS = "edgefold.raw_tensors"  # JSON list: the float tensor each chain's convs read
     RAW_OFFSET = "edgefold.raw_offset"  # JSON list: the constant added to the raw tensor (INT8 builds: -128)
-    HELPER_NODES = "edgefold.helper_nodes"  # JSON list: nodes edgefold added (border term); precision skips them
+    HELPER_NODES = "edgefold.helper_nodes"  # JSON list: the output of each node edgefold added (border term...)
     FRONTEND = "edgefold.frontend"  # JSON: the front end a `frontend` run added
     INT8_STRATEGY = "edgefold.int8_strategy"
     PREFIX = "edgefold."
@@ -65,9 +66,9 @@ def meta_json(model: HasMetadata, key: str, default: Any = None) -> Any:
         raise UsageError(f"model metadata '{key}' is not valid JSON; re-run edgefold on the original model") from None
 
 
-def helper_nodes(model: HasMetadata) -> list[str]:
-    """The nodes edgefold added to a folded model (input cast, re-centring, border term), as the fold recorded
-    them; precision passes keep them in float. Never guessed from node names."""
+def helper_outputs(model: HasMetadata) -> list[str]:
+    """The nodes edgefold added to a folded model (input cast, re-centring, border term), by their first output
+    tensor as the fold recorded them; precision passes keep them in float. Never guessed from node names."""
     return [str(n) for n in meta_json(model, Meta.HELPER_NODES, [])]
 
 

@@ -4,8 +4,12 @@ Everything else in the model - node order, names, metadata, untouched weights - 
 is inferred anew (a recorded one may be stale). The preprocessing nodes are deleted, commuting ops are
 re-created on the raw tensor (``NAME/raw``), each target Conv gets new weights (``NAME/folded_W``), and where
 the border term is needed its output becomes ``OUT/pre_border`` and an ``Add`` restores the original name.
+NAME is the node's name, or its output for an unnamed one; every added name is fresh (``graph.names``), so
+unnamed or repeated node names cannot collide, and the metadata records nodes by their outputs.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -16,6 +20,7 @@ from edgefold.folding import border
 from edgefold.folding.plan import RAW_INPUT, ChainPlan, FoldPlan
 from edgefold.graph import io as graph_io
 from edgefold.graph.index import _subgraph_reads
+from edgefold.graph.names import FreshNames, node_key
 
 
 def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False) -> onnx.ModelProto:
@@ -32,10 +37,8 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     replace: dict[int, list[onnx.NodeProto]] = {}
     new_inits: list[onnx.TensorProto] = []
     candidates: set[str] = set()  # tensors that may have lost their last reader
-    helpers: list[str] = []  # names of the border-term nodes added
-    strip_convs: list[str] = []  # the folded conv's copies on edge strips (static-strips)
-    for chain in plan.chains:
-        _write_chain(g, nodes, chain, head, replace, new_inits, candidates, helpers, strip_convs)
+    fresh = FreshNames(g)
+    written = [_write_chain(g, nodes, chain, head, replace, new_inits, candidates, fresh) for chain in plan.chains]
     rebuilt = list(head)
     for i, node in enumerate(nodes):
         rebuilt.extend(replace.get(i, [node]))
@@ -44,7 +47,7 @@ def apply_plan(model: onnx.ModelProto, plan: FoldPlan, *, in_place: bool = False
     g.initializer.extend(new_inits)
     _prune(g, candidates)
     _refresh_shapes(out)
-    _stamp(out, plan, [n.name for n in head] + helpers, strip_convs)
+    _stamp(out, plan, head, written)
     return out
 
 
@@ -62,8 +65,9 @@ def _refresh_shapes(model: onnx.ModelProto) -> None:
     model.graph.value_info.extend(fresh)
 
 
-def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str], strip_convs: list[str]) -> None:
-    """Record what was folded in the model's metadata, for inspect, build and the runtime to read."""
+def _stamp(model: onnx.ModelProto, plan: FoldPlan, head: list[onnx.NodeProto], written: list[_Written]) -> None:
+    """Record what was folded in the model's metadata, for inspect, build and the runtime to read: nodes by their
+    output tensors (node names are optional and may repeat)."""
     import json
 
     from edgefold.folding.verify import chain_feeds
@@ -71,25 +75,29 @@ def _stamp(model: onnx.ModelProto, plan: FoldPlan, helpers: list[str], strip_con
 
     write_meta(model, {
         Meta.VERSION: __version__,
-        Meta.FOLDED_CONVS: json.dumps([c.node_name for chain in plan.chains for c in chain.convs] + strip_convs),
+        Meta.FOLDED_CONVS: json.dumps([node_key(n) for w in written for n in w.convs]),
         Meta.INPUT_CONTRACTS: json.dumps([chain.contract.to_json() for chain in plan.chains]),
         # how the original model's input receives a raw frame: compare rebuilds its reference feed from it
         Meta.SOURCE_INPUTS: json.dumps([chain_feeds(chain)[0].to_json() for chain in plan.chains]),
-        Meta.RAW_TENSORS: json.dumps([chain.raw_tensor for chain in plan.chains]),
+        Meta.RAW_TENSORS: json.dumps([w.raw_tensor for w in written]),
         Meta.RAW_OFFSET: json.dumps([chain.raw_offset for chain in plan.chains]),
         # the nodes edgefold added (input cast, re-centring, border term): precision passes leave them in float
-        Meta.HELPER_NODES: json.dumps(helpers),
+        Meta.HELPER_NODES: json.dumps([node_key(n) for n in head] + [node_key(n) for w in written for n in w.helpers]),
     })
 
 
+@dataclass
+class _Written:
+    """What one chain's rewrite made: the folded convs, the border-term nodes, the float tensor the convs read."""
 
-def _node_key(node: onnx.NodeProto, node_id: int) -> str:
-    return node.name or f"{node.op_type}_{node_id}"
+    raw_tensor: str
+    convs: list[onnx.NodeProto] = field(default_factory=list)
+    helpers: list[onnx.NodeProto] = field(default_factory=list)
 
 
 def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPlan, head: list,
                  replace: dict[int, list[onnx.NodeProto]], new_inits: list, candidates: set[str],
-                 helpers: list[str], strip_convs: list[str]) -> None:
+                 fresh: FreshNames) -> _Written:
     c = chain.contract
     # the new input, at the position of the old one
     pos = [i.name for i in g.input].index(chain.input_name)
@@ -98,18 +106,20 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
     g.input[pos].CopyFrom(new_vi)
     raw_names: dict[str, str] = {}
     if c.dtype != "float32":
-        cast_out = f"{c.name}/raw_f32"
-        head.append(helper.make_node("Cast", [c.name], [cast_out], name=f"edgefold/{c.name}/cast",
+        cast_out = fresh.name(chain.raw_tensor if not chain.raw_offset else f"{c.name}/raw_f32")
+        head.append(helper.make_node("Cast", [c.name], [cast_out], name=fresh.name(f"edgefold/{c.name}/cast"),
                                      to=onnx.TensorProto.FLOAT))
         raw_names[RAW_INPUT] = cast_out
     else:
         raw_names[RAW_INPUT] = c.name
     if chain.raw_offset:
-        offset = f"edgefold/{c.name}/raw_offset"
+        offset = fresh.name(f"edgefold/{c.name}/raw_offset")
+        centred = fresh.name(chain.raw_tensor)
         new_inits.append(numpy_helper.from_array(np.array(chain.raw_offset, np.float32), offset))
-        head.append(helper.make_node("Add", [raw_names[RAW_INPUT], offset], [chain.raw_tensor],
-                                     name=f"edgefold/{c.name}/recentre"))
-        raw_names[RAW_INPUT] = chain.raw_tensor
+        head.append(helper.make_node("Add", [raw_names[RAW_INPUT], offset], [centred],
+                                     name=fresh.name(f"edgefold/{c.name}/recentre")))
+        raw_names[RAW_INPUT] = centred
+    written = _Written(raw_names[RAW_INPUT])
 
     for node_id in chain.removed:
         candidates.update(i for i in nodes[node_id].input if i)
@@ -118,30 +128,29 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
         orig = nodes[op.node_id]
         clone = onnx.NodeProto()
         clone.CopyFrom(orig)
-        clone.name = f"{_node_key(orig, op.node_id)}/raw"
+        clone.name = fresh.name(f"{orig.name or node_key(orig)}/raw")
         for pos_in, key in op.raw_inputs:
             clone.input[pos_in] = raw_names[key]
         for pos_in, value in op.patched_inputs:
-            init_name = f"{clone.name}/input{pos_in}"
+            init_name = fresh.name(f"{clone.name}/input{pos_in}")
             new_inits.append(numpy_helper.from_array(value, init_name))
             clone.input[pos_in] = init_name
         pieces = []
-        for pos_in, mask, value in op.masked_inputs:
-            base = f"{clone.name}/input{pos_in}"
-            new_inits.extend([numpy_helper.from_array(mask, f"{base}/mask"),
-                              numpy_helper.from_array(value, f"{base}/value")])
-            pieces.append(helper.make_node("Where", [f"{base}/mask", f"{base}/value", clone.input[pos_in]], [base],
+        for pos_in, mask, value in op.masked_inputs:  # a shape-computed operand with its channel entry replaced
+            base = fresh.name(f"{clone.name}/input{pos_in}")
+            mask_name, value_name = fresh.name(f"{base}/mask"), fresh.name(f"{base}/value")
+            new_inits.extend([numpy_helper.from_array(mask, mask_name), numpy_helper.from_array(value, value_name)])
+            pieces.append(helper.make_node("Where", [mask_name, value_name, clone.input[pos_in]], [base],
                                            name=base))
             clone.input[pos_in] = base
         for k, o in enumerate(clone.output):
             if o and not op.keep_outputs:
-                clone.output[k] = f"{o}/raw"
-                raw_names[o] = f"{o}/raw"
+                clone.output[k] = raw_names[o] = fresh.name(f"{o}/raw")
         replace[op.node_id] = pieces + [clone]
 
     for fold in chain.convs:
         node = nodes[fold.node_id]
-        key = _node_key(node, fold.node_id)
+        key = fresh.prefix(node.name or node_key(node))
         candidates.update(i for i in node.input[1:] if i)
         node.input[0] = raw_names[fold.raw]
         w_name = f"{key}/folded_W"
@@ -164,20 +173,23 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
         if fold.correction is not None and fold.correction.strips is not None:
             pieces, corr_inits, corr_helpers = border.strip_nodes(key, fold, nodes, node.input[0], fold.weight.dtype)
             new_inits.extend(corr_inits)
-            helpers.extend(corr_helpers)
-            strip_convs.extend(n.name for n in pieces if n.op_type == "Conv" and n.input[1] == w_name and n is not node)
+            written.helpers.extend(corr_helpers)
+            # the folded conv's copies on the edge strips read the same weight: folded convs too (float-first INT8)
+            written.convs.extend(n for n in pieces if n.op_type == "Conv" and n.input[1] == w_name and n is not node)
             for node_id in fold.correction.strips.chain + (fold.correction.strips.tail,):
                 replace[node_id] = []
         elif fold.correction is not None:
             final = node.output[0]
-            node.output[0] = f"{final}/pre_border"
+            node.output[0] = f"{key}/pre_border"
             corr_nodes, corr_inits = border.correction_nodes(key, fold.correction, node.input[0],
                                                              f"{key}/border_term", fold.weight.dtype)
             new_inits.extend(corr_inits)
             add = helper.make_node("Add", [node.output[0], f"{key}/border_term"], [final], name=f"{key}/border_add")
             pieces = corr_nodes + [node, add]
-            helpers.extend(n.name for n in corr_nodes + [add])
+            written.helpers.extend(corr_nodes + [add])
+        written.convs.append(node)
         replace[fold.node_id] = pieces
+    return written
 
 
 def _set_group(node: onnx.NodeProto, group: int) -> None:

@@ -460,10 +460,11 @@ def _window_tail(index: GraphIndex, node: onnx.NodeProto, outs: list[str], chain
 
 
 def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: str, dtype: np.dtype
-                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[str]]:
+                ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[onnx.NodeProto]]:
     """The nodes of a ``STATIC_STRIPS`` fold, replacing the (already folded) conv ``nodes[fold.node_id]`` and the
     nodes after it up to the tail: those nodes become the interior piece and the strips run copies. Also the
-    names of the helper nodes among them (crops, border terms, Concats)."""
+    helper nodes among them (crops, border terms, Concats). ``prefix`` is a name no tensor or node of the model
+    lives under; every name made here is under it."""
     assert fold.correction is not None and fold.correction.strips is not None
     strips = fold.correction.strips
     own = [nodes[fold.node_id]] + [nodes[i] for i in strips.chain] + [nodes[strips.tail]]
@@ -475,7 +476,7 @@ def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: s
     out = own[-1].output[0]
     inits: list[onnx.TensorProto] = []
     new: list[onnx.NodeProto] = []
-    helpers: list[str] = []
+    helpers: list[onnx.NodeProto] = []
 
     def const(name: str, value: np.ndarray) -> str:
         if not any(t.name == f"{prefix}/{name}" for t in inits):
@@ -484,7 +485,7 @@ def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: s
 
     def helper_node(op: str, inputs: list[str], output: str, name: str | None = None, **kw) -> str:
         new.append(helper.make_node(op, inputs, [output], name=name or output, **kw))
-        helpers.append(name or output)
+        helpers.append(new[-1])
         return output
 
     def set_pads(node: onnx.NodeProto, pads: tuple[int, ...]) -> None:
@@ -506,9 +507,9 @@ def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: s
             for n in pristine:
                 copy = onnx.NodeProto()
                 copy.CopyFrom(n)
-                copy.name = f"{label}/{n.name or n.op_type}"
                 copy.input[:] = [names.get(i, i) for i in copy.input]
                 copy.output[:] = [names.setdefault(o, f"{label}/{o}") if o else o for o in copy.output]
+                copy.name = copy.output[0]  # unique, as its output is: the model's node names may repeat
                 ops.append(copy)
         ops[0].input[0] = crop
         set_pads(ops[0], piece.pads)
@@ -519,7 +520,7 @@ def strip_nodes(prefix: str, fold: ConvFold, nodes: list[onnx.NodeProto], raw: s
             term_nodes, term_inits = _tiny_nodes(label, piece.tiny, crop, f"{label}/border_term", dtype)
             inits.extend(term_inits)
             new.extend(term_nodes + [ops[0]])
-            helpers.extend(n.name for n in term_nodes)
+            helpers.extend(term_nodes)
             helper_node("Add", [f"{label}/conv", f"{label}/border_term"], conv_out, name=f"{label}/border_add")
             new.extend(ops[1:])
         else:

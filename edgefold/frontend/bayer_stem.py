@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from edgefold.core.contract import PixelFormat, helper_nodes
+from edgefold.core.contract import PixelFormat, helper_outputs
 from edgefold.frontend.compose import MosaicStem, Window, neutral_colour, plan_mosaic
 from edgefold.frontend.planes import Graph, demosaic
 from edgefold.frontend.stems import (
@@ -23,10 +23,11 @@ from edgefold.frontend.stems import (
     recentre_of,
     stem_convs,
 )
+from edgefold.graph.names import FreshNames, node_key, node_label
 
 
 def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, shape: list,
-                   folded: onnx.ModelProto) -> Composed | str:
+                   folded: onnx.ModelProto, fresh: FreshNames) -> Composed | str:
     """Each even-stride stem conv reading the demosaiced ``frame`` as one conv on the mosaic away from the edges,
     and exact strips (demosaic, then the stem) along them, put together with two Concats after the local op that
     follows the stem (a pool or conv, through pointwise ops: there the tensor is smaller) or after the stem
@@ -38,28 +39,29 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
     if not (isinstance(h, int) and isinstance(w, int)):
         return ("the frame size is dynamic (the edge strips are cut at fixed rows; fold with --input-size HxW, or "
                 "build with a static --shapes profile)")
-    helpers = set(helper_nodes(folded))
+    helpers = set(helper_outputs(folded))
     recentre = recentre_of(g, frame, helpers)  # an INT8 build's frame - 128: the mosaic - 128 (demosaic keeps constants)
     if recentre is not None and fmt.bits != 8:
         return "a recentred (INT8) frame of more than 8 bits is not an integer mosaic"
     stems = stem_convs(g, recentre[0].output[0] if recentre else frame, helpers)
     if isinstance(stems, str):
         return stems
-    fr = Graph(fmt)
+    fr = Graph(fmt, fresh.prefix(f"edgefold/{fmt.genicam}"))
     mosaic = fr.node("Cast", [src], "f32", to=onnx.TensorProto.FLOAT)
     composed: dict[str, list[onnx.NodeProto]] = {}
     if recentre is not None:  # under the fold's own name: a size-only helper may still read it
         mosaic = fr.output("Add", [mosaic, fr.const("raw_offset", np.array(recentre[1], np.float32))],
                            recentre[0].output[0], "raw_centred")
-        composed[recentre[0].name] = []
+        composed[node_key(recentre[0])] = []
     convs: list[str] = []
     macs: dict[str, list[int]] = {}
     joined: dict[str, str] = {}
     copies: set[str] = set()
+    raw: list[str] = []
     values = constant_values(g)
     made_by_constant = {n.output[0] for n in g.node if n.op_type == "Constant"}
     for stem in stems:
-        node, name = stem.node, stem.node.name
+        node, name = stem.node, node_key(stem.node)
         add = border_add(g, node, helpers)
         start = add.output[0] if add is not None else node.output[0]
         chain, tail = _tail(g, start)
@@ -72,8 +74,8 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
             chain, tail, windows = [], None, None
             p = plan_mosaic(stem.weight, stem.strides, stem.pads, (h, w), neighbour_weights(fmt.mosaic), fmt.scale)
         if p is None:
-            return (f"stem conv '{name}' has stride {stem.strides[0]}x{stem.strides[1]} (each output must see one "
-                    f"colour phase: even strides) or the frame is too small for it")
+            return (f"stem conv {node_label(node)} has stride {stem.strides[0]}x{stem.strides[1]} (each output must "
+                    f"see one colour phase: even strides) or the frame is too small for it")
         # the fold's border term stands for zero padding of the normalised frame: the strips are centred at the
         # colour that normalises to zero and zero-padded (the interior reads no padding)
         centring = None
@@ -81,25 +83,28 @@ def compose_bayer(g: onnx.GraphProto, frame: str, src: str, fmt: PixelFormat, sh
             term = border_term(folded, next(i for i in add.input if i != node.output[0]))
             neutral = neutral_colour(stem.weight, stem.strides, stem.pads, (h, w), term)
             if neutral is None:
-                return f"the border term of '{name}' is not the zero padding of one colour"
+                return f"the border term of {node_label(node)} is not the zero padding of one colour"
             old = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
             centring = (neutral, old + np.einsum("ocuv,c->o", stem.weight.astype(np.float64), neutral))
         out = tail.output[0] if tail is not None else start
         used = {i for n in chain + ([tail] if tail is not None else []) for i in n.input if i in made_by_constant}
         tail_pads = [0, 0, 0, 0] if windows is None else \
             [windows[0].before, windows[1].before, windows[0].after, windows[1].after]
+        prefix = fresh.prefix(f"{node.name or name}/{fmt.genicam}")
         nodes, inits, copied = _bayer_stem(stem, p, mosaic, fmt, shape, centring, chain, tail, tail_pads, start, out,
-                                           {x: values[x] for x in used})
+                                           prefix, {x: values[x] for x in used})
         copies |= copied
         composed[name] = nodes
         for gone in ([add] if add is not None else []) + chain + ([tail] if tail is not None else []):
-            composed[gone.name] = []
-        convs += [m.name for m in nodes if m.op_type == "Conv" and m.input[1] in (f"{name}/stem_W", f"{name}/mosaic_W")]
+            composed[node_key(gone)] = []
+        convs += [node_key(m) for m in nodes
+                  if m.op_type == "Conv" and m.input[1] in (f"{prefix}/stem_W", f"{prefix}/mosaic_W")]
+        raw.append(f"{prefix}/interior_px")
         fr.inits.update({t.name: t for t in inits})
-        macs[name] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
-        joined[name] = f"{tail.op_type} '{tail.name}'" if tail is not None else "the stem"
-    return Composed(fr.result(), mosaic, composed, convs, {s.node.name: list(s.node.input[1:]) for s in stems}, macs,
-                     joined, copies, raw=[f"{s.node.name}/interior_px" for s in stems] if recentre is not None else [],
+        macs[start] = [p.macs_per_output, 3 * (p.kernel.shape[2] - 2) * (p.kernel.shape[3] - 2)]
+        joined[start] = f"{tail.op_type} '{tail.name or node_key(tail)}'" if tail is not None else "the stem"
+    return Composed(fr.result(), mosaic, composed, convs, {node_key(s.node): list(s.node.input[1:]) for s in stems},
+                     macs, joined, copies, raw=raw if recentre is not None else [],
                      raw_offset=recentre[1] if recentre is not None else 0.0)
 
 
@@ -143,7 +148,7 @@ def _tail(g: onnx.GraphProto, start: str) -> tuple[list[onnx.NodeProto], onnx.No
             gate = next(n for n in nxt if n.op_type != "Mul")
             mul = next(n for n in nxt if n.op_type == "Mul")
             if gate.input[0] == cur and sorted(mul.input) == sorted([cur, gate.output[0]]) \
-                    and [n.name for n in readers.get(gate.output[0], [])] == [mul.name] \
+                    and [node_key(n) for n in readers.get(gate.output[0], [])] == [node_key(mul)] \
                     and gate.output[0] not in outputs:
                 chain += [gate, mul]
                 cur = mul.output[0]
@@ -167,21 +172,20 @@ def _windows(node: onnx.NodeProto) -> tuple[Window, Window] | None:
 def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape: list,
                 centring: tuple[np.ndarray, np.ndarray] | None,
                 chain: list[onnx.NodeProto], tail: onnx.NodeProto | None, tail_pads: list[int], start: str, out: str,
-                constants: dict[str, np.ndarray] | None = None
+                prefix: str, constants: dict[str, np.ndarray] | None = None
                 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], set[str]]:
     """The nodes replacing one stem conv, its border Add, the pointwise ``chain`` and the ``tail`` op: each piece
     (the composed conv on the mosaic's interior; the exact strips along the edges) runs the stem, the chain and
     the tail, and two Concats (the middle band's columns, then the bands) give ``out``; also the names of the
     copies of the model's own ops. ``centring``: the colour x* the strips are centred at (zero padding of the
     normalised frame) and the stem's bias plus sum(W) x*, for a stem with a border term. ``tail_pads``: the
-    tail's own (top, left, bottom, right)."""
-    node, weight, strides, pads = stem.node, stem.weight, list(stem.strides), list(stem.pads)
-    st = Graph(fmt)
-    st.prefix = node.name
+    tail's own (top, left, bottom, right). Every name is under ``prefix`` (a fresh one)."""
+    weight, strides, pads = stem.weight, list(stem.strides), list(stem.pads)
+    st = Graph(fmt, prefix)
     copied: set[str] = set()
     c = st.const
     h, w = shape[2], shape[3]
-    bias = list(node.input[2:3])
+    bias = list(stem.node.input[2:3])
     pt, pl, pb, pr = pads
     node_constants = constants or {}
     r, q = p.rows, p.cols
@@ -197,12 +201,13 @@ def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape:
         for n in chain + ([tail] if tail is not None else []):
             copy = onnx.NodeProto()
             copy.CopyFrom(n)
-            copy.name = f"{node.name}/{label}/{n.name}"
-            copied.add(copy.name)
+            copy.name = f"{prefix}/{label}/{node_key(n)}"  # names may repeat; outputs do not
             for i, x in enumerate(copy.input):  # a Constant node's output may come later in the graph: a copy here
                 copy.input[i] = names.get(x) or (c(f"const/{x}", node_constants[x]) if x in node_constants else x)
             for i, x in enumerate(copy.output):
-                names[x] = copy.output[i] = f"{node.name}/{label}/{x}"
+                if x:
+                    names[x] = copy.output[i] = f"{prefix}/{label}/{x}"
+            copied.add(node_key(copy))
             if n is tail:
                 for attr in copy.attribute:
                     if attr.name == "pads":
@@ -217,8 +222,8 @@ def _bayer_stem(stem: Stem, p: MosaicStem, mosaic: str, fmt: PixelFormat, shape:
         part = crop(mosaic, [start_px], [stop_px], [axis], f"{label}_mosaic")
         strip_shape = list(shape)
         strip_shape[axis] = stop_px - start_px
-        rgb = f"{node.name}/{label}_rgb"
-        d_nodes, d_inits = demosaic(part, rgb, fmt, strip_shape, prefix=f"{node.name}/{label}")
+        rgb = f"{prefix}/{label}_rgb"
+        d_nodes, d_inits = demosaic(part, rgb, fmt, strip_shape, prefix=f"{prefix}/{label}")
         st.nodes.extend(d_nodes)
         st.inits.update({t.name: t for t in d_inits})
         kept = crop(rgb, [keep_rgb[0]], [keep_rgb[1]], [axis], f"{label}_keep")

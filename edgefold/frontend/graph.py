@@ -13,6 +13,7 @@ from edgefold.errors import UnsupportedGraph, UsageError
 from edgefold.folding.border import grouped_matrix
 from edgefold.frontend.dct import DctSpec
 from edgefold.graph.index import GraphIndex, attrs
+from edgefold.graph.names import FreshNames, node_key
 
 OPSET = 17
 
@@ -114,20 +115,24 @@ def prepend(model: onnx.ModelProto, spec: DctSpec, input_name: str | None = None
         target = node.output[0]
         position = next(i for i, n in enumerate(model.graph.node) if n is node)
         keep = [n for i, n in enumerate(g.node) if i != position]
-        merged = f"{node.op_type} '{node.name}' ({n_coef} -> {m.shape[0]} channels) merged into the 8x8 conv"
+        merged = (f"{node.op_type} '{node.name or node_key(node)}' ({n_coef} -> {m.shape[0]} channels) merged into "
+                  f"the 8x8 conv")
     if name == target or name in {o for n in keep for o in n.output}:
         raise UsageError(f"--input-name {name} is already a tensor of the model; choose another")
     x = name
     pre = []
+    fresh = FreshNames(g)  # the model's own names (which may be anything, or missing) stay as they are
+    fresh.name(name)
     if dtype != "float32":
-        pre.append(helper.make_node("Cast", [x], [f"{x}/f32"], name="edgefold/cast", to=onnx.TensorProto.FLOAT))
-        x = f"{x}/f32"
-    pre.append(helper.make_node("Conv", [x, "edgefold/dct_W", "edgefold/dct_B"], [target], name="edgefold/dct8x8",
+        x = fresh.name(f"{name}/f32")
+        pre.append(helper.make_node("Cast", [name], [x], name=fresh.name("edgefold/cast"), to=onnx.TensorProto.FLOAT))
+    w_name, b_name = fresh.name("edgefold/dct_W"), fresh.name("edgefold/dct_B")
+    pre.append(helper.make_node("Conv", [x, w_name, b_name], [target], name=fresh.name("edgefold/dct8x8"),
                                 kernel_shape=[8, 8], strides=[8, 8]))
     del g.node[:]
     g.node.extend(pre + keep)
-    g.initializer.extend([numpy_helper.from_array(w.astype(np.float32), "edgefold/dct_W"),
-                          numpy_helper.from_array(b.astype(np.float32), "edgefold/dct_B")])
+    g.initializer.extend([numpy_helper.from_array(w.astype(np.float32), w_name),
+                          numpy_helper.from_array(b.astype(np.float32), b_name)])
     pos = [i.name for i in g.input].index(old.name)
     shape: list[int | str | None] = [batch, spec.raw_channels, *spatial]
     g.input[pos].CopyFrom(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), shape))

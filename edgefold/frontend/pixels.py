@@ -18,7 +18,7 @@ from edgefold.core.contract import (
     Meta,
     PixelFormat,
     contracts_of,
-    helper_nodes,
+    helper_outputs,
     meta_json,
     pixel_format,
     write_meta,
@@ -34,6 +34,7 @@ from edgefold.frontend.planes import (
     yuv,
 )
 from edgefold.frontend.stems import Composed, compose_scale, compose_yuv
+from edgefold.graph.names import FreshNames, node_key
 
 
 def describe(model: onnx.ModelProto) -> str:
@@ -75,13 +76,14 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
     """The folded model (float32 input in the 8-bit pixel range) with ``fmt``'s front end before it: composed
     into the stem convs where that is exact (``frontend.stems``, ``frontend.bayer_stem``), else a front end
     before them (``frontend.planes``; ``compose`` False or a reason string forces it); the one place the graph
-    changes for a pixel format."""
+    changes for a pixel format. Nodes are known by their outputs (``graph.names.node_key``), never by name."""
     c = _folded_input(folded, fmt)
     shape = _buffer_shape(c, fmt)
     out = onnx.ModelProto()
     out.CopyFrom(folded)
     g = out.graph
-    inner = f"{c.name}/{fmt.genicam}_pixels"
+    fresh = FreshNames(g)
+    inner = fresh.name(f"{c.name}/{fmt.genicam}_pixels")
     for node in g.node:
         for i, name in enumerate(node.input):
             if name == c.name:
@@ -90,7 +92,8 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(fmt.dtype))
     g.input[pos].CopyFrom(helper.make_tensor_value_info(c.name, elem, shape))
     composer = compose_yuv if fmt.chroma else (compose_bayer if fmt.mosaic else compose_scale)
-    composed = composer(g, inner, c.name, fmt, shape, folded) if compose is True else (compose or "not asked for")
+    composed = composer(g, inner, c.name, fmt, shape, folded, fresh) if compose is True \
+        else (compose or "not asked for")
     folded_convs = meta_json(folded, Meta.FOLDED_CONVS, [])
     if isinstance(composed, Composed):
         nodes, inits = composed.front
@@ -99,22 +102,24 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
             for i, name in enumerate(node.input):
                 if name in frames:
                     node.input[i] = composed.luma
-        old = [n for n in g.node if n.name not in composed.replaced]
+        old = [n for n in g.node if node_key(n) not in composed.replaced]
         folded_convs = [x for x in folded_convs if x not in composed.replaced] + composed.convs
         stem_nodes = [m for n in composed.replaced.values() for m in n]
         # the model's own ops copied onto each piece stay the network's (precision treats them as such)
-        extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs and m.name not in composed.copies]
+        extra_helpers = [node_key(m) for m in stem_nodes
+                         if node_key(m) not in composed.convs and node_key(m) not in composed.copies]
         form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
                                    "stems": sorted(composed.macs), "joined_after": composed.joined}
         if composed.neutral is not None:
             form["neutral_rgb"] = composed.neutral
     else:
+        prefix = fresh.prefix(f"edgefold/{fmt.genicam}")
         if fmt.mosaic:
-            nodes, inits = demosaic(c.name, inner, fmt, shape)
+            nodes, inits = demosaic(c.name, inner, fmt, shape, prefix)
         elif fmt.chroma:
-            nodes, inits = yuv(c.name, inner, fmt, shape)
+            nodes, inits = yuv(c.name, inner, fmt, shape, prefix)
         else:
-            nodes, inits = rescale(c.name, inner, fmt)
+            nodes, inits = rescale(c.name, inner, fmt, prefix)
         old, stem_nodes, extra_helpers = list(g.node), [], []
         form = {"form": "front end", "macs_per_pixel": macs_per_pixel(fmt)}
         if isinstance(composed, str):
@@ -127,16 +132,16 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
         kept_info = [v for v in g.value_info if v.name not in made]
         del g.value_info[:]
         g.value_info.extend(kept_info)
-        constants = {n.name for n in g.node if n.op_type == "Constant"}  # a dead one is dead whoever made it
+        constants = {node_key(n) for n in g.node if n.op_type == "Constant"}  # a dead one is dead whoever made it
         _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])},
-                     set(helper_nodes(folded)) | constants)
+                     set(helper_outputs(folded)) | constants)
     contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
                              channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
                              pixel_range=(0.0, fmt.max_value))
     write_meta(out, {
         Meta.INPUT_CONTRACTS: json.dumps([contract.to_json()]),
         Meta.SOURCE_INPUTS: json.dumps([]),  # not a per-pixel map of the original's input: see FRONTEND
-        Meta.HELPER_NODES: json.dumps(helper_nodes(folded) + [n.name for n in nodes] + extra_helpers),
+        Meta.HELPER_NODES: json.dumps(helper_outputs(folded) + [node_key(n) for n in nodes] + extra_helpers),
         Meta.FOLDED_CONVS: json.dumps(folded_convs),
         **({Meta.RAW_TENSORS: json.dumps(composed.raw),
             Meta.RAW_OFFSET: json.dumps([composed.raw_offset] * len(composed.raw))}
@@ -197,10 +202,11 @@ def _buffer_shape(c: InputContract, fmt: PixelFormat) -> list:
 
 
 def _drop_unused(g: onnx.GraphProto, names: set[str], nodes: set[str]) -> None:
-    """Remove the nodes in ``nodes`` and the initialisers in ``names`` that nothing reads any more."""
+    """Remove the nodes in ``nodes`` (by ``node_key``) and the initialisers in ``names`` that nothing reads any
+    more."""
     while True:
         used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-        dead = [n for n in g.node if n.name in nodes and not any(o in used for o in n.output)]
+        dead = [n for n in g.node if node_key(n) in nodes and not any(o in used for o in n.output)]
         if not dead:
             break
         for n in dead:

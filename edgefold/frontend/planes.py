@@ -31,8 +31,8 @@ class Graph:
     """The nodes and constants of one front end, every name under ``edgefold/FORMAT/``; a constant asked for twice
     under one name is made once."""
 
-    def __init__(self, fmt: PixelFormat) -> None:
-        self.prefix = f"edgefold/{fmt.genicam}"
+    def __init__(self, fmt: PixelFormat, prefix: str | None = None) -> None:
+        self.prefix = prefix or f"edgefold/{fmt.genicam}"  # a fresh one (graph.names.FreshNames.prefix) in a model
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
 
@@ -53,17 +53,15 @@ class Graph:
         return self.nodes, list(self.inits.values())
 
 
-def rescale(src: str, dst: str, fmt: PixelFormat) -> tuple[list, list]:
-    g = Graph(fmt)
+def rescale(src: str, dst: str, fmt: PixelFormat, prefix: str | None = None) -> tuple[list, list]:
+    g = Graph(fmt, prefix)
     g.output("Mul", [src, g.const("scale", np.array(fmt.scale, np.float32))], dst, "to_8bit")
     return g.result()
 
 
 def demosaic(src: str, dst: str, fmt: PixelFormat, shape: list, prefix: str | None = None) -> tuple[list, list]:
     assert fmt.mosaic is not None
-    g = Graph(fmt)
-    if prefix:
-        g.prefix = prefix
+    g = Graph(fmt, prefix)
     c, node = g.const, g.node
     # 10-16-bit mosaics: the scale to the 8-bit range rides on the demosaic weights
     weight = c("W", (phase_conv_weights(fmt.mosaic) * fmt.scale).astype(np.float32))
@@ -150,9 +148,9 @@ def yuv_planes(g: Graph, src: str, fmt: PixelFormat, shape: list) -> tuple[str, 
     return luma, node("Transpose", [pairs], "uv", perm=[0, 3, 1, 2])
 
 
-def yuv(src: str, dst: str, fmt: PixelFormat, shape: list) -> tuple[list, list]:
+def yuv(src: str, dst: str, fmt: PixelFormat, shape: list, prefix: str | None = None) -> tuple[list, list]:
     """A YUV buffer -> its planes -> chroma upsampled to full resolution -> RGB."""
-    g = Graph(fmt)
+    g = Graph(fmt, prefix)
     luma, chroma = yuv_planes(g, src, fmt, shape)
     scales = [1.0, 1.0, 1.0, 2.0] if fmt.packed else [1.0, 1.0, 2.0, 2.0]
     _yuv_to_rgb(g, luma, chroma, scales, fmt, dst, v_first=fmt.chroma == "NV21")

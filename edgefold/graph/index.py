@@ -15,6 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgefold.graph import io as graph_io
+from edgefold.graph.names import node_label
 
 # ops whose value is not a function of their inputs, never evaluated as constants
 _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
@@ -52,13 +53,7 @@ class GraphIndex:
         self.opset = opset_of(model)
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        self.by_name: dict[str, onnx.NodeProto] = {}
-        for i, node in enumerate(self.nodes):
-            if not node.name:
-                node_key = f"{node.op_type}_{i}"
-            else:
-                node_key = node.name
-            self.by_name.setdefault(node_key, node)
+        for node in self.nodes:  # nodes are known by index or output, never by name (optional, may repeat)
             for out in node.output:
                 if out:
                     self.producer[out] = node
@@ -72,7 +67,7 @@ class GraphIndex:
         self._const_cache: dict[str, np.ndarray | None] = {}
 
     def node_label(self, node: onnx.NodeProto) -> str:
-        return f"'{node.name}' ({node.op_type})" if node.name else f"<unnamed {node.op_type} -> {node.output[0]}>"
+        return node_label(node)
 
     # ---- constants -------------------------------------------------------------------------------
     def constant(self, name: str) -> np.ndarray | None:

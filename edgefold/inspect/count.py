@@ -18,6 +18,7 @@ import onnx
 
 from edgefold.core.contract import Meta, meta_json
 from edgefold.graph.index import GraphIndex, attrs
+from edgefold.graph.names import node_key
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish",
                "LeakyRelu", "PRelu", "Elu", "Selu", "Gelu", "Erf", "Pow", "Sqrt", "Exp", "Log", "Abs", "Neg",
@@ -36,12 +37,13 @@ class Layer:
     params: int
     macs: int | None  # None: depends on a dimension that is not known (pass --shape)
     flops: int | None
+    output: str = ""  # the node's first output: what identifies it (its name may be empty or repeat)
 
     def to_json(self) -> dict:
         return {"name": self.name, "op": self.op, "input_shapes": [list(s) if s is not None else None
                                                                      for s in self.input_shapes],
                 "output_shapes": [list(s) if s is not None else None for s in self.output_shapes],
-                "params": self.params, "macs": self.macs, "flops": self.flops}
+                "params": self.params, "macs": self.macs, "flops": self.flops, "output": self.output}
 
 
 def _prod(shape) -> int | None:
@@ -121,14 +123,14 @@ def count_layer(index: GraphIndex, node: onnx.NodeProto) -> Layer:
     elif op in ELEMENTWISE:
         n = _prod(out0)
         flops = n
-    return Layer(node.name or f"<{op}>", op, ins, outs, params, macs, flops)
+    return Layer(node.name or f"<{op}>", op, ins, outs, params, macs, flops, node_key(node))
 
 
 @dataclass(frozen=True)
 class Inventory:
     layers: tuple[Layer, ...]
     inputs: tuple[tuple[str, str, tuple], ...]  # (name, dtype, shape)
-    first_layer: str | None  # the first conv: the folded one (edgefold metadata) or the first in graph order
+    first_layer: str | None  # the first conv's output: the folded one (edgefold metadata) or the first in graph order
 
     @property
     def total(self) -> dict:
@@ -139,7 +141,7 @@ class Inventory:
                 "flops": total_of("flops")}
 
     def first_conv(self) -> Layer | None:
-        return next((layer for layer in self.layers if layer.name == self.first_layer), None)
+        return next((layer for layer in self.layers if layer.output == self.first_layer), None)
 
     def input_bytes(self) -> int | None:
         total = 0
@@ -161,5 +163,5 @@ def inventory(model: onnx.ModelProto) -> Inventory:
     inputs = tuple((vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name,
                     tuple(index.shapes.get(vi.name, []))) for vi in index.real_inputs)
     folded = meta_json(model, Meta.FOLDED_CONVS, [])
-    first = folded[0] if folded else next((n.name for n in index.nodes if n.op_type == "Conv"), None)
+    first = folded[0] if folded else next((node_key(n) for n in index.nodes if n.op_type == "Conv"), None)
     return Inventory(layers, inputs, first)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from edgefold.core.contract import helper_nodes
+from edgefold.core.contract import helper_outputs
 from edgefold.core.frames import InputFeed
+from edgefold.graph.names import names_by_key, with_unique_node_names
 
 # reductions, softmax, normalisations, exponentials: where fp16 loses range or precision
 SENSITIVE_OPS = ("ReduceMean", "ReduceSum", "ReduceProd", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare",
@@ -17,7 +18,8 @@ FP16_SAFE_MAX = 32768.0  # half of fp16's 65504: headroom for frames brighter th
 
 
 def overflowing_nodes(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> list[str]:
-    """Names of nodes with a float output whose magnitude exceeds FP16_SAFE_MAX on these frames."""
+    """Names of nodes with a float output whose magnitude exceeds FP16_SAFE_MAX on these frames (of a model whose
+    nodes each have a name of their own: ``graph.names.with_unique_node_names``)."""
     from edgefold.backends.ort import session
 
     probe = onnx.ModelProto()
@@ -40,34 +42,19 @@ def overflowing_nodes(model: onnx.ModelProto, feed: InputFeed, frames: list[np.n
     return sorted({producer[n] for n, v in peak.items() if v > FP16_SAFE_MAX and n in producer})
 
 
-def _named(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model with a name on every node (the converter's block list is by name); a copy if any was missing."""
-    if all(n.name for n in model.graph.node):
-        return model
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    taken = {n.name for n in out.graph.node}
-    for i, n in enumerate(out.graph.node):
-        if not n.name:
-            name = f"{n.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            n.name = name
-            taken.add(name)
-    return out
-
-
 def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -> tuple[onnx.ModelProto, list[str]]:
-    """(fp16 model, names of nodes kept in float32 because they overflow)."""
+    """(fp16 model, names of nodes kept in float32 because they overflow). The converter's block list is by
+    name: every node gets a name of its own first (names may be missing or repeat), and the fp16 model keeps it."""
     from onnxconverter_common import float16
 
+    model = with_unique_node_names(model)
     hot = overflowing_nodes(model, feed, frames)
     # edgefold's input Cast/recentre and any Cast to float32 (a model's own uint8 input, --no-fold) must keep
     # producing float32: the converter retypes their outputs but not their `to`, which onnxruntime rejects
-    model = _named(model)
     casts = [n.name for n in model.graph.node
              if n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute)]
-    keep = hot + helper_nodes(model) + casts
+    name_of = names_by_key(model)
+    keep = hot + [name_of[k] for k in helper_outputs(model) if k in name_of] + casts
     blocked_ops = list(dict.fromkeys(list(float16.DEFAULT_OP_BLOCK_LIST) + list(SENSITIVE_OPS)))
     out = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked_ops,
                                            node_block_list=keep)

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from edgefold.core.contract import Meta, helper_nodes, meta_json
+from edgefold.core.contract import Meta, helper_outputs, meta_json
 from edgefold.core.frames import InputFeed
 from edgefold.errors import UsageError
 from edgefold.graph.index import opset_of
 from edgefold.graph.io import is_large, model_bytes_or_path
+from edgefold.graph.names import names_by_key, with_unique_node_names
 from edgefold.precision.weights import QUANTIZED_OPS, weights_as_initializers
 
 
@@ -62,11 +63,13 @@ def quantize(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray], 
     if opset < 13:
         raise UsageError(f"per-channel Q/DQ needs opset >= 13, the model has {opset}: upgrade it first")
     model = weights_as_initializers(model)  # per-channel scales whatever the weights' storage
-    first_convs = meta_json(model, Meta.FOLDED_CONVS, [])
-    exclude = helper_nodes(model)
+    # the quantiser excludes nodes by name: a name of its own on every node (the metadata knows them by output)
+    model = with_unique_node_names(model)
+    name_of = names_by_key(model)
+    exclude = [name_of[k] for k in helper_outputs(model) if k in name_of]
     overrides = {}
     if strategy == "float-first":
-        exclude += first_convs
+        exclude += [name_of[k] for k in meta_json(model, Meta.FOLDED_CONVS, []) if k in name_of]
     elif strategy == "recentre":
         raw = meta_json(model, Meta.RAW_TENSORS, [])
         offsets = meta_json(model, Meta.RAW_OFFSET, [])

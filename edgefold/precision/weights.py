@@ -14,6 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from edgefold.graph.index import GraphIndex, _subgraph_reads
+from edgefold.graph.names import FreshNames, node_key
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _PRODUCERS = {"Constant", "Identity", "Cast"}  # the storage forms folded away here
@@ -35,6 +36,7 @@ def weights_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
+    fresh = FreshNames(g)
     inits = {t.name for t in g.initializer}
     graph_inputs = {i.name for i in g.input}
     axes_by_tensor: dict[str, set[tuple[str, int]]] = {}
@@ -43,7 +45,7 @@ def weights_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
             for name in list(node.input)[1:3]:
                 axes_by_tensor.setdefault(name, set()).add((node.op_type, weight_axis(node)))
     added: dict[str, str] = {}
-    for i, node in enumerate(g.node):
+    for node in g.node:
         if node.op_type not in QUANTIZED_OPS:
             continue
         for pos in range(1, min(3, len(node.input))):
@@ -56,7 +58,7 @@ def weights_as_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
             value = index.constant(name)
             if value is None:
                 continue
-            target = f"{name}/{node.name or i}" if shared else name
+            target = fresh.name(f"{name}/{node.name or node_key(node)}") if shared else name
             if target not in added:
                 g.initializer.append(numpy_helper.from_array(value, target))
                 added[target] = name
