@@ -91,9 +91,12 @@ def test_resnet_stem_corrects_the_ring_not_the_frame(monkeypatch):
     assert len(concats) == 2 and concats[-1].output[0] == m.graph.output[0].name
     assert "border term" in report.to_text()  # the MACs line counts what the correction costs
     # every conv reading raw pixels is a folded conv (a float-first INT8 build keeps them all in float)
-    first = meta_json(folded, Meta.FOLDED_CONVS, [])
-    assert first[0] == "stem" and len(first) == 5
-    assert {n.name for n in folded.graph.node if n.op_type == "Conv" and n.input[1] == "stem/folded_W"} == set(first)
+    first = meta_json(folded, Meta.FOLDED_CONVS, [])  # nodes by their outputs (names are optional)
+    stem = next(n for n in m.graph.node if n.op_type == "Conv")
+    assert first[0] == stem.output[0]
+    assert len(first) == 5
+    assert {n.output[0] for n in folded.graph.node if n.op_type == "Conv" and n.input[1] == "stem/folded_W"} \
+        == set(first)
 
 
 @pytest.mark.parametrize("h,w", [(37, 53), (41, 29), (64, 64), (23, 100), (33, 34)])

@@ -175,7 +175,8 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             new_inits.extend(corr_inits)
             written.helpers.extend(corr_helpers)
             # the folded conv's copies on the edge strips read the same weight: folded convs too (float-first INT8)
-            written.convs.extend(n for n in pieces if n.op_type == "Conv" and n.input[1] == w_name and n is not node)
+            written.convs.extend([node] + [n for n in pieces if n.op_type == "Conv" and n.input[1] == w_name
+                                           and n is not node])
             for node_id in fold.correction.strips.chain + (fold.correction.strips.tail,):
                 replace[node_id] = []
         elif fold.correction is not None:
@@ -187,7 +188,8 @@ def _write_chain(g: onnx.GraphProto, nodes: list[onnx.NodeProto], chain: ChainPl
             add = helper.make_node("Add", [node.output[0], f"{key}/border_term"], [final], name=f"{key}/border_add")
             pieces = corr_nodes + [node, add]
             written.helpers.extend(corr_nodes + [add])
-        written.convs.append(node)
+        if not any(c is node for c in written.convs):
+            written.convs.append(node)
         replace[fold.node_id] = pieces
     return written
 
