@@ -5,11 +5,12 @@ Three networks from PyPI wheels (`./run test` downloads them), each with its own
 ``det``  PaddleOCR's PP-OCRv4 text detector, described below.
 ``cls``  PaddleOCR's text-direction classifier (ch_ppocr_mobile_v2.0_cls, rapidocr-onnxruntime wheel) at
          48x192: text lines drawn with Pillow's scalable built-in font, upright or rotated 180 degrees.
-         Calibration 40 lines; held out 120 lines with other seeds. Metric: top-1 agreement with fp32
+         Calibration 150 lines; held out 200 lines with other seeds. Metric: top-1 agreement with fp32
          (the build's floor: >= 98 %).
 ``yolo`` Ultralytics YOLOv8n (nudenet wheel, 18 classes) at 320x320, x/255: scikit-image photos in gray,
-         each as the whole frame, a 2x centre zoom and a mirror. Calibration: 7 photos without people; held
-         out: 7 others, people among them. Metrics: raw-head cosine (the build's floor: >= 0.99 per frame)
+         each whole, mirrored, and 2x zooms on its centre and quadrants; plus frames of 4x4 real faces from
+         scikit-image's LFW subset. Calibration: 7 photos without people and faces 0-47; held out: 7 other
+         photos, people among them, and faces 52-99. Metrics: raw-head cosine (the build's floor: >= 0.99 per frame)
          and mAP@0.5 after NMS (IoU 0.45) of the INT8 boxes (score >= 0.01, as mAP evaluation does) against
          the fp32 boxes (score >= 0.25) as ground truth.
 
@@ -197,6 +198,7 @@ def print_table(title: str, head: tuple[str, ...], rows: list[tuple[str, ...]]) 
 
 
 CLS_SIZE = (48, 192)
+CLS_CALIB = 150  # lines; the build holds out every fifth to judge its floor (30 lines)
 
 
 def text_line(seed: int, flipped: bool) -> np.ndarray:
@@ -220,7 +222,7 @@ def text_line(seed: int, flipped: bool) -> np.ndarray:
 
 
 def classifier_rows(quick: bool, tmp: Path) -> None:
-    n_cal, n_held = (12, 40) if quick else (40, 120)
+    n_cal, n_held = (12, 40) if quick else (CLS_CALIB, 200)
     calib = [text_line(s, s % 2 == 1) for s in range(n_cal)]
     held = [text_line(5000 + s, s % 2 == 1) for s in range(n_held)]
     cls = wheel_member(tmp, "rapidocr_onnxruntime-1.4.4-*.whl",
@@ -258,8 +260,28 @@ def yolo_frames(names: tuple[str, ...]) -> list[np.ndarray]:
         img = getattr(data, name)()
         img = _gray(img[0] if isinstance(img, tuple) else img)
         h, w = img.shape
-        zoom = img[h // 4: h - h // 4, w // 4: w - w // 4]
-        out += [_fit(img, YOLO_SIZE), _fit(zoom, YOLO_SIZE), _fit(img[:, ::-1].copy(), YOLO_SIZE)]
+        crops = [img, img[:, ::-1], img[h // 4: h - h // 4, w // 4: w - w // 4]]  # whole, mirror, centre 2x
+        crops += [img[y: y + h // 2, x: x + w // 2] for y in (0, h // 2) for x in (0, w // 2)]  # quadrants 2x
+        out += [_fit(np.ascontiguousarray(c), YOLO_SIZE) for c in crops]
+    return out
+
+
+def face_grids(first: int, count: int) -> list[np.ndarray]:
+    """Frames of 4x4 real faces (scikit-image's LFW subset, faces ``first`` .. ``first + 16 * count - 1``):
+    YOLOv8n-nudenet's face classes, many boxes per frame where the photos alone give few."""
+    from PIL import Image
+    from skimage import data
+
+    faces = (data.lfw_subset()[:100] * 255).astype(np.uint8)  # the first 100 of the subset are faces
+    cell = YOLO_SIZE[0] // 4
+    out = []
+    for j in range(count):
+        frame = np.full(YOLO_SIZE, 128, np.uint8)
+        for k in range(16):
+            y, x = divmod(k, 4)
+            face = Image.fromarray(faces[first + 16 * j + k]).resize((cell, cell), Image.Resampling.BICUBIC)
+            frame[y * cell:(y + 1) * cell, x * cell:(x + 1) * cell] = np.asarray(face)
+        out.append(frame)
     return out
 
 
@@ -316,8 +338,8 @@ def map50(truth: list[list], preds: list[list]) -> float | None:
 
 
 def yolo_rows(quick: bool, tmp: Path) -> None:
-    calib = yolo_frames(YOLO_CALIB[:4] if quick else YOLO_CALIB)
-    held = yolo_frames(YOLO_HELD[:4] if quick else YOLO_HELD)
+    calib = yolo_frames(YOLO_CALIB[:4] if quick else YOLO_CALIB) + face_grids(0, 1 if quick else 3)
+    held = yolo_frames(YOLO_HELD[:4] if quick else YOLO_HELD) + face_grids(52, 1 if quick else 3)
     yolo = wheel_member(tmp, "nudenet-3.4.2-*.whl", "nudenet/320n.onnx")
     scaled = lambda f: np.repeat(f[None, None].astype(np.float32), 3, axis=1) / 255.0  # noqa: E731
     ref = outputs(onnx.load(str(yolo)), held, scaled)

@@ -34,7 +34,7 @@ class ApiSurface:
         object.__setattr__(self, "_values", values)
 
     def _check(self, name: str) -> object:
-        cls = object.__getattribute__(self, "_cls")
+        cls: type = object.__getattribute__(self, "_cls")
         if not hasattr(cls, name):
             raise AttributeError(f"TensorRT {trt.__version__} {cls.__name__} has no attribute {name!r}")
         object.__getattribute__(self, "_used").add(f"{cls.__name__}.{name}")
