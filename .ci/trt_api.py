@@ -14,7 +14,7 @@ everything else goes through C++ vtables. This script, for each version in VERSI
   OUT/<major>/stubs  ``pybind11-stubgen tensorrt`` with the C++ names it cannot express repaired (below)
 
 Usage:  python .ci/trt_api.py OUT        then:  MYPYPATH=OUT/10/stubs mypy edgefold  (and OUT/11/stubs)
-        python .ci/trt_api.py --env OUT/11   prints PYTHONPATH and the stand-in paths (for tests/test_trt_api)
+        python .ci/trt_api.py --env OUT/11   prints the PYTHONPATH and LD_LIBRARY_PATH that import that version
 Exit 1 with one line when a wheel, gcc or a stub cannot be had: CI must never type-check without TensorRT.
 """
 from __future__ import annotations

@@ -79,3 +79,40 @@ def test_weak_typing_flags_are_refused_by_tensorrt_11_only() -> None:
     for case, r in probe(11, forced).items():
         assert "not available on TensorRT version 11.4" in r.get("error", ""), (case, r)
     assert all("used" in r for r in probe(10, forced).values())
+
+
+def _trt_api_script():  # noqa: ANN202 - .ci/trt_api.py, imported by path (.ci is not a package)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trt_api", ROOT / ".ci" / "trt_api.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stub_repair_makes_pybind11_signatures_valid_typed_python() -> None:
+    """What pybind11-stubgen writes for TensorRT and Python or mypy reject, repaired without losing types."""
+    import ast
+
+    stub = ("from __future__ import annotations\n"
+            "class ICudaEngine:\n    ...\nclass ParserError:\n    ...\nclass Weights:\n    ...\n"
+            "class X:\n"
+            "    engine: nvinfer1::ICudaEngine\n"
+            "    def get_error(self, index: int) -> nvonnxparser::IParserError:\n        ...\n"
+            "    def alloc(self, a: nvinfer1::v_1_0::IGpuAllocator, p: capsule) -> bool:\n        ...\n"
+            "    def size(self, in: list[int], out: list[int]) -> int:\n        ...\n"
+            "    def add_scale_nd(self, shift: Weights = None, channel_axis: int) -> None:\n        ...\n"
+            "    def reg(self) -> detail::accessor<detail::accessor_policies::str_attr>:\n        ...\n"
+            "bool: DataType\n")
+    with pytest.raises(SyntaxError):
+        ast.parse(stub)
+    text, n = _trt_api_script().repair(stub, "stub.pyi")
+    ast.parse(text)
+    assert "engine: ICudaEngine" in text and "-> ParserError:" in text
+    assert "a: typing.Any, p: typing.Any) -> builtins.bool:" in text  # no Python class; tensorrt.bool shadows
+    assert "def size(self, in_: list[int], out: list[int]) -> int:" in text
+    assert "shift: Weights = None, channel_axis: int = ...) -> None:" in text
+    assert "def reg(self) -> typing.Any:" in text
+    assert "\nbool: DataType\n" in text and "\nimport builtins\n" in text and "\nimport typing\n" in text
+    assert n == 6
