@@ -1,0 +1,86 @@
+"""NAME.json, the sidecar every reader (Engine, the C++ app, Triton, serve-check) takes the engine's contract
+from: the source, the fold, the precision and how it was chosen, the accuracy measured, the build plan."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgefold.compare import detect_precision
+from edgefold.compare.feeds import candidate_contract
+from edgefold.compare.tolerance import tolerance_for
+from edgefold.core.contract import SIDECAR_VERSION, Meta, read_meta
+from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.reuse import sha256
+from edgefold.deploy.spec import BuildOptions, EnginePlan
+from edgefold.precision.calib import CalibSet
+
+
+def int8_summary(chosen: Candidate, calib: CalibSet) -> dict:
+    """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
+    from edgefold.precision.mixed import int8_mac_share
+
+    kept = list(chosen.search.kept_float) if chosen.search else []
+    h, w = np.shape(calib.frames[0])[-2:] if calib.frames else (0, 0)
+    try:
+        share = int8_mac_share(chosen.model, (int(h), int(w)) if calib.frames else None)
+    except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
+        share = None
+    search = chosen.search
+    return {"kept_float": kept, "int8_mac_share": share,
+            "search": None if search is None else {
+                "steps": [list(step) for step in search.steps], "seconds": round(search.seconds, 1),
+                "exhausted": search.exhausted,
+                "sensitivity": [[n, v] for n, v in search.ranking[:20]]}}
+
+
+def script_notes(sidecar: dict) -> str:
+    """Comment lines for NAME.trtexec.sh: where the mixed precision is (the ONNX itself)."""
+    int8 = sidecar.get("int8") or {}
+    if not int8.get("kept_float"):
+        return ""
+    return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers have no Q/DQ and run in\n"
+            "# FP16 on TensorRT 10 (the FP16 flag is set with INT8) - no --layerPrecisions needed:\n"
+            + "".join(f"#   {name}\n" for name in int8["kept_float"]))
+
+
+def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, calib: CalibSet,
+            held_out: CalibSet) -> dict:
+    from edgefold.version import __version__
+
+    meta = read_meta(chosen.model)
+    outputs = [{"name": o.name, "dtype": np.dtype(onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)).name,
+                "shape": [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                          for d in o.type.tensor_type.shape.dim]} for o in chosen.model.graph.output]
+    fold_opts = options.fold_options
+    return {
+        "sidecar_version": SIDECAR_VERSION,
+        "edgefold_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": {"path": str(model_path), "sha256": sha256(model_path)},
+        "fold": {"folded_convs": json.loads(meta.get(Meta.FOLDED_CONVS, "[]")),
+                 "raw_offset": json.loads(meta.get(Meta.RAW_OFFSET, "[0]")),
+                 "channels": fold_opts.channels, "mean": fold_opts.mean, "std": fold_opts.std, "scale": fold_opts.scale},
+        "precision": options.precision,
+        "prepared_precision": detect_precision(chosen.model),
+        "strategy": chosen.strategy,
+        "calibration": {"source": options.calib, "frames": list(calib.names), "held_out": list(held_out.names),
+                        "method": chosen.calib_method if options.precision == "int8" else None,
+                        "digest": calib.digest()},
+        "accuracy": {"reference": "fp32 folded model in onnxruntime",
+                     "floor": tolerance_for(options.precision, {}, {}, options.accuracy_floor).describe(),
+                     "passed": chosen.passed, "accepted_drop": bool(options.accept_accuracy_drop and not chosen.passed),
+                     "calibration": [s.to_json() for s in chosen.on_calibration],
+                     "held_out": [s.to_json() for s in chosen.on_held_out]},
+        "int8": int8_summary(chosen, calib) if options.precision == "int8" else None,
+        # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
+        "input_contract": candidate_contract(chosen.model, model_path).to_json(),
+        "source_inputs": json.loads(meta.get(Meta.SOURCE_INPUTS, "[]")),
+        "frontend": json.loads(meta[Meta.FRONTEND]) if Meta.FRONTEND in meta else None,
+        "outputs": outputs,
+        "build_plan": plan.to_json(),
+        "trtexec": Path(options.stem).name + ".trtexec.sh",
+    }
