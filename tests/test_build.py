@@ -294,3 +294,137 @@ def test_a_rebuild_for_deepstream_does_not_reuse_the_uint8_prepared_model(demo_p
     assert main([*args, "--deepstream"]) == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["reused_calibration"] is False and side["input_contract"]["dtype"] == "float32"
+
+
+# ---- the engine that ships is measured: onnxruntime stands in for TensorRT through the runtime's Engine ----
+class _CoarserEngine:
+    """An engine maker whose engines are worse than the prepared model: the per-channel weight scales of every
+    quantised layer are multiplied by ``factor`` before the (real) build - as when TensorRT picks kernels the
+    simulation did not. Layers kept in float have no weight Q/DQ, so keeping more of them recovers."""
+
+    def __init__(self, inner, factor: float) -> None:
+        self.inner, self.factor, self.trt_major = inner, factor, inner.trt_major
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def device_info(self) -> dict:
+        return self.inner.device_info()
+
+    def build(self, plan) -> bytes:
+        m = onnx.load(plan.onnx_path)
+        inits = {t.name: t for t in m.graph.initializer}
+        for scale in {n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"} & set(inits):
+            a = onnx.numpy_helper.to_array(inits[scale])
+            if a.ndim == 1:  # per-channel: a weight's
+                inits[scale].CopyFrom(onnx.numpy_helper.from_array((a * self.factor).astype(a.dtype), scale))
+        onnx.save(m, plan.onnx_path)
+        return self.inner.build(plan)
+
+    def load(self, engine: bytes, sidecar: dict):
+        return self.inner.load(engine, sidecar)
+
+
+class _NegatedEngine(_CoarserEngine):
+    """Engines whose outputs are negated (a Neg after every output): no precision choice can meet the floor."""
+
+    def build(self, plan) -> bytes:
+        m = onnx.load(plan.onnx_path)
+        for out in m.graph.output:
+            m.graph.node.append(onnx.helper.make_node("Neg", [out.name + "_pos"], [out.name]))
+            for n in m.graph.node[:-1]:
+                n.output[:] = [o + "_pos" if o == out.name else o for o in n.output]
+        onnx.save(m, plan.onnx_path)
+        return self.inner.build(plan)
+
+
+def _build_with(maker, demo_path, photos, out, **kw):
+    from edgefold.deploy.pipeline import build
+
+    return build(str(demo_path), BuildOptions(output=str(out), precision="int8", calib=str(photos), **kw), maker)
+
+
+def test_without_tensorrt_the_sidecar_says_the_simulation_was_measured(demo_path, photos, tmp_path, capsys):
+    code, _, sidecar = _int8(demo_path, photos, tmp_path)
+    assert code == 0
+    measured = json.loads(sidecar.read_text())["accuracy"]["measured_on"]
+    assert measured == ("onnxruntime Q/DQ simulation (--no-engine)" if HAVE_TRT else
+                        "onnxruntime Q/DQ simulation (no TensorRT here)")
+    assert f"accuracy measured on: {measured}" in capsys.readouterr().out
+
+
+def test_the_engine_is_measured_on_the_held_out_frames(demo_path, photos, tmp_path):
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    result = _build_with(OnnxRuntimeMaker(), demo_path, photos, tmp_path / "m.engine")
+    side = result.sidecar
+    assert side["accuracy"]["measured_on"] == "onnxruntime standing in for the engine (CPU)"
+    assert side["accuracy"]["held_out"] == side["accuracy"]["simulation_held_out"]  # the same model, run again
+    assert side["engine"]["built"] and len(side["engine"]["builds"]) == 1
+    assert onnx.load(str(tmp_path / "m.engine")) == onnx.load(str(tmp_path / "m.prepared.onnx"))
+    assert "engine build: 0 layers in float" in result.to_text()
+
+
+def test_an_engine_worse_than_its_simulation_continues_the_search_on_the_engine(demo_path, photos, tmp_path):
+    """The simulation meets the floor with INT8 everywhere; the engine does not, so layers are kept in float
+    until the engine meets it - and the prepared model written is the one that engine was built from."""
+    from edgefold.precision.mixed import quantized_layers
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    result = _build_with(_CoarserEngine(OnnxRuntimeMaker(), 12.0), demo_path, photos, tmp_path / "m.engine")
+    side = result.sidecar
+    builds = side["engine"]["builds"]
+    assert not builds[0]["passed"] and builds[0]["float_layers"] == 0 and len(builds) > 1
+    assert side["accuracy"]["passed"] and all(s["passed"] for s in side["accuracy"]["held_out"])
+    kept = side["int8"]["kept_float"]
+    assert kept and min(b["float_layers"] for b in builds if b["passed"]) == len(kept)
+    prepared = onnx.load(str(tmp_path / "m.prepared.onnx"))
+    assert not set(kept) & set(quantized_layers(prepared))
+    text = result.to_text()
+    assert "rebuild 1:" in text and "(timing cache)" in text and "engine rebuilds" in text
+
+
+def test_an_engine_that_cannot_meet_the_floor_exits_1_in_one_line(demo_path, photos, tmp_path):
+    from edgefold.errors import VerificationFailed
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    with pytest.raises(VerificationFailed) as err:
+        _build_with(_NegatedEngine(OnnxRuntimeMaker(), 1.0), demo_path, photos, tmp_path / "m.engine")
+    message = str(err.value)
+    assert "\n" not in message and err.value.exit_code == 1
+    assert "although the onnxruntime simulation met it" in message and "engine builds: 0 in float" in message
+    assert not list(tmp_path.iterdir())
+
+
+def test_fp16_engine_below_the_floor_is_refused_without_a_search(demo_path, tmp_path):
+    from edgefold.deploy.pipeline import build
+    from edgefold.errors import VerificationFailed
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    with pytest.raises(VerificationFailed, match="--fp32, or --accept-accuracy-drop"):
+        build(str(demo_path), BuildOptions(output=str(tmp_path / "m.engine")), _NegatedEngine(OnnxRuntimeMaker(), 1))
+    out = tmp_path / "a.engine"
+    result = build(str(demo_path), BuildOptions(output=str(out), accept_accuracy_drop=True),
+                   _NegatedEngine(OnnxRuntimeMaker(), 1))
+    assert result.sidecar["accuracy"]["accepted_drop"] and out.is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+def test_tensorrt_engine_is_what_the_floor_is_measured_on(demo_path, photos, tmp_path):
+    out = tmp_path / "demo.int8.engine"
+    assert main(["build", str(demo_path), "--int8", "--calib", str(photos), "-o", str(out)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["accuracy"]["measured_on"].startswith("engine (TensorRT ")
+    assert side["engine"]["builds"][0]["seconds"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+def test_a_worse_tensorrt_engine_continues_the_search_on_tensorrt(demo_path, photos, tmp_path):
+    from edgefold.runtime.makers import TensorRTMaker
+
+    result = _build_with(_CoarserEngine(TensorRTMaker(), 12.0), demo_path, photos, tmp_path / "m.engine")
+    builds = result.sidecar["engine"]["builds"]
+    assert len(builds) > 1 and builds[-1]["seconds"] > 0 and result.sidecar["accuracy"]["passed"]
+    assert result.sidecar["accuracy"]["measured_on"].startswith("engine (TensorRT ")

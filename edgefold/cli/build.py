@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.deploy.pipeline import build
     from edgefold.deploy.spec import BuildOptions, ShapeProfile
     from edgefold.folding.options import FoldOptions
+    from edgefold.runtime.makers import installed_maker
 
     options = BuildOptions(
         output=args.output, precision=args.precision or "fp16", calib=args.calib, calib_count=args.calib_count,
@@ -80,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
         yuv=args.yuv,
         triton_repo=args.triton, triton_onnx=args.triton_onnx,
         show_progress=True)
-    result = build(args.model, options)
+    result = build(args.model, options, None if args.no_engine else installed_maker())
     print(result.to_text())
     return EXIT_OK

@@ -25,3 +25,17 @@ class Candidate:
     @property
     def passed(self) -> bool:
         return all(s.passed for s in self.on_calibration + self.on_held_out)
+
+
+def figures(s: OutputStats) -> str:
+    """The figures of one output, as the summary and the one-line refusals print them."""
+    parts = [f"max rel error {s.max_rel:.3g}"]
+    if s.top1_agreement is not None:
+        parts.append(f"top-1 {100 * s.top1_agreement:.1f}%")
+    if s.map_iou is not None:
+        parts.append(f"map IoU {s.map_iou:.3f} (min {s.map_iou_min:.3f})")
+    if s.false_positive is not None:
+        parts.append(f"false positives {100 * s.false_positive:.2f}%")
+    if s.top1_agreement is None and s.map_iou is None and s.false_positive is None and s.cosine is not None:
+        parts.append(f"cosine {s.cosine:.4f}")
+    return ", ".join(parts)

@@ -10,10 +10,9 @@ import onnx
 
 from edgefold.compare.tolerance import Tolerance
 from edgefold.deploy import reuse, strategies
-from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.candidate import Candidate, figures
 from edgefold.deploy.prepare import Prepared
 from edgefold.deploy.spec import BuildOptions
-from edgefold.deploy.summary import figures
 from edgefold.errors import VerificationFailed
 from edgefold.precision import accuracy
 
@@ -37,19 +36,10 @@ def choose(prep: Prepared, options: BuildOptions, key: str) -> tuple[Candidate, 
 
 def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -> Candidate:
     """Keep the fewest most sensitive layers in float so the floor holds (precision/mixed.py)."""
-    from edgefold.backends.ort import session
     from edgefold.precision import mixed
 
     deadline = time.monotonic() + options.search_budget_s
-    probe = list(prep.calib.frames)[:SENSITIVITY_FRAMES]
-    feed = prep.feed
-
-    def run(model: onnx.ModelProto) -> list[list[np.ndarray]]:
-        s = session(model, optimize=True)
-        names = [o.name for o in s.get_outputs()]
-        return [s.run(names, {feed.name: feed.tensor(f)}) for f in probe]
-
-    ranking = mixed.rank_layers(chosen.model, run, prep.ref_calib[1][: len(probe)], deadline, options.show_progress)
+    ranking = rank(chosen.model, prep, options, deadline)
     found: dict[int, Candidate] = {}
 
     def passes(model: onnx.ModelProto) -> bool:
@@ -59,6 +49,22 @@ def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -
 
     model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
     return dataclasses.replace(chosen if model is None else found[id(model)], search=info)
+
+
+def rank(model: onnx.ModelProto, prep: Prepared, options: BuildOptions, deadline: float) -> list[tuple[str, float]]:
+    """The quantised layers, most sensitive first, measured in onnxruntime on a few calibration frames."""
+    from edgefold.backends.ort import session
+    from edgefold.precision import mixed
+
+    probe = list(prep.calib.frames)[:SENSITIVITY_FRAMES]
+    feed = prep.feed
+
+    def run(m: onnx.ModelProto) -> list[list[np.ndarray]]:
+        s = session(m, optimize=True)
+        names = [o.name for o in s.get_outputs()]
+        return [s.run(names, {feed.name: feed.tensor(f)}) for f in probe]
+
+    return mixed.rank_layers(model, run, prep.ref_calib[1][: len(probe)], deadline, options.show_progress)
 
 
 def below_floor(options: BuildOptions, tol: Tolerance, chosen: Candidate) -> str:

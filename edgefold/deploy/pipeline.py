@@ -6,7 +6,8 @@ them but the engine - what a user on a laptop does before copying the files to t
 
 The steps, each a module: ``prepare`` (fold, frames, fp32 reference), ``strategies`` (each precision's
 candidates), ``choose`` (the floor, the mixed-precision search), ``reuse`` (the calibration cache),
-``engine`` (the TensorRT target), ``sidecar`` and ``targets`` (what is written), ``summary`` (what is said).
+``engine`` (the TensorRT target, engine makers), ``ship`` (the engine measured), ``sidecar`` and
+``targets`` (what is written), ``summary`` (what is said).
 """
 from __future__ import annotations
 
@@ -15,20 +16,25 @@ from pathlib import Path
 
 import onnx
 
+from edgefold.backends import trt as trt_backend
 from edgefold.core.contract import Sidecar
 from edgefold.core.jsonable import plain
 from edgefold.deploy import engine, reuse, sidecar, targets
 from edgefold.deploy.choose import choose
+from edgefold.deploy.engine import EngineMaker
 from edgefold.deploy.prepare import prepare
+from edgefold.deploy.ship import ship
 from edgefold.deploy.spec import BuildOptions, plan_engine
 from edgefold.deploy.summary import BuildResult
 from edgefold.graph.outputs import RunOutputs
 
 
-def build(model_path: str, options: BuildOptions) -> BuildResult:
-    """prepare (fold, frames, fp32 reference) -> choose (the precision's strategies, the floor) -> the TensorRT
-    target (engine, trtexec script) and the deployment files -> every output written together."""
-    target = engine.tensorrt_target(options)
+def build(model_path: str, options: BuildOptions, maker: EngineMaker | None = None) -> BuildResult:
+    """prepare (fold, frames, fp32 reference) -> choose (the precision's strategies, the floor) -> ship (the
+    engine built by ``maker`` and measured, the search continued on it if it misses the floor) -> the sidecar,
+    trtexec script and deployment files -> every output written together. ``maker`` builds and runs engines
+    (``edgefold.runtime.makers``); None: no TensorRT here, so only ``--no-engine`` builds."""
+    target = engine.tensorrt_target(options, maker)
     stem = options.stem
     prepared_path, sidecar_path, script_path = f"{stem}.prepared.onnx", f"{stem}.json", f"{stem}.trtexec.sh"
     outputs = _claim(model_path, options, prepared_path, sidecar_path, script_path)
@@ -39,17 +45,19 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
     chosen, candidates, reused = choose(prep, options, key)
 
     plan = plan_engine(options, Path(prepared_path).name, Path(options.output).name, target)
-    side = sidecar.sidecar(model_path, options, chosen, plan, prep.calib, prep.held_out)
+    shipped = ship(prep, options, plan, chosen, sidecar.sidecar(model_path, options, chosen, plan, prep), maker,
+                   tensorrt_here=maker is not None or trt_backend.installed_major() is not None)
+    chosen = shipped.chosen
+    side = sidecar.sidecar(model_path, options, chosen, plan, prep, shipped, maker)
     side["cache_key"] = key
     side["reused_calibration"] = reused
-    engine_bytes, side["engine"] = engine.build_engine(options, plan, chosen.model)
-    target_files = targets.files(options, side, target_paths, engine_bytes, prep.fp32)
+    target_files = targets.files(options, side, target_paths, shipped.engine, prep.fp32)
     Sidecar.from_json(side, sidecar_path)  # what every reader takes it as: a broken sidecar is never written
 
     files = [prepared_path, sidecar_path, script_path]
     with outputs:
-        if engine_bytes is not None:
-            outputs.stage_bytes(options.output, engine_bytes)
+        if shipped.engine is not None:
+            outputs.stage_bytes(options.output, shipped.engine)
             files.insert(0, options.output)
         outputs.stage_model(prepared_path, chosen.model)
         outputs.stage_text(sidecar_path, json.dumps(side, indent=2, default=plain))
@@ -62,7 +70,7 @@ def build(model_path: str, options: BuildOptions) -> BuildResult:
             files.append(path)
     Path(script_path).chmod(0o755)
     return BuildResult(plan, chosen, tuple(c for c in candidates if c is not chosen), side,
-                       engine_bytes is not None, tuple(files))
+                       shipped, tuple(files))
 
 
 def _claim(model_path: str, options: BuildOptions, *companions: str) -> RunOutputs:

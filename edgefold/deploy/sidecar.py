@@ -11,10 +11,12 @@ import onnx
 
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract
-from edgefold.compare.tolerance import tolerance_for
 from edgefold.core.contract import SIDECAR_VERSION, Meta, read_meta
 from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.engine import EngineMaker
+from edgefold.deploy.prepare import Prepared
 from edgefold.deploy.reuse import sha256
+from edgefold.deploy.ship import Shipped
 from edgefold.deploy.spec import BuildOptions, EnginePlan
 from edgefold.precision.calib import CalibSet
 
@@ -47,8 +49,9 @@ def script_notes(sidecar: dict) -> str:
             + "".join(f"#   {name}\n" for name in int8["kept_float"]))
 
 
-def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, calib: CalibSet,
-            held_out: CalibSet) -> dict:
+def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: EnginePlan, prep: Prepared,
+            shipped: Shipped | None = None, maker: EngineMaker | None = None) -> dict:
+    """The sidecar of ``chosen``; ``shipped``: what the engine measured (None: the engine is not built yet)."""
     from edgefold.version import __version__
 
     meta = read_meta(chosen.model)
@@ -67,15 +70,13 @@ def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: Eng
         "precision": options.precision,
         "prepared_precision": detect_precision(chosen.model),
         "strategy": chosen.strategy,
-        "calibration": {"source": options.calib, "frames": list(calib.names), "held_out": list(held_out.names),
+        "calibration": {"source": options.calib, "frames": list(prep.calib.names),
+                        "held_out": list(prep.held_out.names),
                         "method": chosen.calib_method if options.precision == "int8" else None,
-                        "digest": calib.digest()},
-        "accuracy": {"reference": "fp32 folded model in onnxruntime",
-                     "floor": tolerance_for(options.precision, {}, {}, options.accuracy_floor).describe(),
-                     "passed": chosen.passed, "accepted_drop": bool(options.accept_accuracy_drop and not chosen.passed),
-                     "calibration": [s.to_json() for s in chosen.on_calibration],
-                     "held_out": [s.to_json() for s in chosen.on_held_out]},
-        "int8": int8_summary(chosen, calib) if options.precision == "int8" else None,
+                        "digest": prep.calib.digest()},
+        "accuracy": _accuracy(options, chosen, prep, shipped),
+        "engine": _engine(options, shipped, maker),
+        "int8": int8_summary(chosen, prep.calib) if options.precision == "int8" else None,
         # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
         "input_contract": candidate_contract(chosen.model, model_path).to_json(),
         "source_inputs": json.loads(meta.get(Meta.SOURCE_INPUTS, "[]")),
@@ -84,3 +85,26 @@ def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: Eng
         "build_plan": plan.to_json(),
         "trtexec": Path(options.stem).name + ".trtexec.sh",
     }
+
+
+def _accuracy(options: BuildOptions, chosen: Candidate, prep: Prepared, shipped: Shipped | None) -> dict:
+    """The verdict and its figures. ``measured_on`` says what the held-out figures of the verdict come from: the
+    engine itself where one was built here, else onnxruntime's run of the prepared ONNX."""
+    on_engine = shipped.on_engine if shipped is not None and shipped.engine is not None else None
+    passed = shipped.passed if shipped is not None else chosen.passed
+    out = {"reference": "fp32 folded model in onnxruntime", "floor": prep.tol.describe(),
+           "measured_on": shipped.measured_on if shipped is not None else None,
+           "passed": passed, "accepted_drop": bool(options.accept_accuracy_drop and not passed),
+           "calibration": [s.to_json() for s in chosen.on_calibration],
+           "held_out": [s.to_json() for s in (on_engine if on_engine is not None else chosen.on_held_out)]}
+    if on_engine is not None:  # the simulation's own figures on the same frames, beside the engine's
+        out["simulation_held_out"] = [s.to_json() for s in chosen.on_held_out]
+        out["calibration_measured_on"] = "onnxruntime (the calibration frames are not run on the engine)"
+    return out
+
+
+def _engine(options: BuildOptions, shipped: Shipped | None, maker: EngineMaker | None) -> dict:
+    if shipped is None or shipped.engine is None or maker is None:
+        return {"built": False}
+    return {"built": True, "build_seconds": round(shipped.builds[-1].seconds, 1) if shipped.builds else None,
+            "builds": [b.to_json() for b in shipped.builds], "dla_core": options.dla_core, **maker.device_info()}

@@ -4,23 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgefold.core.metrics import OutputStats
-from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.candidate import Candidate, figures
+from edgefold.deploy.ship import Shipped
 from edgefold.deploy.spec import EnginePlan
 from edgefold.precision import accuracy
-
-
-def figures(s: OutputStats) -> str:
-    parts = [f"max rel error {s.max_rel:.3g}"]
-    if s.top1_agreement is not None:
-        parts.append(f"top-1 {100 * s.top1_agreement:.1f}%")
-    if s.map_iou is not None:
-        parts.append(f"map IoU {s.map_iou:.3f} (min {s.map_iou_min:.3f})")
-    if s.false_positive is not None:
-        parts.append(f"false positives {100 * s.false_positive:.2f}%")
-    if s.top1_agreement is None and s.map_iou is None and s.false_positive is None and s.cosine is not None:
-        parts.append(f"cosine {s.cosine:.4f}")
-    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -29,8 +16,12 @@ class BuildResult:
     chosen: Candidate
     others: tuple[Candidate, ...]
     sidecar: dict
-    engine_written: bool
+    shipped: Shipped
     files: tuple[str, ...]
+
+    @property
+    def engine_written(self) -> bool:
+        return self.shipped.engine is not None
 
     def to_text(self) -> str:
         c = self.chosen
@@ -43,12 +34,25 @@ class BuildResult:
             line += (f", {len(kept)} layer{'s' if len(kept) != 1 else ''} kept in FP16: {', '.join(kept)}" if kept
                      else ", no layer kept in FP16")
             if int8.get("search"):
-                line += f" (search: {len(int8['search']['steps'])} tries, {int8['search']['seconds']:.0f} s)"
+                rebuilds = len(self.shipped.builds) - 1
+                line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
+                         f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
             lines.append(line)
-        for label, stats in (("calibration", c.on_calibration), ("held-out", c.on_held_out)):
+        shipped = self.shipped
+        on_engine = shipped.engine is not None
+        lines.append(f"  accuracy measured on: {shipped.measured_on}"
+                     + (" (held-out frames; calibration frames in onnxruntime)" if on_engine else ""))
+        rows = [("calibration", c.on_calibration), ("held-out", c.on_held_out)]
+        if on_engine:
+            rows = [("calibration", c.on_calibration), ("held-out", c.on_held_out), ("engine", shipped.on_engine)]
+        for label, stats in rows:
             for s in stats:
                 lines.append(f"  {label:11s} {s.name}: {figures(s)}  {'ok' if s.passed else 'BELOW FLOOR'}"
                              f"{f' ({s.decided_by})' if s.decided_by else ''}")
+        for i, b in enumerate(shipped.builds):
+            what = "engine build" if i == 0 else f"rebuild {i}"
+            lines.append(f"  {what}: {b.float_layers} layer{'s' if b.float_layers != 1 else ''} in float, "
+                         f"{b.seconds:.1f} s{' (timing cache)' if i else ''}, {'ok' if b.passed else 'below the floor'}")
         for o in self.others:
             before = " before the search" if o.label == c.label else ""
             lines.append(f"  (also measured {o.label}{before}: score {accuracy.score(o.on_held_out or o.on_calibration):.4f}"

@@ -27,12 +27,16 @@ def measure_against(reference: tuple[list[str], list[list[np.ndarray]]], prepare
     if not frames:
         return ()
     s_prep = session(prepared, optimize=True)
-    gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]
-    out = []
-    for k, name in enumerate(names):
-        s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots])
-        out.append(tolerance.judge(s))
-    return tuple(out)
+    return judge(reference, [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames], tolerance)
+
+
+def judge(reference: tuple[list[str], list[list[np.ndarray]]], gots: list[list[np.ndarray]],
+          tolerance: Tolerance) -> tuple[OutputStats, ...]:
+    """Per-output statistics of outputs computed elsewhere (an engine, say), in the reference's output order,
+    against the reference outputs of the same frames, each with its verdict."""
+    names, refs = reference
+    return tuple(tolerance.judge(output_stats(name, [r[k] for r in refs], [g[k] for g in gots]))
+                 for k, name in enumerate(names))
 
 
 def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],
