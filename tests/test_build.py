@@ -428,3 +428,54 @@ def test_a_worse_tensorrt_engine_continues_the_search_on_tensorrt(demo_path, pho
     builds = result.sidecar["engine"]["builds"]
     assert len(builds) > 1 and builds[-1]["seconds"] > 0 and result.sidecar["accuracy"]["passed"]
     assert result.sidecar["accuracy"]["measured_on"].startswith("engine (TensorRT ")
+
+
+# ---- TensorRT 11 is strongly typed: the layers kept out of INT8 are float16 in the ONNX it parses ----------
+def _kept_layers(prepared: onnx.ModelProto, names: list[str]) -> list[onnx.NodeProto]:
+    return [n for n in prepared.graph.node if n.name in names and n.op_type in ("Conv", "Gemm", "MatMul")]
+
+
+@pytest.mark.parametrize("major,extra,dtype,said", [
+    ("11", [], onnx.TensorProto.FLOAT16, "kept in FP16"),
+    ("11", ["--keep-fp32"], onnx.TensorProto.FLOAT, "kept in FP32"),
+    ("10", [], onnx.TensorProto.FLOAT, "kept in FP16"),  # float32 in the ONNX; TensorRT 10's FP16 flag
+])
+def test_kept_layers_are_written_in_the_precision_the_summary_says(demo_path, photos, tmp_path, capsys, major,
+                                                                   extra, dtype, said):
+    from edgefold.compare.feeds import candidate_feed
+    from edgefold.compare.tolerance import tolerance_for
+    from edgefold.deploy.prepare import prepare
+    from edgefold.precision import accuracy
+    from edgefold.precision.calib import load_calibration
+
+    code, prepared_path, sidecar = _int8(demo_path, photos, tmp_path, "--trt-version", major,
+                                         "--accuracy-floor", "iou=0.95", *extra)
+    assert code == 0
+    out = capsys.readouterr().out
+    side = json.loads(sidecar.read_text())
+    kept = side["int8"]["kept_float"]
+    assert kept and f"{len(kept)} layers {said}" in out
+    prepared = onnx.load(str(prepared_path))
+    inits = {t.name: t for t in prepared.graph.initializer}
+    producer = {o: n for n in prepared.graph.node for o in n.output}
+    for node in _kept_layers(prepared, kept):
+        assert inits[node.input[1]].data_type == dtype  # the weight
+        x = producer.get(node.input[0])
+        if dtype == onnx.TensorProto.FLOAT16:  # the activation: cast to float16 (or a kept layer's float16 output)
+            assert x is not None and (x.op_type == "Cast" or x.name in kept)
+    # the sidecar's figures are those of exactly the model written
+    feed, _, _ = candidate_feed(prepared, str(prepared_path))
+    _, held = load_calibration(str(photos), 1, (128, 160), 300).split()
+    prep = prepare(str(demo_path), BuildOptions(output=str(tmp_path / "r.engine"), precision="int8", calib=str(photos),
+                                                accuracy_floor={"iou": 0.95}))
+    again = accuracy.measure_against(prep.ref_held, prepared, feed, list(held.frames),
+                                     tolerance_for("int8", {}, {}, {"iou": 0.95}))
+    assert [s.to_json() for s in again] == side["accuracy"]["held_out"]
+
+
+def test_keep_fp32_is_for_int8_and_drops_the_fp16_flag_on_tensorrt_10():
+    with pytest.raises(UsageError, match="--keep-fp32 is for --int8"):
+        BuildOptions(output="m.engine", precision="fp16", keep_fp32=True)
+    plan = plan_engine(BuildOptions(output="m.engine", precision="int8", calib="c", keep_fp32=True), "m.onnx",
+                       "m.engine", 10)
+    assert plan.int8_flag and not plan.fp16_flag

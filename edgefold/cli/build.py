@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
     add_floor_flag(p)
     p.add_argument("--no-mixed-precision", action="store_true",
                    help="INT8 below the floor: fail instead of searching which layers to keep in FP16")
+    p.add_argument("--keep-fp32", action="store_true",
+                   help="INT8: the layers kept out of INT8 run in FP32 (default FP16: written in float16 for TensorRT 11, "
+                   "the FP16 flag on 10.x)")
     p.add_argument("--search-budget", type=finite, default=600.0, metavar="SECONDS",
                    help="time limit of the mixed-precision search (default 600)")
     deploy = p.add_argument_group("deployment targets")
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,
         version_compatible=args.version_compatible, accept_accuracy_drop=args.accept_accuracy_drop,
         accuracy_floor=args.accuracy_floor or {}, mixed_precision=not args.no_mixed_precision,
+        keep_fp32=args.keep_fp32,
         search_budget_s=args.search_budget, deepstream=args.deepstream, pixel_format=args.pixel_format,
         yuv=args.yuv,
         triton_repo=args.triton, triton_onnx=args.triton_onnx,

@@ -19,8 +19,10 @@ from edgefold.precision import accuracy
 SENSITIVITY_FRAMES = 3  # calibration frames the per-layer sensitivity is measured on
 
 
-def choose(prep: Prepared, options: BuildOptions, key: str) -> tuple[Candidate, list[Candidate], bool]:
-    """(chosen, every candidate, whether the previous build's calibrated model was reused)."""
+def choose(prep: Prepared, options: BuildOptions, key: str, half: bool = False
+           ) -> tuple[Candidate, list[Candidate], bool]:
+    """(chosen, every candidate, whether the previous build's calibrated model was reused). ``half``: the
+    layers the INT8 search keeps out of INT8 are written (and measured) in float16."""
     cached = reuse.cached_prepared(options, key)
     if cached is not None:
         candidates = [reuse.reused(options, prep.evaluate, cached)]
@@ -28,13 +30,13 @@ def choose(prep: Prepared, options: BuildOptions, key: str) -> tuple[Candidate, 
         candidates = strategies.candidates(prep, options)
     chosen = max(candidates, key=lambda c: (c.passed, accuracy.score(c.on_held_out or c.on_calibration)))
     if options.precision == "int8" and not chosen.passed and cached is None and options.mixed_precision:
-        chosen = _mixed_precision(chosen, prep, options)
+        chosen = _mixed_precision(chosen, prep, options, half)
     if not chosen.passed and not options.accept_accuracy_drop:
         raise VerificationFailed(below_floor(options, prep.tol, chosen))
     return chosen, candidates, cached is not None
 
 
-def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -> Candidate:
+def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions, half: bool) -> Candidate:
     """Keep the fewest most sensitive layers in float so the floor holds (precision/mixed.py)."""
     from edgefold.precision import mixed
 
@@ -47,7 +49,7 @@ def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -
         found[id(model)] = c
         return c.passed
 
-    model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
+    model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress, half)
     return dataclasses.replace(chosen if model is None else found[id(model)], search=info)
 
 

@@ -29,7 +29,8 @@ def cache_key(model_path: str, options: BuildOptions, calib: CalibSet) -> str:
     """What the prepared model depends on: the source, the preparation options (the floor and the search
     decide which layers stay in FP16) and the frames."""
     relevant = {k: getattr(options, k) for k in ("precision", "calib_method", "int8_strategy", "fold", "fp16_flag",
-                                                 "accuracy_floor", "mixed_precision", "search_budget_s",
+                                                 "accuracy_floor", "mixed_precision", "search_budget_s", "keep_fp32",
+                                                 "trt_major",
                                                  "pixel_format", "yuv", "deepstream")}  # these change its input
     relevant["fold_options"] = repr(options.fold_options)
     relevant["shapes"] = repr(options.shapes)

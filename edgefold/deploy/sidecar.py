@@ -17,11 +17,11 @@ from edgefold.deploy.engine import EngineMaker
 from edgefold.deploy.prepare import Prepared
 from edgefold.deploy.reuse import sha256
 from edgefold.deploy.ship import Shipped
-from edgefold.deploy.spec import BuildOptions, EnginePlan
+from edgefold.deploy.spec import BuildOptions, EnginePlan, kept_in_half, kept_precision
 from edgefold.precision.calib import CalibSet
 
 
-def int8_summary(chosen: Candidate, calib: CalibSet) -> dict:
+def int8_summary(chosen: Candidate, calib: CalibSet, options: BuildOptions, plan: EnginePlan) -> dict:
     """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
     from edgefold.precision.mixed import int8_mac_share
 
@@ -32,7 +32,11 @@ def int8_summary(chosen: Candidate, calib: CalibSet) -> dict:
     except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
         share = None
     search = chosen.search
-    return {"kept_float": kept, "int8_mac_share": share,
+    half = kept_in_half(options, plan.trt_major)
+    return {"kept_float": kept, "int8_mac_share": share, "kept_precision": kept_precision(options).lower(),
+            "kept_written_as": "float16 in the ONNX (weights, and Casts around them)" if half else
+            "float32 in the ONNX" + ("" if options.keep_fp32 or plan.trt_major >= 11 else
+                                     ", run in FP16 by TensorRT's FP16 flag"),
             "search": None if search is None else {
                 "steps": [list(step) for step in search.steps], "seconds": round(search.seconds, 1),
                 "exhausted": search.exhausted,
@@ -44,8 +48,12 @@ def script_notes(sidecar: dict) -> str:
     int8 = sidecar.get("int8") or {}
     if not int8.get("kept_float"):
         return ""
+    how = {"fp16": "FP16 on TensorRT 10 (the FP16 flag is set with INT8)", "fp32": "FP32 (--keep-fp32)"}[
+        int8.get("kept_precision", "fp16")]
+    if int8.get("kept_written_as", "").startswith("float16"):
+        how = "FP16 (written in float16: TensorRT 11 is strongly typed)"
     return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers have no Q/DQ and run in\n"
-            "# FP16 on TensorRT 10 (the FP16 flag is set with INT8) - no --layerPrecisions needed:\n"
+            f"# {how} - no --layerPrecisions needed:\n"
             + "".join(f"#   {name}\n" for name in int8["kept_float"]))
 
 
@@ -76,7 +84,7 @@ def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: Eng
                         "digest": prep.calib.digest()},
         "accuracy": _accuracy(options, chosen, prep, shipped),
         "engine": _engine(options, shipped, maker),
-        "int8": int8_summary(chosen, prep.calib) if options.precision == "int8" else None,
+        "int8": int8_summary(chosen, prep.calib, options, plan) if options.precision == "int8" else None,
         # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
         "input_contract": candidate_contract(chosen.model, model_path).to_json(),
         "source_inputs": json.loads(meta.get(Meta.SOURCE_INPUTS, "[]")),

@@ -31,10 +31,13 @@ class BuildResult:
         if int8:
             kept, share = int8["kept_float"], int8.get("int8_mac_share")
             line = f"  INT8 for {100 * share:.1f}% of conv/matmul MACs" if share is not None else "  INT8"
-            line += (f", {len(kept)} layer{'s' if len(kept) != 1 else ''} kept in FP16: {', '.join(kept)}" if kept
-                     else ", no layer kept in FP16")
+            prec = int8.get("kept_precision", "fp16").upper()
+            line += (f", {len(kept)} layer{'s' if len(kept) != 1 else ''} kept in {prec}: {', '.join(kept)}" if kept
+                     else f", no layer kept in {prec}")
+            if kept and int8.get("kept_written_as"):
+                line += f" ({int8['kept_written_as']})"
             if int8.get("search"):
-                rebuilds = len(self.shipped.builds) - 1
+                rebuilds = max(0, len(self.shipped.builds) - 1)
                 line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
                          f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
             lines.append(line)

@@ -12,6 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from edgefold.core.jsonable import plain
 from edgefold.deploy.spec import EnginePlan
 from edgefold.runtime.engine import Engine
 
@@ -24,7 +25,7 @@ class _Loaded(Engine):
         path = Path(self._dir.name) / name
         path.write_bytes(data)
         if sidecar is not None:
-            path.with_suffix(".json").write_text(json.dumps(sidecar, default=str))
+            path.with_suffix(".json").write_text(json.dumps(sidecar, default=plain))
         super().__init__(path)
 
     def close(self) -> None:
