@@ -479,3 +479,51 @@ def test_keep_fp32_is_for_int8_and_drops_the_fp16_flag_on_tensorrt_10():
     plan = plan_engine(BuildOptions(output="m.engine", precision="int8", calib="c", keep_fp32=True), "m.onnx",
                        "m.engine", 10)
     assert plan.int8_flag and not plan.fp16_flag
+
+
+# ---- --calib-method auto: coverage first among the candidates that meet the floor; failures say what failed --
+def _candidate(label: str, iou: float, share: float):
+    from edgefold.compare.tolerance import tolerance_for
+    from edgefold.core.metrics import output_stats
+    from edgefold.deploy.candidate import Candidate
+
+    ref = np.zeros((1, 1, 10, 10), np.float32)
+    ref[..., :, :5] = 1.0
+    got = ref.copy()
+    got[..., : round(10 * (1 - iou)), :5] = 0.0  # IoU = the rows kept
+    stats = tolerance_for("int8", {}, {}, {"iou": 0.5}).judge(output_stats("map", [ref], [got], 0.5))
+    strategy, method = label.split("/")
+    return Candidate(strategy, onnx.ModelProto(), (), (stats,), calib_method=method, int8_share=share)
+
+
+def test_auto_prefers_int8_coverage_among_the_candidates_that_meet_the_floor():
+    """Issue 23: float-first with 29 % of MACs in INT8 (score 0.9994) was kept over recentre with 98 % (0.9993)."""
+    from edgefold.deploy.choose import preference
+
+    float_first = _candidate("float-first/percentile", 1.0, 0.292)
+    recentre = _candidate("recentre/percentile", 0.9, 0.983)
+    failing = _candidate("recentre/minmax", 0.3, 1.0)
+    assert float_first.passed and recentre.passed and not failing.passed
+    assert max([float_first, recentre, failing], key=preference) is recentre
+    assert max([float_first, failing], key=preference) is float_first
+
+
+def test_also_measured_lines_show_coverage_and_help_defines_the_score(demo_path, photos, tmp_path, capsys):
+    assert _int8(demo_path, photos, tmp_path)[0] == 0
+    also = [line for line in capsys.readouterr().out.splitlines() if "(also measured" in line]
+    assert also and all("% of MACs" in line and "the floor" in line and "score" in line for line in also)
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    assert "most INT8 MACs" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_floor_nothing_meets_prints_the_failed_comparison_and_the_best_reached(demo_path, photos, tmp_path, capsys):
+    import re
+
+    code, _, _ = _int8(demo_path, photos, tmp_path, "--accuracy-floor", "iou=0.999")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgefold: error:")]
+    assert code == 1 and len(err) == 1  # one line (the rest of stderr is the progress bars)
+    err = err[0]
+    failed = re.search(r"best reached \(([^)]*)\): output '(\w+)' map IoU ([0-9.]+) < 0\.999", err)
+    assert failed, err
+    assert ">= 0.999 for" not in err and "BELOW FLOOR (map IoU" not in err

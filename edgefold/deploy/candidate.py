@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import onnx
 
 from edgefold.core.metrics import OutputStats
+from edgefold.precision.calib import CalibSet
 from edgefold.precision.mixed import SearchResult
 
 
@@ -17,6 +18,7 @@ class Candidate:
     on_held_out: tuple[OutputStats, ...]
     search: SearchResult | None = None  # INT8: the layers the mixed-precision search kept in float
     calib_method: str | None = None  # INT8: the activation calibrator
+    int8_share: float | None = None  # INT8: the share of conv/matmul MACs in INT8 (None: not counted)
 
     @property
     def label(self) -> str:
@@ -39,3 +41,16 @@ def figures(s: OutputStats) -> str:
     if s.top1_agreement is None and s.map_iou is None and s.false_positive is None and s.cosine is not None:
         parts.append(f"cosine {s.cosine:.4f}")
     return ", ".join(parts)
+
+
+def int8_share(model: onnx.ModelProto, calib: CalibSet) -> float | None:
+    """The share of conv/matmul MACs the model runs in INT8, for one calibration frame's size."""
+    import numpy as np
+
+    from edgefold.precision.mixed import int8_mac_share
+
+    h, w = np.shape(calib.frames[0])[-2:] if calib.frames else (0, 0)
+    try:
+        return int8_mac_share(model, (int(h), int(w)) if calib.frames else None)
+    except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
+        return None

@@ -12,7 +12,7 @@ import onnx
 from edgefold.compare import detect_precision
 from edgefold.compare.feeds import candidate_contract
 from edgefold.core.contract import SIDECAR_VERSION, Meta, read_meta
-from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.candidate import Candidate, int8_share
 from edgefold.deploy.engine import EngineMaker
 from edgefold.deploy.prepare import Prepared
 from edgefold.deploy.reuse import sha256
@@ -23,14 +23,8 @@ from edgefold.precision.calib import CalibSet
 
 def int8_summary(chosen: Candidate, calib: CalibSet, options: BuildOptions, plan: EnginePlan) -> dict:
     """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
-    from edgefold.precision.mixed import int8_mac_share
-
     kept = list(chosen.search.kept_float) if chosen.search else []
-    h, w = np.shape(calib.frames[0])[-2:] if calib.frames else (0, 0)
-    try:
-        share = int8_mac_share(chosen.model, (int(h), int(w)) if calib.frames else None)
-    except Exception:  # noqa: BLE001 - the share is information; a model inspect cannot count still builds
-        share = None
+    share = int8_share(chosen.model, calib)
     search = chosen.search
     half = kept_in_half(options, plan.trt_major)
     return {"kept_float": kept, "int8_mac_share": share, "kept_precision": kept_precision(options).lower(),

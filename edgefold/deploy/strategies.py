@@ -12,7 +12,7 @@ import onnx
 
 from edgefold.compare.tolerance import tolerance_for
 from edgefold.core.frames import InputFeed
-from edgefold.deploy.candidate import Candidate
+from edgefold.deploy.candidate import Candidate, int8_share
 from edgefold.deploy.prepare import Prepared, fold_for_build
 from edgefold.deploy.spec import BuildOptions
 from edgefold.errors import UnsupportedGraph, VerificationFailed
@@ -61,7 +61,8 @@ def _int8(prep: Prepared, options: BuildOptions) -> list[Candidate]:
         base = upgrade_opset(base, prep.feed, list(prep.calib.frames))
         for method in methods:
             q = quantize(base, prep.feed, list(prep.calib.frames), strategy, method, options.show_progress)
-            out.append(dataclasses.replace(prep.evaluate(strategy, q), calib_method=method))
+            out.append(dataclasses.replace(prep.evaluate(strategy, q), calib_method=method,
+                                           int8_share=int8_share(q, prep.calib)))
     return out
 
 

@@ -58,10 +58,19 @@ class BuildResult:
                          f"{b.seconds:.1f} s{' (timing cache)' if i else ''}, {'ok' if b.passed else 'below the floor'}")
         for o in self.others:
             before = " before the search" if o.label == c.label else ""
-            lines.append(f"  (also measured {o.label}{before}: score {accuracy.score(o.on_held_out or o.on_calibration):.4f}"
-                         f" vs {accuracy.score(c.on_held_out or c.on_calibration):.4f} for {c.label})")
+            lines.append(f"  (also measured {o.label}{before}: {_coverage(o)}{'meets' if o.passed else 'misses'} the floor, "
+                         f"score {_score(o):.4f} vs {_coverage(c, int8)}score {_score(c):.4f} for {c.label})")
         lines += [f"wrote {f}" for f in self.files]
         if not self.engine_written:
             script = next(f for f in self.files if f.endswith(".trtexec.sh"))
             lines.append(f"no engine built (--no-engine): on the device run {script} or `edgefold build`")
         return "\n".join(lines)
+
+
+def _score(c: Candidate) -> float:
+    return accuracy.score(c.on_held_out or c.on_calibration)
+
+
+def _coverage(c: Candidate, int8: dict | None = None) -> str:
+    share = (int8 or {}).get("int8_mac_share", c.int8_share)
+    return f"INT8 {100 * share:.1f}% of MACs, " if share is not None else ""
