@@ -527,3 +527,53 @@ def test_a_floor_nothing_meets_prints_the_failed_comparison_and_the_best_reached
     failed = re.search(r"best reached \(([^)]*)\): output '(\w+)' map IoU ([0-9.]+) < 0\.999", err)
     assert failed, err
     assert ">= 0.999 for" not in err and "BELOW FLOOR (map IoU" not in err
+
+
+# ---- build folds as fold does: the fold's flags, and a profile that fixes H x W fixes them for the fold -------
+@pytest.fixture(scope="module")
+def batched_path(tmp_path_factory):
+    """The demo model with a dynamic batch as well as dynamic H x W (several cameras per call)."""
+    m = demo_model()
+    for vi in [m.graph.input[0], *m.graph.output]:
+        d = vi.type.tensor_type.shape.dim[0]
+        d.Clear()
+        d.dim_param = "batch"
+    p = tmp_path_factory.mktemp("batched") / "cams.onnx"
+    onnx.save(m, str(p))
+    return p
+
+
+def test_a_profile_varying_only_the_batch_fixes_h_and_w_for_the_fold_and_triton(batched_path, tmp_path):
+    """Issue 23: --shapes image:1x1x480x640/4x.../8x... kept H and W dynamic (the slow dynamic border scheme,
+    Triton dims 1,-1,-1)."""
+    pytest.importorskip("tritonclient")
+    out, report = tmp_path / "cams.engine", tmp_path / "fold.json"
+    assert main(["build", str(batched_path), "--fp16", "--no-engine", "-o", str(out), "--report", str(report),
+                 "--shapes", "image:1x1x96x128/4x1x96x128/8x1x96x128", "--triton", str(tmp_path / "repo")]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["input_contract"]["shape"][1:] == [1, 96, 128]
+    convs = [c for chain in json.loads(report.read_text())["chains"] for c in chain["convs"]]
+    assert convs and all(c["border_scheme"] != "dynamic" for c in convs), [c["border_scheme"] for c in convs]
+    config = (tmp_path / "repo" / "cams" / "config.pbtxt").read_text()
+    assert "max_batch_size: 8" in config and 'name: "image" data_type: TYPE_UINT8 dims: 1 dims: 96 dims: 128 }' in \
+        " ".join(config.split())
+
+
+def test_build_takes_the_folds_flags(demo_path, tmp_path, capsys):
+    from edgefold.graph.io import load_model
+
+    src = tmp_path / "dyn.onnx"
+    onnx.save(demo_model(), str(src))
+    out, report = tmp_path / "d.engine", tmp_path / "d.fold.json"
+    assert main(["build", str(src), "--fp16", "--no-engine", "-o", str(out), "--input-size", "96x128",
+                 "--input-name", "camera", "--border", "exact", "--report", str(report), "--verify-size", "96x128",
+                 "--no-verify"]) == 0
+    prepared = load_model(tmp_path / "d.prepared.onnx")
+    assert prepared.graph.input[0].name == "camera"
+    assert [d.dim_value for d in prepared.graph.input[0].type.tensor_type.shape.dim] == [1, 1, 96, 128]
+    assert json.loads(report.read_text())["chains"] and str(report) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--input-size", "--border", "--input-name", "--report", "--verify-size",
+                                         "--no-verify"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgefold.cli.flags import add_camera_flags, add_floor_flag, add_yuv_flag, finite
+from edgefold.cli.flags import add_camera_flags, add_floor_flag, add_fold_flags, add_yuv_flag, finite, fold_options
 from edgefold.errors import EXIT_OK
 
 
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                    help="shape profile, e.g. input:1x1x480x640/1x1x1080x1920/1x1x2048x2448")
     p.add_argument("--no-fold", action="store_true", help="build the model as it is")
     add_camera_flags(p, compose=True)
-    p.add_argument("--input-dtype", choices=("uint8", "float32"), help="as for fold")
+    add_fold_flags(p)
     p.add_argument("--pixel-format", metavar="PFNC", help="as for fold: the engine reads the camera's buffer "
                    "(BayerRG8 ..., NV12/NV21/I420, YUV422_8, Mono10/12/16); calibration frames are raw buffers")
     add_yuv_flag(p)
@@ -69,15 +69,13 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgefold.deploy.pipeline import build
     from edgefold.deploy.spec import BuildOptions, ShapeProfile
-    from edgefold.folding.options import FoldOptions
     from edgefold.runtime.makers import installed_maker
 
     options = BuildOptions(
         output=args.output, precision=args.precision or "fp16", calib=args.calib, calib_count=args.calib_count,
         calib_method=args.calib_method, int8_strategy=args.int8_strategy,
         shapes=tuple(ShapeProfile.parse(s) for s in args.shapes or []), fold=not args.no_fold,
-        fold_options=FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
-                                 compose=args.compose, input_dtype=args.input_dtype),
+        fold_options=fold_options(args), report=args.report,
         engine=not args.no_engine, trt_major=args.trt_version, fp16_flag=args.fp16_flag,
         timing_cache=args.timing_cache, workspace_mib=args.workspace, opt_level=args.opt_level, dla_core=args.dla,
         gpu_fallback=args.gpu_fallback, hardware_compat=args.hardware_compat,

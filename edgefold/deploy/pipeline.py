@@ -62,6 +62,9 @@ def build(model_path: str, options: BuildOptions, maker: EngineMaker | None = No
         outputs.stage_model(prepared_path, chosen.model)
         outputs.stage_text(sidecar_path, json.dumps(side, indent=2, default=plain))
         outputs.stage_text(script_path, plan.trtexec_script() + sidecar.script_notes(side))
+        if options.report and prep.fold_report is not None:
+            outputs.stage_text(options.report, prep.fold_report.dumps())
+            files.append(options.report)
         for path, content in target_files:
             if isinstance(content, onnx.ModelProto):
                 outputs.stage_model(path, content)
@@ -84,4 +87,5 @@ def _claim(model_path: str, options: BuildOptions, *companions: str) -> RunOutpu
     outputs.claim_model(prepared_path, "-o (NAME.prepared.onnx)")
     outputs.claim(sidecar_path, "-o (NAME.json)")
     outputs.claim(script_path, "-o (NAME.trtexec.sh)")
+    outputs.claim(options.report, "--report")
     return outputs

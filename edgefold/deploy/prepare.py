@@ -15,6 +15,7 @@ from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.deploy.candidate import Candidate
 from edgefold.deploy.spec import BuildOptions
 from edgefold.errors import UsageError
+from edgefold.folding.report import Report
 from edgefold.graph.io import load_model
 from edgefold.graph.shapes import spatial_axes
 from edgefold.precision import accuracy
@@ -29,6 +30,7 @@ class Prepared:
     original: onnx.ModelProto
     fp32: onnx.ModelProto
     folded_here: bool  # the fold ran in this build (an already folded model is taken as it is)
+    fold_report: Report | None  # the fold's report where it ran here
     feed: InputFeed
     calib: CalibSet
     held_out: CalibSet
@@ -46,7 +48,9 @@ class Prepared:
 def prepare(model_path: str, options: BuildOptions) -> Prepared:
     original = load_model(model_path)
     folded_here = options.fold and Meta.FOLDED_CONVS not in read_meta(original)
-    fp32 = fold_for_build(original, options, 0.0) if folded_here else original
+    fp32, report = fold_for_build(original, options, 0.0) if folded_here else (original, None)
+    if options.report and report is None:
+        raise UsageError("--report: the model is already folded, so this build writes no fold report; drop --report")
     feed, _, pixel_max = candidate_feed(fp32, model_path)
     if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
         dims = "x".join(str(d) for d in feed.shape)
@@ -55,7 +59,7 @@ def prepare(model_path: str, options: BuildOptions) -> Prepared:
                          f"or one size for the fastest exact fold")
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
-    return Prepared(original, fp32, folded_here, feed, calib, held_out, tol,
+    return Prepared(original, fp32, folded_here, report, feed, calib, held_out, tol,
                     accuracy.reference_outputs(fp32, feed, list(calib.frames)),  # once, for every candidate
                     accuracy.reference_outputs(fp32, feed, list(held_out.frames)))
 
@@ -72,29 +76,39 @@ def example_profile(feed: InputFeed) -> str:
     return "/".join(one(h, w) for h, w in ((480, 640), (1080, 1920), (2048, 2448)))
 
 
-def fold_for_build(original: onnx.ModelProto, options: BuildOptions, raw_offset: float) -> onnx.ModelProto:
-    """The fold as ``edgefold fold`` does it, for the build's input: nvinfer's float pixels, a static shape
-    profile's size, a camera format's front end."""
+def fold_for_build(original: onnx.ModelProto, options: BuildOptions, raw_offset: float
+                   ) -> tuple[onnx.ModelProto, Report]:
+    """(folded model, fold report): the fold as ``edgefold fold`` does it, for the build's input - nvinfer's
+    float pixels, the size a shape profile fixes, a camera format's front end."""
     from edgefold.folding import fold
 
     fold_options = options.fold_options
     if options.deepstream:  # nvinfer hands the engine float32 planar pixels 0..255
         fold_options = dataclasses.replace(fold_options, input_dtype="float32")
-    static = [p for p in options.shapes if p.static and len(p.opt) == 4]
-    if static and fold_options.input_size is None:
-        dims = original.graph.input[0].type.tensor_type.shape.dim
-        h_axis, w_axis = spatial_axes(list(dims)) if len(dims) == 4 else (2, 3)
-        fold_options = dataclasses.replace(fold_options, input_size=(static[0].opt[h_axis], static[0].opt[w_axis]))
+    size = _profile_size(original, options)
+    if size is not None and fold_options.input_size is None:
+        fold_options = dataclasses.replace(fold_options, input_size=size)
     fmt = camera_format(options)
     if fmt is not None:  # the model folds for float32 pixels in the 8-bit range; the camera's front end goes before
         fold_options = dataclasses.replace(fold_options, input_dtype="float32", channels=fmt.fold_order,
                                            camera=fmt.genicam)
-    folded, _ = fold(original, dataclasses.replace(fold_options, raw_offset=raw_offset))
+    folded, report = fold(original, dataclasses.replace(fold_options, raw_offset=raw_offset))
     if fmt is not None:  # checked against the float reference conversion, as fold does
         from edgefold.frontend.pixels import attach_checked
 
         folded, _ = attach_checked(folded, fmt, fold_options.verify, fold_options.verify_sizes)
-    return folded
+    return folded, report
+
+
+def _profile_size(original: onnx.ModelProto, options: BuildOptions) -> tuple[int, int] | None:
+    """H x W where the shape profiles fix them - every camera the same resolution, only the batch varying
+    (1x1x480x640/4x1x480x640/8x1x480x640): the fold then takes the static border scheme."""
+    dims = original.graph.input[0].type.tensor_type.shape.dim
+    h_axis, w_axis = spatial_axes(list(dims)) if len(dims) == 4 else (2, 3)
+    for p in options.shapes:
+        if len(p.opt) == 4 and all(p.min[a] == p.opt[a] == p.max[a] for a in (h_axis, w_axis)):
+            return p.opt[h_axis], p.opt[w_axis]
+    return None
 
 
 def camera_format(options: BuildOptions) -> PixelFormat | None:

@@ -64,6 +64,7 @@ class BuildOptions:
     shapes: tuple[ShapeProfile, ...] = ()
     fold: bool = True
     fold_options: FoldOptions = field(default_factory=FoldOptions)
+    report: str | None = None  # the fold report as JSON (as fold's --report)
     engine: bool = True
     trt_major: int | None = None  # target TensorRT major; None: the installed one, else 10 (JetPack 6)
     fp16_flag: bool = False  # TRT <= 10: fp32 ONNX + FP16 builder flag instead of an FP16 ONNX
@@ -115,6 +116,8 @@ class BuildOptions:
         if self.pixel_format and self.deepstream:
             raise UsageError("--pixel-format with --deepstream: nvinfer converts camera formats itself and feeds the "
                              "engine RGB/BGR/GRAY; drop one of them")
+        if self.report and not self.fold:
+            raise UsageError("--report is the fold's report; drop --no-fold or --report")
         if self.pixel_format and not self.fold:
             raise UsageError("--pixel-format needs the fold; drop --no-fold")
         if self.triton_onnx and not self.triton_repo:

@@ -51,7 +51,7 @@ def _int8(prep: Prepared, options: BuildOptions) -> list[Candidate]:
     for strategy in strategies:
         if strategy == "recentre":
             try:
-                base = fold_for_build(prep.original, options, -128.0)
+                base, _ = fold_for_build(prep.original, options, -128.0)
             except UnsupportedGraph:
                 if options.int8_strategy == "recentre":
                     raise
