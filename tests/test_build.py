@@ -577,3 +577,17 @@ def test_build_takes_the_folds_flags(demo_path, tmp_path, capsys):
     text = capsys.readouterr().out
     assert all(flag in text for flag in ("--input-size", "--border", "--input-name", "--report", "--verify-size",
                                          "--no-verify"))
+
+
+def test_strongly_typed_builds_say_which_nodes_stay_fp32(demo_path, photos, tmp_path, capsys):
+    """TensorRT 11 runs what the ONNX types say: an FP16 build leaves only the fold's border term in float32;
+    the summary and sidecar count what runs in FP32. Weakly typed INT8 on 10.x has no such list."""
+    out = tmp_path / "d.engine"
+    assert main(["build", str(demo_path), "--fp16", "--no-engine", "--trt-version", "11", "-o", str(out)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    helpers = json.loads(next(p.value for p in onnx.load(str(tmp_path / "d.prepared.onnx")).metadata_props
+                              if p.key == "edgefold.helper_nodes"))
+    assert 0 < sum(side["float32_ops"].values()) <= len(helpers)  # the border term only
+    assert "run in FP32 as the ONNX types them" in capsys.readouterr().out
+    code, _, sidecar = _int8(demo_path, photos, tmp_path, "--trt-version", "10")
+    assert code == 0 and json.loads(sidecar.read_text())["float32_ops"] is None

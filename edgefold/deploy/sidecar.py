@@ -78,6 +78,7 @@ def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: Eng
                         "digest": prep.calib.digest()},
         "accuracy": _accuracy(options, chosen, prep, shipped),
         "engine": _engine(options, shipped, maker),
+        "float32_ops": _float32_ops(chosen.model) if plan.strongly_typed else None,
         "int8": int8_summary(chosen, prep.calib, options, plan) if options.precision == "int8" else None,
         # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
         "input_contract": candidate_contract(chosen.model, model_path).to_json(),
@@ -110,3 +111,13 @@ def _engine(options: BuildOptions, shipped: Shipped | None, maker: EngineMaker |
         return {"built": False}
     return {"built": True, "build_seconds": round(shipped.builds[-1].seconds, 1) if shipped.builds else None,
             "builds": [b.to_json() for b in shipped.builds], "dla_core": options.dla_core, **maker.device_info()}
+
+
+def _float32_ops(model: onnx.ModelProto) -> dict[str, int] | None:
+    """Strongly typed TensorRT runs each node in the type the ONNX gives it: the nodes left in float32."""
+    from edgefold.precision.fp16 import float32_ops
+
+    try:
+        return float32_ops(model)
+    except Exception:  # noqa: BLE001 - information only; a model shape inference cannot type still builds
+        return None

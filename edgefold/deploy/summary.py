@@ -41,6 +41,11 @@ class BuildResult:
                 line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
                          f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
             lines.append(line)
+        typed = self.sidecar.get("float32_ops")
+        if typed:
+            ops = ", ".join(f"{op} x{n}" for op, n in sorted(typed.items(), key=lambda t: -t[1]))
+            lines.append(f"  strongly typed: {sum(typed.values())} node{'s' if sum(typed.values()) != 1 else ''} "
+                         f"run in FP32 as the ONNX types them ({ops})")
         shipped = self.shipped
         on_engine = shipped.engine is not None
         lines.append(f"  accuracy measured on: {shipped.measured_on}"
