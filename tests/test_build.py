@@ -294,3 +294,300 @@ def test_a_rebuild_for_deepstream_does_not_reuse_the_uint8_prepared_model(demo_p
     assert main([*args, "--deepstream"]) == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["reused_calibration"] is False and side["input_contract"]["dtype"] == "float32"
+
+
+# ---- the engine that ships is measured: onnxruntime stands in for TensorRT through the runtime's Engine ----
+class _CoarserEngine:
+    """An engine maker whose engines are worse than the prepared model: the per-channel weight scales of every
+    quantised layer are multiplied by ``factor`` before the (real) build - as when TensorRT picks kernels the
+    simulation did not. Layers kept in float have no weight Q/DQ, so keeping more of them recovers."""
+
+    def __init__(self, inner, factor: float) -> None:
+        self.inner, self.factor, self.trt_major = inner, factor, inner.trt_major
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def device_info(self) -> dict:
+        return self.inner.device_info()
+
+    def build(self, plan) -> bytes:
+        m = onnx.load(plan.onnx_path)
+        inits = {t.name: t for t in m.graph.initializer}
+        for scale in {n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"} & set(inits):
+            a = onnx.numpy_helper.to_array(inits[scale])
+            if a.ndim == 1:  # per-channel: a weight's
+                inits[scale].CopyFrom(onnx.numpy_helper.from_array((a * self.factor).astype(a.dtype), scale))
+        onnx.save(m, plan.onnx_path)
+        return self.inner.build(plan)
+
+    def load(self, engine: bytes, sidecar: dict):
+        return self.inner.load(engine, sidecar)
+
+
+class _NegatedEngine(_CoarserEngine):
+    """Engines whose outputs are negated (a Neg after every output): no precision choice can meet the floor."""
+
+    def build(self, plan) -> bytes:
+        m = onnx.load(plan.onnx_path)
+        for out in m.graph.output:
+            m.graph.node.append(onnx.helper.make_node("Neg", [out.name + "_pos"], [out.name]))
+            for n in m.graph.node[:-1]:
+                n.output[:] = [o + "_pos" if o == out.name else o for o in n.output]
+        onnx.save(m, plan.onnx_path)
+        return self.inner.build(plan)
+
+
+def _build_with(maker, demo_path, photos, out, **kw):
+    from edgefold.deploy.pipeline import build
+
+    return build(str(demo_path), BuildOptions(output=str(out), precision="int8", calib=str(photos), **kw), maker)
+
+
+def test_without_tensorrt_the_sidecar_says_the_simulation_was_measured(demo_path, photos, tmp_path, capsys):
+    code, _, sidecar = _int8(demo_path, photos, tmp_path)
+    assert code == 0
+    measured = json.loads(sidecar.read_text())["accuracy"]["measured_on"]
+    assert measured == ("onnxruntime Q/DQ simulation (--no-engine)" if HAVE_TRT else
+                        "onnxruntime Q/DQ simulation (no TensorRT here)")
+    assert f"accuracy measured on: {measured}" in capsys.readouterr().out
+
+
+def test_the_engine_is_measured_on_the_held_out_frames(demo_path, photos, tmp_path):
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    result = _build_with(OnnxRuntimeMaker(), demo_path, photos, tmp_path / "m.engine")
+    side = result.sidecar
+    assert side["accuracy"]["measured_on"] == "onnxruntime standing in for the engine (CPU)"
+    assert side["accuracy"]["held_out"] == side["accuracy"]["simulation_held_out"]  # the same model, run again
+    assert side["engine"]["built"] and len(side["engine"]["builds"]) == 1
+    assert onnx.load(str(tmp_path / "m.engine")) == onnx.load(str(tmp_path / "m.prepared.onnx"))
+    assert "engine build: 0 layers in float" in result.to_text()
+
+
+def test_an_engine_worse_than_its_simulation_continues_the_search_on_the_engine(demo_path, photos, tmp_path):
+    """The simulation meets the floor with INT8 everywhere; the engine does not, so layers are kept in float
+    until the engine meets it - and the prepared model written is the one that engine was built from."""
+    from edgefold.precision.mixed import quantized_layers
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    result = _build_with(_CoarserEngine(OnnxRuntimeMaker(), 12.0), demo_path, photos, tmp_path / "m.engine")
+    side = result.sidecar
+    builds = side["engine"]["builds"]
+    assert not builds[0]["passed"] and builds[0]["float_layers"] == 0 and len(builds) > 1
+    assert side["accuracy"]["passed"] and all(s["passed"] for s in side["accuracy"]["held_out"])
+    kept = side["int8"]["kept_float"]
+    assert kept and min(b["float_layers"] for b in builds if b["passed"]) == len(kept)
+    prepared = onnx.load(str(tmp_path / "m.prepared.onnx"))
+    assert not set(kept) & set(quantized_layers(prepared))
+    text = result.to_text()
+    assert "rebuild 1:" in text and "(timing cache)" in text and "engine rebuilds" in text
+
+
+def test_an_engine_that_cannot_meet_the_floor_exits_1_in_one_line(demo_path, photos, tmp_path):
+    from edgefold.errors import VerificationFailed
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    with pytest.raises(VerificationFailed) as err:
+        _build_with(_NegatedEngine(OnnxRuntimeMaker(), 1.0), demo_path, photos, tmp_path / "m.engine")
+    message = str(err.value)
+    assert "\n" not in message and err.value.exit_code == 1
+    assert "although the onnxruntime simulation met it" in message and "engine builds: 0 in float" in message
+    assert not list(tmp_path.iterdir())
+
+
+def test_fp16_engine_below_the_floor_is_refused_without_a_search(demo_path, tmp_path):
+    from edgefold.deploy.pipeline import build
+    from edgefold.errors import VerificationFailed
+    from edgefold.runtime.makers import OnnxRuntimeMaker
+
+    with pytest.raises(VerificationFailed, match="--fp32, or --accept-accuracy-drop"):
+        build(str(demo_path), BuildOptions(output=str(tmp_path / "m.engine")), _NegatedEngine(OnnxRuntimeMaker(), 1))
+    out = tmp_path / "a.engine"
+    result = build(str(demo_path), BuildOptions(output=str(out), accept_accuracy_drop=True),
+                   _NegatedEngine(OnnxRuntimeMaker(), 1))
+    assert result.sidecar["accuracy"]["accepted_drop"] and out.is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+def test_tensorrt_engine_is_what_the_floor_is_measured_on(demo_path, photos, tmp_path):
+    out = tmp_path / "demo.int8.engine"
+    assert main(["build", str(demo_path), "--int8", "--calib", str(photos), "-o", str(out)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["accuracy"]["measured_on"].startswith("engine (TensorRT ")
+    assert side["engine"]["builds"][0]["seconds"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed")
+def test_a_worse_tensorrt_engine_continues_the_search_on_tensorrt(demo_path, photos, tmp_path):
+    from edgefold.runtime.makers import TensorRTMaker
+
+    result = _build_with(_CoarserEngine(TensorRTMaker(), 12.0), demo_path, photos, tmp_path / "m.engine")
+    builds = result.sidecar["engine"]["builds"]
+    assert len(builds) > 1 and builds[-1]["seconds"] > 0 and result.sidecar["accuracy"]["passed"]
+    assert result.sidecar["accuracy"]["measured_on"].startswith("engine (TensorRT ")
+
+
+# ---- TensorRT 11 is strongly typed: the layers kept out of INT8 are float16 in the ONNX it parses ----------
+def _kept_layers(prepared: onnx.ModelProto, names: list[str]) -> list[onnx.NodeProto]:
+    return [n for n in prepared.graph.node if n.name in names and n.op_type in ("Conv", "Gemm", "MatMul")]
+
+
+@pytest.mark.parametrize("major,extra,dtype,said", [
+    ("11", [], onnx.TensorProto.FLOAT16, "kept in FP16"),
+    ("11", ["--keep-fp32"], onnx.TensorProto.FLOAT, "kept in FP32"),
+    ("10", [], onnx.TensorProto.FLOAT, "kept in FP16"),  # float32 in the ONNX; TensorRT 10's FP16 flag
+])
+def test_kept_layers_are_written_in_the_precision_the_summary_says(demo_path, photos, tmp_path, capsys, major,
+                                                                   extra, dtype, said):
+    from edgefold.compare.feeds import candidate_feed
+    from edgefold.compare.tolerance import tolerance_for
+    from edgefold.deploy.prepare import prepare
+    from edgefold.precision import accuracy
+    from edgefold.precision.calib import load_calibration
+
+    code, prepared_path, sidecar = _int8(demo_path, photos, tmp_path, "--trt-version", major,
+                                         "--accuracy-floor", "iou=0.95", *extra)
+    assert code == 0
+    out = capsys.readouterr().out
+    side = json.loads(sidecar.read_text())
+    kept = side["int8"]["kept_float"]
+    assert kept and f"{len(kept)} layers {said}" in out
+    prepared = onnx.load(str(prepared_path))
+    inits = {t.name: t for t in prepared.graph.initializer}
+    producer = {o: n for n in prepared.graph.node for o in n.output}
+    for node in _kept_layers(prepared, kept):
+        assert inits[node.input[1]].data_type == dtype  # the weight
+        x = producer.get(node.input[0])
+        if dtype == onnx.TensorProto.FLOAT16:  # the activation: cast to float16 (or a kept layer's float16 output)
+            assert x is not None and (x.op_type == "Cast" or x.name in kept)
+    # the sidecar's figures are those of exactly the model written
+    feed, _, _ = candidate_feed(prepared, str(prepared_path))
+    _, held = load_calibration(str(photos), 1, (128, 160), 300).split()
+    prep = prepare(str(demo_path), BuildOptions(output=str(tmp_path / "r.engine"), precision="int8", calib=str(photos),
+                                                accuracy_floor={"iou": 0.95}))
+    again = accuracy.measure_against(prep.ref_held, prepared, feed, list(held.frames),
+                                     tolerance_for("int8", {}, {}, {"iou": 0.95}))
+    assert [s.to_json() for s in again] == side["accuracy"]["held_out"]
+
+
+def test_keep_fp32_is_for_int8_and_drops_the_fp16_flag_on_tensorrt_10():
+    with pytest.raises(UsageError, match="--keep-fp32 is for --int8"):
+        BuildOptions(output="m.engine", precision="fp16", keep_fp32=True)
+    plan = plan_engine(BuildOptions(output="m.engine", precision="int8", calib="c", keep_fp32=True), "m.onnx",
+                       "m.engine", 10)
+    assert plan.int8_flag and not plan.fp16_flag
+
+
+# ---- --calib-method auto: coverage first among the candidates that meet the floor; failures say what failed --
+def _candidate(label: str, iou: float, share: float):
+    from edgefold.compare.tolerance import tolerance_for
+    from edgefold.core.metrics import output_stats
+    from edgefold.deploy.candidate import Candidate
+
+    ref = np.zeros((1, 1, 10, 10), np.float32)
+    ref[..., :, :5] = 1.0
+    got = ref.copy()
+    got[..., : round(10 * (1 - iou)), :5] = 0.0  # IoU = the rows kept
+    stats = tolerance_for("int8", {}, {}, {"iou": 0.5}).judge(output_stats("map", [ref], [got], 0.5))
+    strategy, method = label.split("/")
+    return Candidate(strategy, onnx.ModelProto(), (), (stats,), calib_method=method, int8_share=share)
+
+
+def test_auto_prefers_int8_coverage_among_the_candidates_that_meet_the_floor():
+    """Issue 23: float-first with 29 % of MACs in INT8 (score 0.9994) was kept over recentre with 98 % (0.9993)."""
+    from edgefold.deploy.choose import preference
+
+    float_first = _candidate("float-first/percentile", 1.0, 0.292)
+    recentre = _candidate("recentre/percentile", 0.9, 0.983)
+    failing = _candidate("recentre/minmax", 0.3, 1.0)
+    assert float_first.passed and recentre.passed and not failing.passed
+    assert max([float_first, recentre, failing], key=preference) is recentre
+    assert max([float_first, failing], key=preference) is float_first
+
+
+def test_also_measured_lines_show_coverage_and_help_defines_the_score(demo_path, photos, tmp_path, capsys):
+    assert _int8(demo_path, photos, tmp_path)[0] == 0
+    also = [line for line in capsys.readouterr().out.splitlines() if "(also measured" in line]
+    assert also and all("% of MACs" in line and "the floor" in line and "score" in line for line in also)
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    assert "most INT8 MACs" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_floor_nothing_meets_prints_the_failed_comparison_and_the_best_reached(demo_path, photos, tmp_path, capsys):
+    import re
+
+    code, _, _ = _int8(demo_path, photos, tmp_path, "--accuracy-floor", "iou=0.999")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgefold: error:")]
+    assert code == 1 and len(err) == 1  # one line (the rest of stderr is the progress bars)
+    err = err[0]
+    failed = re.search(r"best reached \(([^)]*)\): output '(\w+)' map IoU ([0-9.]+) < 0\.999", err)
+    assert failed, err
+    assert ">= 0.999 for" not in err and "BELOW FLOOR (map IoU" not in err
+
+
+# ---- build folds as fold does: the fold's flags, and a profile that fixes H x W fixes them for the fold -------
+@pytest.fixture(scope="module")
+def batched_path(tmp_path_factory):
+    """The demo model with a dynamic batch as well as dynamic H x W (several cameras per call)."""
+    m = demo_model()
+    for vi in [m.graph.input[0], *m.graph.output]:
+        d = vi.type.tensor_type.shape.dim[0]
+        d.Clear()
+        d.dim_param = "batch"
+    p = tmp_path_factory.mktemp("batched") / "cams.onnx"
+    onnx.save(m, str(p))
+    return p
+
+
+def test_a_profile_varying_only_the_batch_fixes_h_and_w_for_the_fold_and_triton(batched_path, tmp_path):
+    """Issue 23: --shapes image:1x1x480x640/4x.../8x... kept H and W dynamic (the slow dynamic border scheme,
+    Triton dims 1,-1,-1)."""
+    pytest.importorskip("tritonclient")
+    out, report = tmp_path / "cams.engine", tmp_path / "fold.json"
+    assert main(["build", str(batched_path), "--fp16", "--no-engine", "-o", str(out), "--report", str(report),
+                 "--shapes", "image:1x1x96x128/4x1x96x128/8x1x96x128", "--triton", str(tmp_path / "repo")]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["input_contract"]["shape"][1:] == [1, 96, 128]
+    convs = [c for chain in json.loads(report.read_text())["chains"] for c in chain["convs"]]
+    assert convs and all(c["border_scheme"] != "dynamic" for c in convs), [c["border_scheme"] for c in convs]
+    config = (tmp_path / "repo" / "cams" / "config.pbtxt").read_text()
+    assert "max_batch_size: 8" in config and 'name: "image" data_type: TYPE_UINT8 dims: 1 dims: 96 dims: 128 }' in \
+        " ".join(config.split())
+
+
+def test_build_takes_the_folds_flags(demo_path, tmp_path, capsys):
+    from edgefold.graph.io import load_model
+
+    src = tmp_path / "dyn.onnx"
+    onnx.save(demo_model(), str(src))
+    out, report = tmp_path / "d.engine", tmp_path / "d.fold.json"
+    assert main(["build", str(src), "--fp16", "--no-engine", "-o", str(out), "--input-size", "96x128",
+                 "--input-name", "camera", "--border", "exact", "--report", str(report), "--verify-size", "96x128",
+                 "--no-verify"]) == 0
+    prepared = load_model(tmp_path / "d.prepared.onnx")
+    assert prepared.graph.input[0].name == "camera"
+    assert [d.dim_value for d in prepared.graph.input[0].type.tensor_type.shape.dim] == [1, 1, 96, 128]
+    assert json.loads(report.read_text())["chains"] and str(report) in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--input-size", "--border", "--input-name", "--report", "--verify-size",
+                                         "--no-verify"))
+
+
+def test_strongly_typed_builds_say_which_nodes_stay_fp32(demo_path, photos, tmp_path, capsys):
+    """TensorRT 11 runs what the ONNX types say: an FP16 build leaves only the fold's border term in float32;
+    the summary and sidecar count what runs in FP32. Weakly typed INT8 on 10.x has no such list."""
+    out = tmp_path / "d.engine"
+    assert main(["build", str(demo_path), "--fp16", "--no-engine", "--trt-version", "11", "-o", str(out)]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    helpers = json.loads(next(p.value for p in onnx.load(str(tmp_path / "d.prepared.onnx")).metadata_props
+                              if p.key == "edgefold.helper_nodes"))
+    assert 0 < sum(side["float32_ops"].values()) <= len(helpers)  # the border term only
+    assert "run in FP32 as the ONNX types them" in capsys.readouterr().out
+    code, _, sidecar = _int8(demo_path, photos, tmp_path, "--trt-version", "10")
+    assert code == 0 and json.loads(sidecar.read_text())["float32_ops"] is None

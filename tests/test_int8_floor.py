@@ -233,7 +233,7 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
 def test_shapes_hint_follows_the_input_layout():
     from edgefold.core.affine import ChannelAffine
     from edgefold.core.frames import InputFeed
-    from edgefold.deploy.pipeline import _example_profile
+    from edgefold.deploy.prepare import example_profile as _example_profile
 
     nhwc = InputFeed("gray", "uint8", ("n", "h", "w", 1), 3, ChannelAffine.identity(1))
     nchw = InputFeed("x", "uint8", ("n", 1, "h", "w"), 1, ChannelAffine.identity(1))

@@ -66,7 +66,7 @@ def test_folding_does_not_make_int8_worse_on_the_real_detector(detector):
     from PIL import Image
 
     from edgefold.core.frames import InputFeed
-    from edgefold.deploy.pipeline import _upgrade_opset
+    from edgefold.deploy.strategies import upgrade_opset as _upgrade_opset
     from edgefold.folding.verify import chain_feeds
     from edgefold.graph.shapes import specialise
     from edgefold.precision.int8 import quantize

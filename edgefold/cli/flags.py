@@ -87,3 +87,31 @@ def add_yuv_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yuv", choices=tuple(MATRICES), default="bt601-limited",
                    help="the YUV->RGB matrix of NV12/NV21/I420/YUYV/UYVY (default bt601-limited, OpenCV's "
                    "cvtColor coefficients)")
+
+
+def add_fold_flags(p: argparse.ArgumentParser) -> None:
+    """The fold's own flags beyond the camera's (``edgefold fold`` and ``edgefold build`` take the same)."""
+    p.add_argument("--input-dtype", choices=("uint8", "float32"),
+                   help="type of the new input (default: the original input's type)")
+    p.add_argument("--input-name", help="name of the new input (default: the original name)")
+    p.add_argument("--border", choices=("exact", "approx"), default="exact",
+                   help="approx drops the border correction and reports the error it leaves")
+    p.add_argument("--input-size", type=size, metavar="HxW",
+                   help="fix the height and width of a dynamic model first (one camera resolution: the "
+                   "folded model gets the fastest exact border scheme)")
+    p.add_argument("--report", help="write the fold report as JSON here")
+    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
+    p.add_argument("--verify-size", type=size, action="append", metavar="HxW",
+                   help="frame size for the self-check of dynamic models (repeatable; default 67x93 and "
+                   "128x160, then 96x128 and 160x224 if the model rejects those)")
+
+
+def fold_options(args: argparse.Namespace, **overrides):  # noqa: ANN201 - a FoldOptions
+    """FoldOptions from the camera and fold flags."""
+    from edgefold.folding.options import FoldOptions
+
+    values = dict(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale, compose=args.compose,
+                  input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
+                  input_size=args.input_size, verify=not args.no_verify,
+                  verify_sizes=tuple(args.verify_size) if args.verify_size else None)
+    return FoldOptions(**{**values, **overrides})

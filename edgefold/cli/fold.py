@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from edgefold.cli.flags import add_camera_flags, add_yuv_flag, size
+from edgefold.cli.flags import add_camera_flags, add_fold_flags, add_yuv_flag, fold_options
 from edgefold.errors import EXIT_OK, VerificationFailed
-from edgefold.folding.options import FoldOptions
 
 
 def add_parser(sub) -> None:
@@ -22,19 +21,7 @@ def add_parser(sub) -> None:
                    "and 10/12/16 (bilinear demosaic as OpenCV's cvtColor without its rounding), NV12/NV21/I420, "
                    "YUV422_8 (YUYV), YUV422_8_UYVY, RGB8, BGR8; composed into an even-stride stem conv")
     add_yuv_flag(p)
-    p.add_argument("--input-dtype", choices=("uint8", "float32"),
-                   help="type of the new input (default: the original input's type)")
-    p.add_argument("--input-name", help="name of the new input (default: the original name)")
-    p.add_argument("--border", choices=("exact", "approx"), default="exact",
-                   help="approx drops the border correction and reports the error it leaves")
-    p.add_argument("--input-size", type=size, metavar="HxW",
-                   help="fix the height and width of a dynamic model first (one camera resolution: the "
-                   "folded model gets the fastest exact border scheme)")
-    p.add_argument("--report", help="write the fold report as JSON here")
-    p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime self-check")
-    p.add_argument("--verify-size", type=size, action="append", metavar="HxW",
-                   help="frame size for the self-check of dynamic models (repeatable; default 67x93 and "
-                   "128x160, then 96x128 and 160x224 if the model rejects those)")
+    add_fold_flags(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(run=run)
 
@@ -70,12 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.graph.outputs import RunOutputs
 
     fmt = _camera_format(args)
-    options = FoldOptions(channels=args.channels, mean=args.mean, std=args.std, scale=args.scale,
-                          compose=args.compose,
-                          input_dtype=args.input_dtype, input_name=args.input_name, border=args.border,
-                          input_size=args.input_size, verify=not args.no_verify,
-                          verify_sizes=tuple(args.verify_size) if args.verify_size else None,
-                          camera=fmt.genicam if fmt is not None else None)
+    options = fold_options(args, camera=fmt.genicam if fmt is not None else None)
     outputs = RunOutputs()
     outputs.protect_model(args.model)
     outputs.claim_model(args.output, "-o")

@@ -96,12 +96,12 @@ class Tolerance:
         if f.top1 is not None and s.top1_agreement is not None:
             checks.append((f"top-1 {100 * s.top1_agreement:.1f}% >= {100 * f.top1:g}%", s.top1_agreement >= f.top1))
         if f.iou is not None and s.map_iou is not None:
-            checks.append((f"map IoU {s.map_iou:.3f} >= {f.iou:g}", s.map_iou >= f.iou))
+            checks.append((f"map IoU {_apart(s.map_iou, f.iou, 3)} >= {f.iou:g}", s.map_iou >= f.iou))
         if f.fp is not None and s.false_positive is not None:
             checks.append((f"false positives {100 * s.false_positive:.2f}% <= {100 * f.fp:g}%",
                            s.false_positive <= f.fp))
         if not checks and f.cosine is not None and s.cosine is not None and not self.numeric_decides:
-            checks.append((f"cosine {s.cosine:.4f} >= {f.cosine:g}", s.cosine >= f.cosine))
+            checks.append((f"cosine {_apart(s.cosine, f.cosine, 4)} >= {f.cosine:g}", s.cosine >= f.cosine))
         return checks
 
     def verdict(self, s: OutputStats) -> tuple[bool, str]:
@@ -110,7 +110,7 @@ class Tolerance:
         if self.numeric_decides_for(s):
             checks.insert(0, verdict.check(s if self.noise_floor else dataclasses.replace(s, frame_floor=()),
                                            self.numeric_limit(s)))
-        failed = [text for text, ok in checks if not ok]
+        failed = [_failed(text) for text, ok in checks if not ok]  # the comparison that failed: 0.913 < 0.97
         return not failed, "; ".join(failed or [text for text, _ in checks])
 
     def passes(self, s: OutputStats) -> bool:
@@ -149,3 +149,15 @@ def tolerance_for(precision: str, atol: dict[str, float], rtol: dict[str, float]
     a, r, numeric, base = DEFAULTS[precision]
     return Tolerance(precision, {"": a, **atol}, {"": r, **rtol}, dataclasses.replace(base, **(floors or {})), numeric,
                      noise_floor=not (atol or rtol))  # a bound the user gives is the bound
+
+
+def _failed(check: str) -> str:
+    """A check's text as the comparison that holds when it fails (``a >= b`` -> ``a < b``)."""
+    return check.replace(" >= ", " < ", 1) if " >= " in check else check.replace(" <= ", " > ", 1)
+
+
+def _apart(value: float, bound: float, places: int) -> str:
+    """``value`` with ``places`` decimals, or more where fewer would print the bound itself (0.9699 vs 0.97)."""
+    while places < 8 and value != bound and round(value, places) == round(bound, places):
+        places += 1
+    return f"{value:.{places}f}"

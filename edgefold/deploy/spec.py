@@ -70,6 +70,7 @@ class BuildOptions:
     shapes: tuple[ShapeProfile, ...] = ()
     fold: bool = True
     fold_options: FoldOptions = field(default_factory=FoldOptions)
+    report: str | None = None  # the fold report as JSON (as fold's --report)
     engine: bool = True
     trt_major: int | None = None  # target TensorRT major; None: the installed one, else 10 (JetPack 6)
     fp16_flag: bool = False  # TRT <= 10: fp32 ONNX + FP16 builder flag instead of an FP16 ONNX
@@ -83,6 +84,7 @@ class BuildOptions:
     accept_accuracy_drop: bool = False
     accuracy_floor: dict[str, float] = field(default_factory=dict)  # top1 / iou / fp / cosine overrides
     mixed_precision: bool = True  # INT8 below the floor: search which layers to keep in FP16
+    keep_fp32: bool = False  # INT8: the layers kept out of INT8 run in FP32 (default FP16)
     search_budget_s: float = 600.0
     show_progress: bool = False
     pixel_format: str | None = None  # a camera format with a front end (Bayer, NV12, Mono12 ...), as fold's flag
@@ -100,6 +102,8 @@ class BuildOptions:
             raise UsageError(f"--int8-strategy must be auto, recentre or float-first, not {self.int8_strategy!r}")
         if self.calib_method not in ("auto", "percentile", "minmax", "entropy"):
             raise UsageError(f"--calib-method must be auto, percentile, minmax or entropy, not {self.calib_method!r}")
+        if self.keep_fp32 and self.precision != "int8":
+            raise UsageError("--keep-fp32 is for --int8 (the layers kept out of INT8); use --fp32 for an FP32 engine")
         if not self.search_budget_s > 0:
             raise UsageError("--search-budget must be a positive number of seconds")
         if not self.output.endswith(ENGINE_SUFFIXES):
@@ -120,6 +124,8 @@ class BuildOptions:
         if self.pixel_format and self.deepstream:
             raise UsageError("--pixel-format with --deepstream: nvinfer converts camera formats itself and feeds the "
                              "engine RGB/BGR/GRAY; drop one of them")
+        if self.report and not self.fold:
+            raise UsageError("--report is the fold's report; drop --no-fold or --report")
         if self.pixel_format and not self.fold:
             raise UsageError("--pixel-format needs the fold; drop --no-fold")
         if self.triton_onnx and not self.triton_repo:
@@ -200,6 +206,17 @@ class EnginePlan:
                 f"{cmd}\n")
 
 
+def kept_in_half(options: BuildOptions, trt_major: int) -> bool:
+    """Whether the layers an INT8 build keeps out of INT8 are written in float16 in the ONNX: for a strongly
+    typed TensorRT (11) the ONNX types are the precisions, so yes unless --keep-fp32. On 10.x they stay float32
+    in the ONNX and TensorRT's FP16 flag (set with INT8 unless --keep-fp32) lets them run in FP16."""
+    return options.precision == "int8" and trt_major >= 11 and not options.keep_fp32
+
+
+def kept_precision(options: BuildOptions) -> str:
+    return "FP32" if options.keep_fp32 else "FP16"
+
+
 def plan_engine(options: BuildOptions, onnx_path: str, engine_path: str, trt_major: int) -> EnginePlan:
     """TensorRT 11: strongly typed, no flags - precision comes from the ONNX (FP16 weights, Q/DQ), and the
     layers Q/DQ leaves unquantised run in fp32. TensorRT 8.5-10.x: weak typing with the Q/DQ ONNX plus the
@@ -211,7 +228,8 @@ def plan_engine(options: BuildOptions, onnx_path: str, engine_path: str, trt_maj
     weak = not strongly_typed
     return EnginePlan(
         onnx_path=onnx_path, engine_path=engine_path, trt_major=trt_major, strongly_typed=strongly_typed,
-        fp16_flag=weak and (options.precision in ("fp16", "int8") or options.dla_core is not None),
+        fp16_flag=weak and (options.precision == "fp16" or (options.precision == "int8" and not options.keep_fp32)
+                            or options.dla_core is not None),
         int8_flag=weak and options.precision == "int8",
         profiles=options.shapes, timing_cache=options.timing_cache, workspace_mib=options.workspace_mib,
         opt_level=options.opt_level, dla_core=options.dla_core, gpu_fallback=options.gpu_fallback,

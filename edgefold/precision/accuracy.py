@@ -32,18 +32,22 @@ def reference_outputs(model: onnx.ModelProto, feed: InputFeed, frames: list[np.n
 def measure_against(reference: References | tuple, prepared: onnx.ModelProto, feed: InputFeed,
                     frames: list[np.ndarray], tolerance: Tolerance) -> tuple[OutputStats, ...]:
     """Per-output statistics of ``prepared`` against precomputed reference outputs, each with its verdict."""
-    names, refs = reference[0], reference[1]
-    floors = reference[2] if len(reference) > 2 else None
     if not frames:
         return ()
+    names = reference[0]
     s_prep = session(prepared, optimize=True)
-    gots = [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames]
-    out = []
-    for k, name in enumerate(names):
-        s = output_stats(name, [r[k] for r in refs], [g[k] for g in gots],
-                         floors=[f[k] for f in floors] if floors else None)
-        out.append(tolerance.judge(s))
-    return tuple(out)
+    return judge(reference, [s_prep.run(names, {feed.name: feed.tensor(f)}) for f in frames], tolerance)
+
+
+def judge(reference: References | tuple, gots: list[list[np.ndarray]], tolerance: Tolerance
+          ) -> tuple[OutputStats, ...]:
+    """Per-output statistics of outputs computed elsewhere (an engine, say), in the reference's output order,
+    against the reference outputs of the same frames (and, where measured, its noise floor), each with its verdict."""
+    names, refs = reference[0], reference[1]
+    floors = reference[2] if len(reference) > 2 else None
+    return tuple(tolerance.judge(output_stats(name, [r[k] for r in refs], [g[k] for g in gots],
+                                              floors=[f[k] for f in floors] if floors else None))
+                 for k, name in enumerate(names))
 
 
 def measure(reference: onnx.ModelProto, prepared: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray],

@@ -8,6 +8,7 @@ import onnx
 from edgefold.core.contract import helper_outputs
 from edgefold.core.frames import InputFeed
 from edgefold.graph.names import names_by_key, with_unique_node_names
+from edgefold.precision.weights import QUANTIZED_OPS
 
 # reductions, softmax, normalisations, exponentials: where fp16 loses range or precision
 SENSITIVE_OPS = ("ReduceMean", "ReduceSum", "ReduceProd", "ReduceL2", "ReduceLogSumExp", "ReduceSumSquare",
@@ -59,3 +60,21 @@ def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -
     out = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked_ops,
                                            node_block_list=keep)
     return out, hot
+
+
+def float32_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """Op type -> how many nodes of a converted model still compute in float32 (a float32 output; Casts and
+    the Q/DQ of an INT8 model aside): what a strongly typed TensorRT (11) runs in FP32, as the ONNX says."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi.type.tensor_type.elem_type
+             for vi in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)}
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    counts: dict[str, int] = {}
+    for n in model.graph.node:
+        if n.op_type in ("Cast", "QuantizeLinear", "DequantizeLinear", "Constant", "Shape"):
+            continue
+        if n.op_type in QUANTIZED_OPS and len(n.input) > 1 and producer.get(n.input[1]) == "DequantizeLinear":
+            continue  # an INT8 layer (its weight arrives through Q/DQ)
+        if any(types.get(o) == onnx.TensorProto.FLOAT for o in n.output):
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts

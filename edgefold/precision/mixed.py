@@ -57,8 +57,10 @@ def int8_mac_share(model: onnx.ModelProto, size: tuple[int, int] | None) -> floa
     return sum(layer.macs or 0 for layer in layers if layer.name in int8) / total if total else None
 
 
-def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str]) -> onnx.ModelProto:
-    """A copy where the named layers read their inputs without Q/DQ (float weights, float activations)."""
+def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str], half: bool = False) -> onnx.ModelProto:
+    """A copy where the named layers read their inputs without Q/DQ (float weights, float activations);
+    ``half``: in float16 - weights stored as float16, a Cast to float16 of each activation input and a Cast
+    back to float32 of each output - the precision a strongly typed TensorRT (11) runs them in."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
@@ -74,7 +76,42 @@ def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str]) -> onnx
             if q is not None and q.op_type == "QuantizeLinear":
                 n.input[pos] = q.input[0]
     _prune_qdq(g)
+    if half:
+        _in_half(g, names)
     return out
+
+
+def _in_half(g: onnx.GraphProto, names: set[str] | frozenset[str]) -> None:
+    """The named layers compute in float16: float16 copies of their weights, Casts around them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = {t.name: t for t in g.initializer}
+    halves: dict[str, str] = {}  # float32 tensor -> its float16 twin (a weight copy, a Cast, a kept layer's output)
+    nodes: list[onnx.NodeProto] = []
+    for n in g.node:
+        if n.name not in names:
+            nodes.append(n)
+            continue
+        for pos, name in enumerate(n.input):
+            if not name:
+                continue
+            if name not in halves and name in inits:
+                value = numpy_helper.to_array(inits[name])
+                if value.dtype != np.float32:
+                    continue
+                halves[name] = f"{name}/fp16"
+                g.initializer.append(numpy_helper.from_array(value.astype(np.float16), halves[name]))
+            elif name not in halves:
+                halves[name] = f"{name}/fp16"
+                nodes.append(helper.make_node("Cast", [name], [halves[name]], to=TensorProto.FLOAT16))
+            n.input[pos] = halves[name]
+        nodes.append(n)
+        for pos, name in enumerate(n.output):
+            n.output[pos] = halves[name] = f"{name}/fp16"
+            nodes.append(helper.make_node("Cast", [n.output[pos]], [name], to=TensorProto.FLOAT))
+    del g.node[:]
+    g.node.extend(nodes)
+    _prune_qdq(g)  # float32 weights nothing reads any more
 
 
 def _prune_qdq(g: onnx.GraphProto) -> None:
@@ -132,7 +169,8 @@ def rank_layers(model: onnx.ModelProto, run: Callable[[onnx.ModelProto], list[li
 
 
 def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Callable[[onnx.ModelProto], bool],
-           deadline: float, progress: bool = False) -> tuple[onnx.ModelProto | None, SearchResult]:
+           deadline: float, progress: bool = False, half: bool = False
+           ) -> tuple[onnx.ModelProto | None, SearchResult]:
     """The smallest k such that the k most sensitive layers in float meet the floor, and the record of the
     search; the model is None when no k tried did (the floor needs more than float layers, or time ran out)."""
     from tqdm import tqdm
@@ -144,7 +182,7 @@ def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Cal
     bar = tqdm(desc="mixed-precision search", unit="try", disable=not progress, leave=False)
 
     def trial(k: int) -> bool:
-        models[k] = keep_float(model, frozenset(order[:k]))
+        models[k] = keep_float(model, frozenset(order[:k]), half)
         ok = passes(models[k])
         steps.append((k, ok))
         bar.update(1)

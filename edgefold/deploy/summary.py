@@ -1,0 +1,81 @@
+"""What a build did, as the text ``edgefold build`` prints: the precision, the layers kept in float, each
+output's figures against the floor, the other candidates measured, the files written."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgefold.deploy.candidate import Candidate, figures
+from edgefold.deploy.ship import Shipped
+from edgefold.deploy.spec import EnginePlan
+from edgefold.precision import accuracy
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    plan: EnginePlan
+    chosen: Candidate
+    others: tuple[Candidate, ...]
+    sidecar: dict
+    shipped: Shipped
+    files: tuple[str, ...]
+
+    @property
+    def engine_written(self) -> bool:
+        return self.shipped.engine is not None
+
+    def to_text(self) -> str:
+        c = self.chosen
+        reused = " - reused the calibrated model of the previous build" if self.sidecar.get("reused_calibration") else ""
+        lines = [f"prepared {self.sidecar['precision']} model ({c.label}) for TensorRT {self.plan.trt_major}.x{reused}"]
+        int8 = self.sidecar.get("int8")
+        if int8:
+            kept, share = int8["kept_float"], int8.get("int8_mac_share")
+            line = f"  INT8 for {100 * share:.1f}% of conv/matmul MACs" if share is not None else "  INT8"
+            prec = int8.get("kept_precision", "fp16").upper()
+            line += (f", {len(kept)} layer{'s' if len(kept) != 1 else ''} kept in {prec}: {', '.join(kept)}" if kept
+                     else f", no layer kept in {prec}")
+            if kept and int8.get("kept_written_as"):
+                line += f" ({int8['kept_written_as']})"
+            if int8.get("search"):
+                rebuilds = max(0, len(self.shipped.builds) - 1)
+                line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
+                         f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
+            lines.append(line)
+        typed = self.sidecar.get("float32_ops")
+        if typed:
+            ops = ", ".join(f"{op} x{n}" for op, n in sorted(typed.items(), key=lambda t: -t[1]))
+            lines.append(f"  strongly typed: {sum(typed.values())} node{'s' if sum(typed.values()) != 1 else ''} "
+                         f"run in FP32 as the ONNX types them ({ops})")
+        shipped = self.shipped
+        on_engine = shipped.engine is not None
+        lines.append(f"  accuracy measured on: {shipped.measured_on}"
+                     + (" (held-out frames; calibration frames in onnxruntime)" if on_engine else ""))
+        rows = [("calibration", c.on_calibration), ("held-out", c.on_held_out)]
+        if on_engine:
+            rows = [("calibration", c.on_calibration), ("held-out", c.on_held_out), ("engine", shipped.on_engine)]
+        for label, stats in rows:
+            for s in stats:
+                lines.append(f"  {label:11s} {s.name}: {figures(s)}  {'ok' if s.passed else 'BELOW FLOOR'}"
+                             f"{f' ({s.decided_by})' if s.decided_by else ''}")
+        for i, b in enumerate(shipped.builds):
+            what = "engine build" if i == 0 else f"rebuild {i}"
+            lines.append(f"  {what}: {b.float_layers} layer{'s' if b.float_layers != 1 else ''} in float, "
+                         f"{b.seconds:.1f} s{' (timing cache)' if i else ''}, {'ok' if b.passed else 'below the floor'}")
+        for o in self.others:
+            before = " before the search" if o.label == c.label else ""
+            lines.append(f"  (also measured {o.label}{before}: {_coverage(o)}{'meets' if o.passed else 'misses'} the floor, "
+                         f"score {_score(o):.4f} vs {_coverage(c, int8)}score {_score(c):.4f} for {c.label})")
+        lines += [f"wrote {f}" for f in self.files]
+        if not self.engine_written:
+            script = next(f for f in self.files if f.endswith(".trtexec.sh"))
+            lines.append(f"no engine built (--no-engine): on the device run {script} or `edgefold build`")
+        return "\n".join(lines)
+
+
+def _score(c: Candidate) -> float:
+    return accuracy.score(c.on_held_out or c.on_calibration)
+
+
+def _coverage(c: Candidate, int8: dict | None = None) -> str:
+    share = (int8 or {}).get("int8_mac_share", c.int8_share)
+    return f"INT8 {100 * share:.1f}% of MACs, " if share is not None else ""
