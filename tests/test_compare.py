@@ -92,7 +92,8 @@ def test_real_photos_from_scikit_image(tmp_path, capsys):
     onnx.save(gray_model("concat", h=96, w=128), str(src))
     assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
     result = compare(str(src), str(out), CompareOptions(images=str(photos), random=0))
-    assert result.passed and result.frames == ("camera.png", "coins.png", "moon.png", "page.png", "text.npy")
+    assert result.passed and result.frames == ("camera.png", "coins.png", "moon.png", "page.png", "text.npy",
+                                               "black", "white", "edges", "page")  # extremes always
 
 
 def test_reduced_precision_tolerances_and_overrides(folded_pair):

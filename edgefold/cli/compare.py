@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
                              atol=dict(args.atol or []), rtol=dict(args.rtol or []), map_threshold=args.map_threshold,
                              floors=args.accuracy_floor or {})
     result = compare(args.reference, args.candidate, options)
+    drawn, png = heatmap_for(result) if args.heatmap else ("", b"")  # a usage error before any verdict is shown
     print(result.to_text())
     with outputs:
         if args.report:
             outputs.stage_text(args.report, result.dumps())
         if args.heatmap:
-            drawn, png = heatmap_for(result)
             outputs.stage_bytes(args.heatmap, png)
     if args.heatmap:
         print(f"heatmap of '{drawn}' written to {args.heatmap}", file=sys.stderr)

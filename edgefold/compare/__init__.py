@@ -164,12 +164,19 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         s = output_stats(name, refs, gots, options.map_threshold)
         stats.append(tol.judge(s))
         if np.ndim(refs[0]) == 4 and s.max_abs != float("inf"):
-            errors[name] = np.max([np.abs(np.asarray(r, np.float64) - g).max(axis=(0, 1)) for r, g in zip(refs, gots)],
-                                  axis=0)
+            errors[name] = _error_map(refs, gots)
     limits = {s.name: tol.numeric_limit(s) if tol.numeric_decides_for(s) else float("inf") for s in stats}
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
                       tuple(stats), poly_ok, errors)
+
+
+def _error_map(refs: list, gots: list) -> np.ndarray:
+    """(H, W) max error over the frames, for the heatmap. Frames of a dynamic model may differ in size (images at
+    their native size): the map is drawn at the size of the frame with the largest error."""
+    maps = [np.abs(np.asarray(r, np.float64) - g).max(axis=(0, 1)) for r, g in zip(refs, gots)]
+    size = max(maps, key=lambda m: float(m.max(initial=0.0))).shape
+    return np.max([m for m in maps if m.shape == size], axis=0)
 
 
 def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, np.ndarray]) -> None:

@@ -127,17 +127,18 @@ def comparison_frames(options: CompareOptions, feed: InputFeed, order: str, pixe
     if options.images:
         out += load_images(options.images, feed.affine.in_channels, feed.static_size(),
                            "bgr" if order == "bgr" else "rgb")
-    if options.random or not options.images:
-        n = options.random if options.random is not None else 4
-        size = feed.static_size() or options.size
-        if camera is not None and camera.chroma:
-            from edgefold.core.yuv import from_rgb
+    # random frames (4 when no images), then black, white, edges and a page always: borders and extremes are
+    # where folds break
+    n = options.random if options.random is not None else (0 if options.images else 4)
+    size = feed.static_size() or options.size
+    if camera is not None and camera.chroma:
+        from edgefold.core.yuv import from_rgb
 
-            h, w = camera.image_size(*size) if size else (160, 224)
-            out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64))
-                    for name, f in _synthetic(h, w, 3, 255.0, n)]
-        else:
-            out += _synthetic(*(size or (160, 224)), feed.affine.in_channels, pixel_max, n)
+        h, w = camera.image_size(*size) if size else (160, 224)
+        out += [(name, from_rgb(f, camera.chroma, camera.yuv)[None].astype(np.float64))
+                for name, f in _synthetic(h, w, 3, 255.0, n)]
+    else:
+        out += _synthetic(*(size or (160, 224)), feed.affine.in_channels, pixel_max, n)
     return out
 
 

@@ -41,7 +41,9 @@ def heatmap_for(comparison) -> tuple[str, bytes]:
     """Draw the spatial output with the largest relative error: (its name, the PNG)."""
     spatial = [o for o in comparison.outputs if o.name in comparison.errors]
     if not spatial:
-        raise UsageError("--heatmap: the models have no spatial (N, C, H, W) output to draw")
+        names = ", ".join(o.name for o in comparison.outputs)
+        raise UsageError(f"--heatmap: no output of these models is a spatial (N, C, H, W) map (outputs: {names}); "
+                         f"drop --heatmap")
     worst = max(spatial, key=lambda o: o.max_rel)
     where = f"border ring (cyan) {worst.border_max:.3g}, interior {worst.interior_max:.3g}" \
         if worst.border_max is not None else ""
