@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if shapes:
         after_model = _same_size(after_model, shapes)
     after = inventory(after_model)
-    names_after = {n.name for n in after_model.graph.node}
-    removed = [(n.name, n.op_type) for n in before_model.graph.node
-               if n.name and n.name not in names_after and n.op_type != "Constant"]
+    # a node is gone when no node of the other model computes any of its outputs (names may be empty or repeated)
+    computed_after = {t for n in after_model.graph.node for t in n.output}
+    removed = [(n.name or f"<{n.op_type}>", n.op_type) for n in before_model.graph.node
+               if n.op_type != "Constant" and not computed_after.intersection(n.output)]
     if args.json:
         print(json.dumps({"before": before.to_json(), "after": after.to_json(),
                           "removed": [{"name": n, "op": o} for n, o in removed]}, indent=2))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from edgefold.core.contract import Meta, meta_json
+from edgefold.core.contract import Meta, helper_nodes, meta_json
 from edgefold.graph.index import GraphIndex, attrs
 
 ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish",
@@ -128,7 +128,7 @@ def count_layer(index: GraphIndex, node: onnx.NodeProto) -> Layer:
 class Inventory:
     layers: tuple[Layer, ...]
     inputs: tuple[tuple[str, str, tuple], ...]  # (name, dtype, shape)
-    first_layer: str | None  # the first conv: the folded one (edgefold metadata) or the first in graph order
+    first_layer: int | None  # index in layers of the first conv: the folded one (edgefold metadata) or the first
 
     @property
     def total(self) -> dict:
@@ -139,7 +139,7 @@ class Inventory:
                 "flops": total_of("flops")}
 
     def first_conv(self) -> Layer | None:
-        return next((layer for layer in self.layers if layer.name == self.first_layer), None)
+        return self.layers[self.first_layer] if self.first_layer is not None else None
 
     def input_bytes(self) -> int | None:
         total = 0
@@ -157,9 +157,13 @@ class Inventory:
 
 def inventory(model: onnx.ModelProto) -> Inventory:
     index = GraphIndex(model)
-    layers = tuple(count_layer(index, n) for n in index.nodes if n.op_type != "Constant")
+    nodes = [n for n in index.nodes if n.op_type != "Constant"]
+    layers = tuple(count_layer(index, n) for n in nodes)
     inputs = tuple((vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name,
                     tuple(index.shapes.get(vi.name, []))) for vi in index.real_inputs)
-    folded = meta_json(model, Meta.FOLDED_CONVS, [])
-    first = folded[0] if folded else next((n.name for n in index.nodes if n.op_type == "Conv"), None)
+    # the fold records a conv by its name, or by its output when it has none (names may be empty or repeated)
+    folded = meta_json(model, Meta.FOLDED_CONVS, [])[:1]
+    helpers = set(helper_nodes(model))  # the border term's conv is the fold's, not the network's
+    convs = [i for i, n in enumerate(nodes) if n.op_type == "Conv" and not (n.name and n.name in helpers)]
+    first = next((i for i in convs if (nodes[i].name or nodes[i].output[0]) in folded), convs[0] if convs else None)
     return Inventory(layers, inputs, first)

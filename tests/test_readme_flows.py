@@ -1,0 +1,152 @@
+"""Flows run exactly as the README shows them, on small models a new user would build with onnx.helper."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from edgefold.cli.main import main
+
+MEAN, STD = "0.485,0.456,0.406", "0.229,0.224,0.225"
+
+
+def _init(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def classifier(h="H", w="W") -> onnx.ModelProto:
+    """A bare 3-channel float classifier: conv, ReLU, global pool, dense head (no spatial output)."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph([
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2],
+                         kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["logits"], name="fc", transB=1)],
+        "cls", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, h, w])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+        [_init("w", rng.normal(0, .1, (16, 3, 3, 3))), _init("b", rng.normal(0, .1, 16)),
+         _init("w2", rng.normal(0, .1, (10, 16))), _init("b2", rng.normal(0, .1, 10))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def segmenter() -> onnx.ModelProto:
+    """A bare 3-channel float segmenter with dynamic H, W and a sigmoid map of the input's size."""
+    rng = np.random.default_rng(1)
+    g = helper.make_graph([
+        helper.make_node("Conv", ["x", "w"], ["c"], name="stem", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "w3", "b3"], ["l"], name="head", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Sigmoid", ["l"], ["mask"], name="sigmoid")],
+        "seg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [_init("w", rng.normal(0, .2, (8, 3, 3, 3))), _init("w3", rng.normal(0, .3, (1, 8, 3, 3))),
+         _init("b3", [0.0])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def unnamed() -> onnx.ModelProto:
+    """uint8 gray -> Cast, x3, /255, -mean, /std -> Conv -> ReLU, and not one node has a name."""
+    rng = np.random.default_rng(2)
+    g = helper.make_graph([
+        helper.make_node("Cast", ["img"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Concat", ["f", "f", "f"], ["f3"], axis=1),
+        helper.make_node("Div", ["f3", "s255"], ["d"]),
+        helper.make_node("Sub", ["d", "mean"], ["s"]),
+        helper.make_node("Div", ["s", "std"], ["n"]),
+        helper.make_node("Conv", ["n", "w"], ["c"], pads=[2, 2, 2, 2], strides=[2, 2], kernel_shape=[5, 5]),
+        helper.make_node("Relu", ["c"], ["out"])],
+        "unnamed", [helper.make_tensor_value_info("img", TensorProto.UINT8, [1, 1, 32, 40])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 16, 20])],
+        [_init("w", rng.normal(0, .1, (8, 3, 5, 5))), _init("s255", [255.0]),
+         _init("mean", np.array([.485, .456, .406]).reshape(1, 3, 1, 1)),
+         _init("std", np.array([.229, .224, .225]).reshape(1, 3, 1, 1))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _images(folder, sizes) -> str:
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(folder / f"frame{i}.png")
+    return str(folder)
+
+
+@pytest.fixture
+def folded_classifier(tmp_path):
+    src, out = tmp_path / "cls.onnx", tmp_path / "cls.gray.onnx"
+    onnx.save(classifier(32, 40), str(src))
+    assert main(["fold", str(src), "-o", str(out), "--gray", "--mean", MEAN, "--std", STD, "--scale", "255"]) == 0
+    return src, out
+
+
+def test_compare_heatmap_without_spatial_output_fails_before_the_verdict(folded_classifier, tmp_path, capsys):
+    """`compare ... --report cmp.json --heatmap cmp.png` on a classifier: one usage line, no PASS printed above it
+    (which read as a success before exit 2), and nothing written."""
+    src, out = folded_classifier
+    capsys.readouterr()
+    rep, png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    assert main(["compare", str(src), str(out), "--report", str(rep), "--heatmap", str(png)]) == 2
+    captured = capsys.readouterr()
+    assert "PASS" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1 and "--heatmap" in captured.err
+    assert not rep.exists() and not png.exists()
+    assert main(["compare", str(src), str(out), "--report", str(rep)]) == 0 and rep.exists()
+
+
+def test_compare_images_of_several_sizes_on_a_dynamic_model(tmp_path, capsys):
+    """`compare --images DIR --heatmap` with frames of different sizes (native size for dynamic models): a verdict
+    and a heatmap, not exit 5."""
+    src, out = tmp_path / "seg.onnx", tmp_path / "seg.gray.onnx"
+    onnx.save(segmenter(), str(src))
+    assert main(["fold", str(src), "-o", str(out), "--gray", "--scale", "255"]) == 0
+    images = _images(tmp_path / "frames", [(40, 56), (33, 47)])
+    rep, png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    capsys.readouterr()
+    assert main(["compare", str(src), str(out), "--images", images, "--report", str(rep), "--heatmap", str(png)]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert rep.exists() and png.exists()
+
+
+def test_compare_images_always_adds_the_extreme_frames(folded_classifier, tmp_path):
+    """README: frames from --images 'and/or --random N ... always with black, white, hard-edge and document-like
+    frames, because borders and extremes are where folds break'."""
+    src, out = folded_classifier
+    images = _images(tmp_path / "frames", [(32, 40), (50, 60)])
+    rep = tmp_path / "cmp.json"
+    assert main(["compare", str(src), str(out), "--images", images, "--report", str(rep)]) == 0
+    frames = json.loads(rep.read_text())["frames"]
+    assert len(frames) == 6 and {"black", "white", "edges", "page"} <= set(frames)
+
+
+def test_inspect_against_a_model_without_node_names(tmp_path, capsys):
+    """`inspect model.onnx --against model.folded.onnx` when no node has a name: the first conv before/after and
+    the removed preprocessing are found by the graph, not by names."""
+    src, out = tmp_path / "m.onnx", tmp_path / "m.folded.onnx"
+    onnx.save(unnamed(), str(src))
+    assert main(["fold", str(src), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(src), "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "W 8x3x5x5 -> " in text and "W 8x1x5x5" in text
+    assert "first-layer MACs" in text
+    removed = next(line for line in text.splitlines() if "preprocessing removed" in line)
+    assert all(op in removed for op in ("Cast", "Concat", "Div", "Sub")), removed
+    assert main(["inspect", str(src), "--against", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(r["op"] for r in doc["removed"]) == ["Cast", "Concat", "Div", "Div", "Sub"]
+
+
+def test_infer_missing_frame_is_no_such_file(folded_classifier, tmp_path, capsys):
+    """README: 'A missing model, engine or frame is `PATH: no such file` (2) for every verb'."""
+    _, out = folded_classifier
+    missing = tmp_path / "nope.png"
+    capsys.readouterr()
+    assert main(["infer", str(out), str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{missing}: no such file" in err[0]
