@@ -150,3 +150,15 @@ def test_infer_missing_frame_is_no_such_file(folded_classifier, tmp_path, capsys
     assert main(["infer", str(out), str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{missing}: no such file" in err[0]
+
+
+def test_folding_a_folded_model_says_so(folded_classifier, tmp_path, capsys):
+    """`edgefold fold` on its own output: one usage line saying it is already folded (before: a refusal of the
+    fold's border-term Slice, 'split it into two Slice nodes', which sent the user to edit the graph)."""
+    _, out = folded_classifier
+    again = tmp_path / "again.onnx"
+    capsys.readouterr()
+    assert main(["fold", str(out), "-o", str(again), "--gray", "--scale", "255"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already folded" in err[0] and str(out) in err[0]
+    assert not again.exists()
