@@ -81,6 +81,7 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
     out = onnx.ModelProto()
     out.CopyFrom(folded)
     g = out.graph
+    renamed = _name_every_node(g)  # the composition keys nodes by name; the originals' names come back below
     inner = f"{c.name}/{fmt.genicam}_pixels"
     for node in g.node:
         for i, name in enumerate(node.input):
@@ -100,12 +101,19 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
                 if name in frames:
                     node.input[i] = composed.luma
         old = [n for n in g.node if n.name not in composed.replaced]
-        folded_convs = [x for x in folded_convs if x not in composed.replaced] + composed.convs
+        def recorded(name: str) -> str:  # a renamed node as the fold recorded it: its name, else its output
+            if name not in renamed:
+                return name
+            own, output = renamed[name]
+            return own or next((x for x in folded_convs if output == x or output.startswith(x + "/")), output)
+        gone = {recorded(k) for k in composed.replaced}
+        folded_convs = [x for x in folded_convs if x not in gone] + [recorded(x) for x in composed.convs]
         stem_nodes = [m for n in composed.replaced.values() for m in n]
         # the model's own ops copied onto each piece stay the network's (precision treats them as such)
         extra_helpers = [m.name for m in stem_nodes if m.name not in composed.convs and m.name not in composed.copies]
-        form: dict[str, object] = {"form": "composed", "macs_per_output": composed.macs,
-                                   "stems": sorted(composed.macs), "joined_after": composed.joined}
+        macs = {recorded(k): v for k, v in composed.macs.items()}
+        form: dict[str, object] = {"form": "composed", "macs_per_output": macs, "stems": sorted(macs),
+                                   "joined_after": {recorded(k): recorded(v) for k, v in composed.joined.items()}}
         if composed.neutral is not None:
             form["neutral_rgb"] = composed.neutral
     else:
@@ -130,6 +138,9 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
         constants = {n.name for n in g.node if n.op_type == "Constant"}  # a dead one is dead whoever made it
         _drop_unused(g, {i for n in composed.replaced for i in composed.weights.get(n, [])},
                      set(helper_nodes(folded)) | constants)
+    for node in g.node:
+        if node.name in renamed:
+            node.name = renamed[node.name][0]
     contract = InputContract(name=c.name, dtype=fmt.dtype, layout=c.layout, channels=fmt.channels,
                              channel_order=fmt.genicam, shape=tuple(shape), channel_axis=c.channel_axis,
                              pixel_range=(0.0, fmt.max_value))
@@ -150,6 +161,23 @@ def attach(folded: onnx.ModelProto, fmt: PixelFormat, compose: bool | str = True
     onnx.checker.check_model(out)
     return out
 
+
+
+def _name_every_node(g: onnx.GraphProto) -> dict[str, tuple[str, str]]:
+    """Give every node whose name is empty or repeated a unique temporary one (node names are optional and may
+    repeat); returns temporary name -> (the node's own name, its first output)."""
+    taken, seen, renamed = {n.name for n in g.node}, set(), {}
+    for i, node in enumerate(g.node):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        temp = f"edgefold/node_{i}"
+        while temp in taken:
+            temp += "_"
+        taken.add(temp)
+        renamed[temp] = (node.name, node.output[0] if node.output else "")
+        node.name = temp
+    return renamed
 
 
 def _folded_input(folded: onnx.ModelProto, fmt: PixelFormat) -> InputContract:
