@@ -63,6 +63,7 @@ class Comparison:
     outputs: tuple[OutputStats, ...]
     polygraphy_passed: bool
     errors: dict  # output name -> (H, W) max error map, for the heatmap
+    note: str = ""  # why the two models cannot agree exactly (an integer reference input rounds the frames)
 
     @property
     def passed(self) -> bool:
@@ -73,7 +74,7 @@ class Comparison:
                 "passed": self.passed, "polygraphy_passed": self.polygraphy_passed,
                 "frames": list(self.frames), "tolerance": self.tolerance.to_json(),
                 "feeds": {"reference": self.feeds[0].to_json(), "candidate": self.feeds[1].to_json()},
-                "outputs": [o.to_json() for o in self.outputs]}
+                "outputs": [o.to_json() for o in self.outputs], "note": self.note}
 
     def to_text(self) -> str:
         head = ("output", "max abs", "max rel", "mean", "p99", "border", "interior", "top-1", "map IoU", "false +",
@@ -89,6 +90,8 @@ class Comparison:
         lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                   for r in [head, *rows]]
         lines.append(f"tolerance ({self.precision}): {self.tolerance.describe()}")
+        if self.note:
+            lines.append(f"note: {self.note}")
         lines.append("PASS" if self.passed else "FAIL: the candidate does not match the original")
         return "\n".join(lines)
 
@@ -168,7 +171,20 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
     limits = {s.name: tol.numeric_limit(s) if tol.numeric_decides_for(s) else float("inf") for s in stats}
     poly_ok = runners.polygraphy_verdict(ref_results, cand_results, limits)
     return Comparison(reference_path, candidate_path, precision, tuple(n for n, _ in frames), (ref_feed, feed), tol,
-                      tuple(stats), poly_ok, errors)
+                      tuple(stats), poly_ok, errors, _rounding_note(ref_feed, [convert(f) for _, f in frames]))
+
+
+def _rounding_note(ref_feed: InputFeed, frames: list[np.ndarray]) -> str:
+    """An integer reference input (a uint8 original) given frames it cannot hold exactly (a 10-16-bit camera's
+    pixels scaled to 0..255) gets them rounded: the candidate, reading every bit, cannot match it to float32."""
+    if np.dtype(ref_feed.dtype).kind not in "iu":
+        return ""
+    a, b = ref_feed.affine.matrix, ref_feed.affine.offset
+    if all(np.array_equal(x, np.round(x)) for x in (np.einsum("cj,jhw->chw", a, f) + b[:, None, None] for f in frames)):
+        return ""
+    return (f"the reference's input '{ref_feed.name}' is {ref_feed.dtype}, so it gets these frames rounded to integers "
+            f"while the candidate reads them unrounded: differences up to half an integer step come from that "
+            f"rounding, not the fold")
 
 
 def _error_map(refs: list, gots: list) -> np.ndarray:
