@@ -209,3 +209,21 @@ def test_pixel_formats_on_a_model_without_node_names(tmp_path, fmt, capsys):
     got = session(folded).run(None, feed)[0]
     want = session(onnx.load(str(tmp_path / "named.fmt.onnx"))).run(None, feed)[0]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_build_batch_profile_on_a_fixed_batch_model_is_refused_before_any_work(folded_classifier, tmp_path, capsys):
+    """`build model.onnx --shapes x:1x1xHxW/4x1xHxW/8x1xHxW` ("several cameras, one engine") on a model exported with
+    batch 1: TensorRT refuses that profile on the device, after calibration; edgefold says so first, writes nothing.
+    A model with a dynamic batch takes the same profile."""
+    src, _ = folded_classifier
+    out = tmp_path / "engines" / "m.engine"
+    capsys.readouterr()
+    assert main(["build", str(src), "--gray", "--mean", MEAN, "--std", STD, "--scale", "255", "--no-engine",
+                 "--shapes", "x:1x1x32x40/4x1x32x40/8x1x32x40", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batch is fixed at 1" in err[0]
+    assert not out.parent.exists() or not list(out.parent.iterdir())
+    seg = tmp_path / "seg.onnx"
+    onnx.save(segmenter(), str(seg))
+    assert main(["build", str(seg), "--gray", "--scale", "255", "--no-engine", "--shapes",
+                 "x:1x1x32x40/4x1x32x40/8x1x32x40", "-o", str(tmp_path / "engines" / "seg.engine")]) == 0

@@ -299,11 +299,24 @@ def prepare(model_path: str, options: BuildOptions) -> Prepared:
         raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
                          f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{_example_profile(feed)}), "
                          f"or one size for the fastest exact fold")
+    _check_profiles(feed, options.shapes)
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
     return Prepared(original, fp32, folded_here, feed, calib, held_out, tol,
                     accuracy.reference_outputs(fp32, feed, list(calib.frames)),  # once, for every candidate
                     accuracy.reference_outputs(fp32, feed, list(held_out.frames)))
+
+
+def _check_profiles(feed: InputFeed, profiles) -> None:  # noqa: ANN001 - ShapeProfile tuple
+    """A batch profile needs a dynamic batch: TensorRT refuses 1/4/8 for a fixed batch of 1 - on the device, after
+    calibration. (Spatial axes are the image's; a camera format's buffer size is derived from them later.)"""
+    batch = feed.shape[0] if feed.shape else None
+    for p in (p for p in profiles if p.name == feed.name):
+        asked = {p.min[0], p.opt[0], p.max[0]}
+        if isinstance(batch, int) and asked != {batch}:
+            raise UsageError(f"--shapes {p.name}: the batch is fixed at {batch} in the model, the profile asks "
+                             f"{min(asked)}..{max(asked)}; give {batch} there, or export the model with a dynamic "
+                             f"batch for several cameras")
 
 
 def _fp32(prep: Prepared, options: BuildOptions) -> list[Candidate]:
