@@ -227,3 +227,16 @@ def test_build_batch_profile_on_a_fixed_batch_model_is_refused_before_any_work(f
     onnx.save(segmenter(), str(seg))
     assert main(["build", str(seg), "--gray", "--scale", "255", "--no-engine", "--shapes",
                  "x:1x1x32x40/4x1x32x40/8x1x32x40", "-o", str(tmp_path / "engines" / "seg.engine")]) == 0
+
+
+def test_bench_batch_on_a_fixed_batch_model_fails_before_timing(folded_classifier, capsys):
+    """`edgefold bench MODEL --batch 8` on a model with batch 1: one usage line and no timing table above it (before:
+    the single-frame table, then 'at most 1 frames per call; build it with a batch profile', which an .onnx
+    cannot take)."""
+    _, out = folded_classifier
+    capsys.readouterr()
+    assert main(["bench", str(out), "--batch", "4", "--frames", "2", "--warmup", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "at most 1 frame per call" in err[0] and "dynamic batch" in err[0]
