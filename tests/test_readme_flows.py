@@ -240,3 +240,15 @@ def test_bench_batch_on_a_fixed_batch_model_fails_before_timing(folded_classifie
     assert captured.out == ""
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and "at most 1 frame per call" in err[0] and "dynamic batch" in err[0]
+
+
+def test_compare_report_never_overwrites_a_plan_sidecar(folded_classifier, tmp_path, capsys):
+    """`compare model.onnx engines/m.plan --report engines/m.json`: the sidecar of a .plan (as of an .engine) is an
+    input; refused before TensorRT is needed, and left as it was."""
+    src, _ = folded_classifier
+    plan, sidecar = tmp_path / "m.plan", tmp_path / "m.json"
+    plan.write_bytes(b"not an engine")
+    sidecar.write_text("{}")
+    capsys.readouterr()
+    assert main(["compare", str(src), str(plan), "--report", str(sidecar)]) == 2
+    assert "sidecar" in capsys.readouterr().err and sidecar.read_text() == "{}"
