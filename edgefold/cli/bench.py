@@ -210,6 +210,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline {args.baseline}: bench times both models with one runtime; give an .onnx "
                          f"against an .onnx (onnxruntime) or an engine against an engine (TensorRT)")
     engine = Engine(args.model, threads=args.threads)
+    limit = engine.max_batch
+    if args.batch is not None and limit is not None and args.batch > limit:  # before any timing is printed
+        fix = ("build it with a batch profile (--shapes NAME:1x.../{0}x.../{0}x...)" if args.model.endswith(
+            ENGINE_SUFFIXES) else "export the model with a dynamic batch").format(args.batch)
+        engine.close()
+        raise UsageError(f"--batch {args.batch}: {args.model} takes at most {limit} "
+                         f"frame{'s' if limit != 1 else ''} per call; {fix}")
     folded_model = load_model(args.model) if not args.model.endswith(ENGINE_SUFFIXES) else None
     contracts = engine.contracts
     rng = np.random.default_rng(0)
@@ -298,10 +305,6 @@ def camera_counts(n: int) -> list[int]:
 def _cameras(engine, feed: dict, contracts: list[InputContract], extra: dict,  # noqa: ANN001 - an Engine
              args: argparse.Namespace) -> None:
     """Frames per second per camera count: one batched call per round, N cameras' frames in it."""
-    limit = engine.max_batch
-    if limit is not None and args.batch > limit:
-        raise UsageError(f"--batch {args.batch}: the model takes at most {limit} frames per call; build it with a "
-                         f"batch profile (--shapes NAME:1x.../{args.batch}x.../{args.batch}x...)")
     print(f"{'cameras':>8s} {'median ms':>10s} {'frames/s':>10s} {'per camera':>11s}")
     for count in camera_counts(args.batch):
         batch = {**{c.name: [feed[c.name]] * count for c in contracts}, **extra}

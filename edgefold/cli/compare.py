@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgefold.cli.flags import add_camera_flags, add_floor_flag, existing_file, size
 from edgefold.errors import EXIT_MISMATCH, EXIT_OK
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = RunOutputs()
     outputs.protect_model(args.reference)
     outputs.protect_model(args.candidate)
-    if args.candidate.endswith(".engine"):
-        outputs.protect(args.candidate[: -len(".engine")] + ".json", "the engine's sidecar")
+    if args.candidate.endswith((".engine", ".plan", ".trt")):  # as compare() reads them: NAME.json beside
+        outputs.protect(str(Path(args.candidate).with_suffix(".json")), "the engine's sidecar")
     outputs.protect(args.images, "an input image")
     outputs.claim(args.report, "--report")
     outputs.claim(args.heatmap, "--heatmap")

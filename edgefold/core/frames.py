@@ -58,12 +58,17 @@ def load_images(folder: str | Path, channels: int, size: tuple[int, int] | None,
     return out
 
 
+def _missing(p: Path) -> str:
+    """The one message for a frame that is not there: ``PATH: no such file`` (a folder says so)."""
+    return f"{p} is a folder; give the frame files in it (e.g. {p}/*.png)" if p.is_dir() else f"{p}: no such file"
+
+
 def read_raw(path: str | Path, fmt: PixelFormat, size: tuple[int, int] | None) -> np.ndarray:
     """A camera's raw buffer file (.raw/.bin: the bytes as the camera sends them, 8-bit or little-endian 16-bit
     words) as an H x W array (for 4:2:0 YUV: (3H/2) x W, the buffer) of the format's engine dtype."""
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{p}: no such raw frame")
+        raise UsageError(_missing(p))
     if size is None:
         raise UsageError(f"{p}: a raw frame has no header; give the frame size with --size HxW")
     h, w = size
@@ -88,7 +93,7 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None, re
 
     p = Path(path)
     if not p.is_file():
-        raise UsageError(f"{p}: no such image")
+        raise UsageError(_missing(p))
     if p.suffix.lower() == ".npy":
         arr = np.load(p, allow_pickle=False)
         img = Image.fromarray(arr if arr.dtype == np.uint8 else np.clip(arr, 0, 255).astype(np.uint8))

@@ -13,7 +13,7 @@ from edgefold.compare.tolerance import Tolerance, tolerance_for
 from edgefold.core.contract import Meta, PixelFormat, pixel_format, read_meta
 from edgefold.core.frames import InputFeed, synthetic_frames
 from edgefold.deploy.candidate import Candidate
-from edgefold.deploy.spec import BuildOptions
+from edgefold.deploy.spec import BuildOptions, ShapeProfile
 from edgefold.errors import UsageError
 from edgefold.folding.report import Report
 from edgefold.graph.io import load_model
@@ -57,6 +57,7 @@ def prepare(model_path: str, options: BuildOptions) -> Prepared:
         raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
                          f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{example_profile(feed)}), "
                          f"or one size for the fastest exact fold")
+    _check_profiles(feed, options.shapes)
     calib, held_out = _frames(options, feed, pixel_max)
     tol = tolerance_for(options.precision, {}, {}, options.accuracy_floor)
     return Prepared(original, fp32, folded_here, report, feed, calib, held_out, tol,
@@ -137,3 +138,15 @@ def _frames(options: BuildOptions, feed: InputFeed, pixel_max: float) -> tuple[C
     frames = synthetic_frames(h, w, feed.affine.in_channels, pixel_max, seed=7)
     kinds = ("random", "black", "white", "edges", "page")
     return CalibSet(kinds[:3], tuple(frames[:3])), CalibSet(kinds[3:], tuple(frames[3:]))
+
+
+def _check_profiles(feed: InputFeed, profiles: tuple[ShapeProfile, ...]) -> None:
+    """A batch profile needs a dynamic batch: TensorRT refuses 1/4/8 for a fixed batch of 1 - on the device, after
+    calibration. (Spatial axes are the image's; a camera format's buffer size is derived from them later.)"""
+    batch = feed.shape[0] if feed.shape else None
+    for p in (p for p in profiles if p.name == feed.name):
+        asked = {p.min[0], p.opt[0], p.max[0]}
+        if isinstance(batch, int) and asked != {batch}:
+            raise UsageError(f"--shapes {p.name}: the batch is fixed at {batch} in the model, the profile asks "
+                             f"{min(asked)}..{max(asked)}; give {batch} there, or export the model with a dynamic "
+                             f"batch for several cameras")

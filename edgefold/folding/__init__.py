@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
+from edgefold.core.contract import Meta
 from edgefold.errors import UsageError, VerificationFailed
 from edgefold.folding.options import FoldOptions
 
@@ -44,6 +45,9 @@ def fold(model_or_path: onnx.ModelProto | str | os.PathLike, options: FoldOption
     else:
         source = str(model_or_path)
         model = load_model(model_or_path)
+    if any(p.key == Meta.FOLDED_CONVS for p in model.metadata_props):  # its own helper nodes would be refused
+        raise UsageError(f"{source or 'the model'} is already folded by edgefold (it has edgefold.folded_convs "
+                         f"metadata); fold the original model")
     if options.input_size is not None:
         model = specialise(model, options.input_size)
     index = GraphIndex(model)
