@@ -121,8 +121,8 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
     if order in ("rgb", "bgr") and channels != 3:
         if options.camera:
             raise UsageError(f"--pixel-format {options.camera} feeds a 3-channel colour model; input '{name}' has "
-                             f"{channels} channels (for a gray model use Mono8/10/12/16)")
-        raise UsageError(f"input '{name}' has {channels} channels; --{order} needs 3")
+                             f"{channels} channel{'s' if channels != 1 else ''} (for a gray model use Mono8/10/12/16)")
+        raise UsageError(f"input '{name}' has {channels} channel{'s' if channels != 1 else ''}; --{order} needs 3")
     raw_channels = 1 if order == "gray" else channels
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
         raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
