@@ -262,3 +262,19 @@ def test_compare_bayer_fold_of_a_classifier_passes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(src), str(out)]) == 0
     assert "PASS" in capsys.readouterr().out
+
+
+def test_build_prints_what_the_fold_did(tmp_path, capsys):
+    """`edgefold build` folds "as `edgefold fold`": its summary opens with the fold's lines (input, conv,
+    verification), then the precision."""
+    from edgefold.demo import demo_model
+
+    src = tmp_path / "demo.onnx"
+    onnx.save(demo_model(), str(src))
+    capsys.readouterr()
+    assert main(["build", str(src), "-o", str(tmp_path / "e" / "demo.engine"), "--no-engine",
+                 "--shapes", "image:1x1x96x128/1x1x96x128/1x1x96x128"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("input 'image' -> 'image' uint8") and "removed 5 nodes" in lines[0], lines
+    assert any(line.startswith("verified on 5 frames 96x128") and line.endswith("PASS") for line in lines), lines
+    assert any(line.startswith("prepared fp32 model") for line in lines), lines

@@ -73,7 +73,7 @@ def build(model_path: str, options: BuildOptions, maker: EngineMaker | None = No
             files.append(path)
     Path(script_path).chmod(0o755)
     return BuildResult(plan, chosen, tuple(c for c in candidates if c is not chosen), side,
-                       shipped, tuple(files))
+                       shipped, tuple(files), prep.fold_report.to_text() if prep.fold_report is not None else "")
 
 
 def _claim(model_path: str, options: BuildOptions, *companions: str) -> RunOutputs:

@@ -18,6 +18,7 @@ class BuildResult:
     sidecar: dict
     shipped: Shipped
     files: tuple[str, ...]
+    fold_summary: str = ""  # what the fold did, as ``edgefold fold`` prints it (empty with --no-fold)
 
     @property
     def engine_written(self) -> bool:
@@ -26,7 +27,8 @@ class BuildResult:
     def to_text(self) -> str:
         c = self.chosen
         reused = " - reused the calibrated model of the previous build" if self.sidecar.get("reused_calibration") else ""
-        lines = [f"prepared {self.sidecar['precision']} model ({c.label}) for TensorRT {self.plan.trt_major}.x{reused}"]
+        lines = [self.fold_summary] if self.fold_summary else []
+        lines.append(f"prepared {self.sidecar['precision']} model ({c.label}) for TensorRT {self.plan.trt_major}.x{reused}")
         int8 = self.sidecar.get("int8")
         if int8:
             kept, share = int8["kept_float"], int8.get("int8_mac_share")
