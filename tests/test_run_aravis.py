@@ -140,7 +140,7 @@ def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     lines = _intact(out)
-    assert "stopped by interrupted" in stdout and f"{len(lines):>6}" in stdout
+    assert "stopped by Ctrl-C" in stdout and f"{len(lines):>6}" in stdout
 
 
 def test_failed_buffers_are_counted_and_skipped(engines):
