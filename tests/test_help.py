@@ -31,3 +31,21 @@ def test_help_is_plain_text():
     for prog, parser in _parsers(build_parser()):
         text = parser.format_help()
         assert "``" not in text, f"{prog} --help shows RST markup"
+
+
+def test_an_unknown_flag_points_at_the_verbs_own_help(tmp_path, capsys):
+    """``edgefold compare a.onnx b.onnx -q`` (``-q`` is fold's): one line, exit 2, and the hint names the verb's
+    --help, where its flags are, not the top level's."""
+    import pytest
+
+    from edgefold.cli.main import main
+
+    model = tmp_path / "a.onnx"
+    model.write_bytes(b"")  # the flag is refused before anything reads the model
+    for verb in (["compare", str(model), str(model)], ["inspect", str(model)],
+                 ["run", str(model), "--source", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*verb, "-q"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1
+        assert f"unrecognized arguments: -q (see edgefold {verb[0]} --help)" in err

@@ -61,7 +61,7 @@ def test_fake_camera_in_process_every_format_matches_the_folded_and_the_original
     lines = _run_and_check(engines[fmt], "aravis:Fake_1", fmt, tmp_path)
     assert len({line["frame_id"] for line in lines}) == 3 and all(line["timestamp_ns"] for line in lines)
     summary = capsys.readouterr().out
-    assert f"camera set to {fmt} 64x48 at (992,1000)" in summary and "stopped by frames" in summary
+    assert f"camera set to {fmt} 64x48 (WxH) at (992,1000)" in summary and "stopped by frames" in summary
 
 
 def test_a_format_the_camera_does_not_offer_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
@@ -140,7 +140,7 @@ def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     lines = _intact(out)
-    assert "stopped by interrupted" in stdout and f"{len(lines):>6}" in stdout
+    assert "stopped by Ctrl-C" in stdout and f"{len(lines):>6}" in stdout
 
 
 def test_failed_buffers_are_counted_and_skipped(engines):
@@ -165,7 +165,7 @@ def test_roi_places_the_region_and_a_frame_larger_than_the_sensor_is_refused(tmp
     folded, _ = fold_for("Mono8", tmp_path, bare_model("h", "w"))
     assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "48x64", "--roi", "10,20",
                  "--frames", "1"]) == 0
-    assert "camera set to Mono8 64x48 at (10,20)" in capsys.readouterr().out
+    assert "camera set to Mono8 64x48 (WxH) at (10,20)" in capsys.readouterr().out
     assert main(["run", str(folded), "--source", "aravis:Fake_1", "--size", "4096x4096", "--frames", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "at most 2048x2048" in err and "4096x4096" in err

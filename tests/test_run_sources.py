@@ -43,16 +43,28 @@ def test_image_folder_runs_every_frame_in_order_and_matches_the_models(tmp_path,
         check_recorded(raw, outputs, folded, original, "BayerGR8")
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["frame_id"] for x in lines] == [0, 1, 2, 3] and lines[0]["timestamp_ns"] is None
-    assert "--drop none, stopped by end" in capsys.readouterr().out
+    summary = capsys.readouterr().out
+    assert "--drop none, stopped by end" in summary and "resized" not in summary  # the frames are the engine's size
 
 
-def test_raw_buffer_folder_feeds_the_bytes_as_the_camera_sent_them(tmp_path):
+def test_an_image_folder_of_another_size_is_resized_and_says_so_in_h_by_w(tmp_path, capsys):
+    from PIL import Image
+
+    folded, _ = fold_for("Mono8", tmp_path)
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((H + 10, W + 20), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    assert main(["run", str(folded), "--source", str(tmp_path / "imgs")]) == 0
+    assert f"resized {H + 10}x{W + 20} -> {H}x{W} (HxW)" in capsys.readouterr().out
+
+
+def test_raw_buffer_folder_feeds_the_bytes_as_the_camera_sent_them(tmp_path, capsys):
     folded, original = fold_for("Mono16", tmp_path)
     (tmp_path / "raw").mkdir()
     buf = np.random.default_rng(1).integers(0, 65536, (H, W)).astype("<u2")
     buf.tofile(tmp_path / "raw" / "a.raw")
     rec = tmp_path / "rec"
     assert main(["run", str(folded), "--source", str(tmp_path / "raw"), "--record", str(rec)]) == 0
+    assert f"Mono16 buffers {H}x{W} (HxW)" in capsys.readouterr().out
     raw, outputs = recorded(next(rec.glob("*.npz")))
     np.testing.assert_array_equal(raw, buf)
     check_recorded(raw, outputs, folded, original, "Mono16")
@@ -72,7 +84,7 @@ def test_video_is_converted_only_where_the_engine_differs_and_says_so(tmp_path, 
     rec = tmp_path / "rec"
     assert main(["run", str(folded), "--source", str(tmp_path / "v.avi"), "--record", str(rec)]) == 0
     summary = capsys.readouterr().out
-    assert "BGR -> Mono8 (BT.601 weights)" in summary and "resized 80x60 -> 64x48" in summary
+    assert "BGR -> Mono8 (BT.601 weights)" in summary and "resized 60x80 -> 48x64 (HxW)" in summary
     cap = cv2.VideoCapture(str(tmp_path / "v.avi"))
     for f in sorted(rec.glob("*.npz")):
         ok, bgr = cap.read()

@@ -74,4 +74,4 @@ def test_live_view_shows_frames_overlay_fps_and_drops_in_headless_chromium(tmp_p
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
-    assert "stopped by interrupted" in stdout
+    assert "stopped by Ctrl-C" in stdout

@@ -165,3 +165,23 @@ def test_same_pad_whose_arithmetic_fails_at_small_sizes_still_folds():
     assert report.verification.passed and "Pad" not in ops(folded)
     for h, w in ((40, 52), (33, 35), (4, 7)):
         assert_same(m, folded, {"image": _frame(h, w)}, {"image": _frame(h, w)})
+
+
+def test_same_pad_of_a_fixed_size_resize_folds_with_input_size(tmp_path):
+    """``F.interpolate(size=(24, 30))`` then timm's ``Conv2dSame``, legacy export: the pads are computed from
+    ``Shape`` of the Resize's output. The README's flow (``fold --input-size`` then ``compare``) folds it
+    exactly; the dynamic model stays refused by name."""
+    from edgefold.cli.main import main
+    b = ModelBuilder(opset=17, seed=5)
+    x = b.input("image", [1, 1, "h", "w"], np.uint8)
+    n = normalise(b, b.op("Concat", [b.op("Cast", [x], to=F)] * 3, axis=1))
+    sizes = b.op("Concat", [b.op("Slice", [b.op("Shape", [n]), _i64(b, [0]), _i64(b, [2])]), _i64(b, [24, 30])],
+                 axis=0)
+    r = b.op("Resize", [n, "", "", sizes], mode="linear")
+    y = b.conv(b.op("Pad", [r, _same_pads(b, r, 3, 2)], mode="constant"), 3, 8, k=3, stride=2, pad=0, name="stem")
+    src, out = tmp_path / "m.onnx", tmp_path / "m.folded.onnx"
+    onnx.save(b.model([head(b, y, 8)]), src)
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 3 and not out.exists()
+    assert main(["fold", str(src), "-o", str(out), "--input-size", "40x52", "-q"]) == 0
+    assert main(["compare", str(src), str(out)]) == 0
+    assert_same(onnx.load(src), onnx.load(out), {"image": _frame(40, 52)}, {"image": _frame(40, 52)})

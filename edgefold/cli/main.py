@@ -11,6 +11,8 @@ from edgefold.errors import EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, EXIT_USAGE, 
 
 
 class _Parser(argparse.ArgumentParser):
+    verbs: dict[str, argparse.ArgumentParser] = {}  # noqa: RUF012 - set per instance by build_parser
+
     def error(self, message: str):  # type: ignore[override]
         print(f"edgefold: error: {printable(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
@@ -39,7 +41,7 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     from edgefold.cli import bench, build, compare, demo, fold, frontend, infer, inspect, run, serve
     from edgefold.version import __version__
 
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo, run):
         module.add_parser(sub)
+    parser.verbs = dict(sub.choices)
     return parser
 
 
@@ -68,7 +71,9 @@ def _quiet_polygraphy(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    args, extra = parser.parse_known_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    if extra:  # named by the verb's parser, so the hint is the verb's own --help
+        parser.verbs.get(args.verb, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_polygraphy(args.verbose)
     with warnings.catch_warnings():
         if not args.verbose:  # numpy/onnx/onnxruntime warnings are not the user's business; -v shows them

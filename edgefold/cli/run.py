@@ -112,9 +112,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
                              f"choose another folder")
 
 
+_STOPPED = {"interrupted": "Ctrl-C"}  # the other reasons read as they are: end, frames, seconds, error
+
+
 def print_summary(summary, backend: str, drop: str) -> None:  # noqa: ANN001 - a pipeline.Summary
     print(f"edgefold run: {summary.frames} frames in {summary.seconds:.2f} s ({backend}, {summary.mode}, "
-          f"--drop {drop}, stopped by {summary.stopped_by})")
+          f"--drop {drop}, stopped by {_STOPPED.get(summary.stopped_by, summary.stopped_by)})")
     width = max(len(c.name) for c in summary.cameras)
     print(f"  {'camera':<{width}}  frames      fps   p50 ms   p99 ms  drops  skipped")
     for c in summary.cameras:

@@ -97,12 +97,24 @@ class ShapeEval:
                 self._cache[out] = np.asarray(v)
         return self._cache[name]
 
+    def _static_shape(self, src: str) -> tuple[int, ...]:
+        """A derived tensor whose frame a spatial op changed (a Resize to a computed size), in a model whose
+        input is static (``--input-size``): its inferred shape; the raw twin has the map's input channel
+        count. Dynamic models keep refusing it."""
+        dims, declared = self.index.shapes.get(src), self.index.shapes.get(self.input_name)
+        static = [d for d in (dims or []) + (declared or []) if isinstance(d, int) and d >= 0]
+        if not dims or not declared or len(static) != len(dims) + len(declared):
+            raise NotShapeOnly(src)
+        shape = [int(d) for d in dims]  # type: ignore[arg-type]
+        lin = self.lin[src]
+        if self.raw and 0 <= lin.axis < len(shape):
+            shape[lin.axis] = lin.affine.in_channels
+        return tuple(shape)
+
     def _shape_of(self, node: onnx.NodeProto, depth: int) -> np.ndarray:
         src = node.input[0]
         if src in self.lin:
-            shape = lin_shape(self.lin[src], self.input_shape, self.raw)
-            if shape is None:
-                raise NotShapeOnly(src)
+            shape = lin_shape(self.lin[src], self.input_shape, self.raw) or self._static_shape(src)
         elif src == self.input_name:
             shape = self.input_shape
         else:

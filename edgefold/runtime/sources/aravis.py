@@ -109,7 +109,7 @@ class AravisSource:
                              f"{got[2]}x{got[3]} at ({got[0]},{got[1]}); check --roi and the camera's increments")
         self.size = (h, w)
         self.pfnc = int(cam.get_pixel_format())
-        self.notes.append(f"camera set to {chosen} {w}x{h} at ({x},{y})")
+        self.notes.append(f"camera set to {chosen} {w}x{h} (WxH) at ({x},{y})")
 
     def _sensor(self, max_w: int, max_h: int) -> tuple[int, int]:
         try:

@@ -53,7 +53,7 @@ def folder_source(folder: Path, target: Target) -> FolderSource:
             raise UsageError(f"{folder}: raw buffers have no header and the engine's size is dynamic; give --size HxW")
         buffer = fmt.buffer_size(*size)
         return FolderSource(folder, raws, lambda p: read_raw(p, fmt, buffer).astype(_camera_dtype(fmt.bits)),
-                            [f"{fmt.genicam} buffers {size[1]}x{size[0]}"])
+                            [f"{fmt.genicam} buffers {size[0]}x{size[1]} (HxW)"])
     if not images:
         raise UsageError(f"{folder}: no frames ({', '.join(RAW_SUFFIXES + IMAGE_SUFFIXES)})")
     if not fmt.per_pixel and fmt.chroma:
@@ -62,10 +62,15 @@ def folder_source(folder: Path, target: Target) -> FolderSource:
         return FolderSource(folder, images, lambda p: _deep_image(p, fmt.max_value, target.size),
                             [f"{fmt.genicam} from 16-bit images"])
     channels = fmt.channels
-    notes = [f"images as {'gray' if channels == 1 else 'RGB'}" + (", resized" if target.size else "")]
+    notes = [f"images as {'gray' if channels == 1 else 'RGB'}"]
+    size = target.size
 
     def load(p: Path) -> np.ndarray:
-        arr = read_image(p, channels, target.size)
+        arr = read_image(p, channels, None)
+        if size is not None and arr.shape[:2] != size:  # said once, only where an image is resized
+            if not any(n.startswith("resized") for n in notes):
+                notes.append(f"resized {arr.shape[0]}x{arr.shape[1]} -> {size[0]}x{size[1]} (HxW)")
+            arr = read_image(p, channels, size)
         return arr[..., ::-1].copy() if fmt.order == "bgr" else arr
 
     return FolderSource(folder, images, load, notes)

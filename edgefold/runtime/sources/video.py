@@ -69,7 +69,7 @@ class VideoSource:
         cv2, size = self.cv2, self.target.size
         if size is not None and bgr.shape[:2] != size:
             if not self._resized:
-                self.notes.append(f"resized {bgr.shape[1]}x{bgr.shape[0]} -> {size[1]}x{size[0]}")
+                self.notes.append(f"resized {bgr.shape[0]}x{bgr.shape[1]} -> {size[0]}x{size[1]} (HxW)")
                 self._resized = True
             bgr = cv2.resize(bgr, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         return bgr if self._convert is None else cv2.cvtColor(bgr, self._convert)
