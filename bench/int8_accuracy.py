@@ -130,30 +130,9 @@ def ort_anchor(model_path: Path, calib: list[np.ndarray], method: str, tmp: Path
 
 
 def mac_share(model: onnx.ModelProto, size: tuple[int, int]) -> str:
-    """int8_mac_share as a table cell, with Paddle's batch dimension -1 made dynamic first (it counts -1 as a
-    fixed size). Where a layer's MACs are unknown to the counter (the classifier's last MatMul, behind a
-    Reshape), the share over the counted layers, marked with a tilde."""
-    from edgefold.graph.shapes import specialise
-    from edgefold.inspect.count import inventory
-    from edgefold.precision.mixed import quantized_layers
-    from edgefold.precision.weights import QUANTIZED_OPS
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value") and d.dim_value < 0:
-                d.dim_param = "batch"
-    share = int8_mac_share(m, size)
-    if share is not None:
-        return f"{100 * share:.1f}%"
-    m = specialise(m, size)
-    for d in m.graph.input[0].type.tensor_type.shape.dim:
-        d.dim_value = d.dim_value or 1
-    layers = [layer for layer in inventory(m).layers if layer.op in QUANTIZED_OPS and layer.macs]
-    int8 = set(quantized_layers(model))
-    total = sum(layer.macs or 0 for layer in layers)
-    return f"~{100 * sum(layer.macs or 0 for layer in layers if layer.name in int8) / total:.1f}%" if total else "-"
+    """int8_mac_share as a table cell ("-" where a MAC count is unknown)."""
+    share = int8_mac_share(model, size)
+    return f"{100 * share:.1f}%" if share is not None else "-"
 
 
 def wheel_member(tmp: Path, pattern: str, member: str) -> Path:

@@ -13,7 +13,7 @@ import onnx
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def _net(width: int, blocks: int):  # noqa: ANN202 - a torch module
+def _net(width: int, blocks: int, coefficients: int = 0):  # noqa: ANN202 - a torch module
     import torch
     from torch import nn
 
@@ -47,40 +47,81 @@ def _net(width: int, blocks: int):  # noqa: ANN202 - a torch module
             super().__init__()
             self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
             self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
-            self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), bn(width), nn.Hardswish())
+            first = nn.Conv2d(coefficients, width, 1, bias=False) if coefficients else \
+                nn.Conv2d(3, width, 3, 2, 1, bias=False)
+            self.stem = nn.Sequential(first, bn(width), nn.Hardswish())
             self.blocks = nn.Sequential(*[Block(width, 2 if i % 2 else 1) for i in range(blocks)])
             self.head = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.Hardswish(), SE(2 * width),
                                       nn.Conv2d(2 * width, 2, 1, bias=False), bn(2))
 
         def forward(self, x):  # noqa: ANN001, ANN201
+            if coefficients:  # a DCT-domain model: its input is already linear in the pixels
+                return self.head(self.blocks(self.stem(x)))
             x = (x.float().expand(-1, 3, -1, -1) / 255.0 - self.mean) / self.std
             return self.head(self.blocks(self.stem(x)))
 
     return Net()
 
 
-def illconditioned_model(h: int = 64, w: int = 64, width: int = 8, blocks: int = 12, seed: int = 0) -> onnx.ModelProto:
+def _trained(net, batches):  # noqa: ANN001, ANN202 - torch modules
+    """``net`` with symmetric zero-mean depthwise filters (learned ones respond to texture, not to flat or
+    linearly lit areas) and BatchNorm statistics re-estimated on ``batches`` (tensors), in eval mode."""
     import torch
 
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = _net(width, blocks)
-    with torch.no_grad():  # learned depthwise filters respond to texture, not to flat or linearly lit areas
+    with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.Conv2d) and m.groups > 1:
                 k = m.weight
                 k += k.flip(2).clone()
                 k += k.flip(3).clone()
                 k -= k.mean((2, 3), keepdim=True)
-    net.train()
-    with torch.no_grad():  # re-estimate BatchNorm statistics on smooth "photos": gently lit gradients
-        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-        for _ in range(4):
-            a, b, c = rng.random((3, 8, 1, 1, 1))
-            photos = 100 + 10 * a + 4 * b * xx + 4 * c * yy
-            net(torch.from_numpy(np.round(photos).astype(np.uint8)))
+        net.train()
+        for batch in batches:
+            net(batch)
     net.eval()
+    return net
+
+
+def _photos(h: int, w: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Smooth u8 "photos" (8, 1, h, w): gently lit gradients."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    out = []
+    for _ in range(4):
+        a, b, c = rng.random((3, 8, 1, 1, 1))
+        out.append(np.round(100 + 10 * a + 4 * b * xx + 4 * c * yy).astype(np.uint8))
+    return out
+
+
+def _export(net, x, name: str) -> onnx.ModelProto:  # noqa: ANN001
+    import torch
+
     buf = io.BytesIO()
-    x = torch.zeros((1, 1, h, w), dtype=torch.uint8)
-    torch.onnx.export(net, (x,), buf, input_names=["image"], output_names=["logits"], opset_version=17, dynamo=False)
+    torch.onnx.export(net, (x,), buf, input_names=[name], output_names=["logits"], opset_version=17, dynamo=False)
     return onnx.load_from_string(buf.getvalue())
+
+
+def illconditioned_model(h: int = 64, w: int = 64, width: int = 8, blocks: int = 12, seed: int = 0,
+                         channels: int = 1) -> onnx.ModelProto:
+    """The network on u8 ``channels``-channel input (1: gray replicated to RGB in the graph; 3: RGB)."""
+    import torch
+
+    torch.manual_seed(seed)
+    net = _trained(_net(width, blocks), [torch.from_numpy(p) for p in _photos(h, w, np.random.default_rng(seed))])
+    return _export(net, torch.zeros((1, channels, h, w), dtype=torch.uint8), "image")
+
+
+def illconditioned_dct_model(h8: int = 12, w8: int = 16, coefficients: int = 10, width: int = 8, blocks: int = 12,
+                             seed: int = 0) -> onnx.ModelProto:
+    """The same network in the DCT domain (input ``coef``: the ``coefficients`` lowest zig-zag 8x8 DCT
+    coefficients of a gray frame, N x C x h8 x w8), its first layer a 1x1 conv that ``frontend dct`` merges."""
+    import torch
+
+    from edgefold.frontend.dct import DctSpec
+
+    torch.manual_seed(seed)
+    wt, bias = DctSpec(select_low=coefficients).weights()
+    dct = [torch.nn.functional.conv2d(torch.from_numpy(p).float(), torch.from_numpy(wt).float(),
+                                      torch.from_numpy(bias).float(), stride=8)
+           for p in _photos(8 * h8, 8 * w8, np.random.default_rng(seed))]
+    net = _trained(_net(width, blocks, coefficients), dct)
+    return _export(net, torch.zeros((1, coefficients, h8, w8)), "coef")

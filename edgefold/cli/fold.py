@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             if fmt is not None:
                 from edgefold.frontend.pixels import attach_checked
 
-                folded, front = attach_checked(folded, fmt, options.verify, options.verify_sizes)
+                folded, front = attach_checked(folded, fmt, options.verify, options.verify_sizes, args.model)
         except VerificationFailed as err:
             if args.report and err.report is not None:  # the report says where it failed; the model is not written
                 outputs.stage_text(args.report, err.report.dumps())  # type: ignore[attr-defined]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from edgefold.errors import EXIT_OK, VerificationFailed
+from edgefold.errors import EXIT_OK
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -43,7 +41,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgefold.frontend.dct import DctSpec
-    from edgefold.frontend.graph import frontend_model, prepend
+    from edgefold.frontend.graph import check_prepended, frontend_model, prepend
     from edgefold.graph.io import load_model
     from edgefold.graph.outputs import RunOutputs
 
@@ -62,34 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     original = load_model(args.model)
     model, merged = prepend(original, spec, args.input_name, args.input_dtype)
-    err = check_prepended(original, model, spec, args.input_dtype)
+    checked = check_prepended(original, model, spec, args.input_dtype)
     with outputs:
         outputs.stage_model(args.output, model)
-    print(f"{args.model}: raw {spec.raw_channels}-channel pixels in; {merged}; max |difference| from running "
-          f"the front end and the model separately: {err:.3g} of max |output|; wrote {args.output}")
+    print(f"{args.model}: raw {spec.raw_channels}-channel pixels in; {merged}; checked against running the front "
+          f"end and the model separately: {checked.worst_text()}; wrote {args.output}")
     return EXIT_OK
-
-
-def check_prepended(original, model, spec, dtype: str, tolerance: float = 1e-4) -> float:  # noqa: ANN001
-    """Run (front end -> original) and the merged model on the same frames in onnxruntime."""
-    from edgefold.backends.ort import session
-    from edgefold.frontend.graph import frontend_model
-
-    front = frontend_model(spec, "image", "float32")
-    s_front, s_orig, s_new = session(front), session(original), session(model)
-    dims = original.graph.input[0].type.tensor_type.shape.dim
-    h8 = dims[2].dim_value or 12
-    w8 = dims[3].dim_value or 16
-    rng = np.random.default_rng(0)
-    worst = 0.0
-    for frame in (rng.integers(0, 256, (1, spec.raw_channels, 8 * h8, 8 * w8)), np.zeros((1, spec.raw_channels,
-                  8 * h8, 8 * w8)), np.full((1, spec.raw_channels, 8 * h8, 8 * w8), 255)):
-        coef = s_front.run(None, {"image": frame.astype(np.float32)})[0]
-        ref = s_orig.run(None, {original.graph.input[0].name: coef})
-        got = s_new.run(None, {model.graph.input[0].name: frame.astype(dtype)})
-        for r, g in zip(ref, got):
-            worst = max(worst, float(np.abs(r - g).max()) / max(float(np.abs(r).max()), 1e-12))
-    if worst > tolerance:
-        raise VerificationFailed(f"the merged model differs from front end + model by {worst:.3g} of max |output|; "
-                                 f"nothing written")
-    return worst

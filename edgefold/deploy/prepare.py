@@ -97,7 +97,7 @@ def fold_for_build(original: onnx.ModelProto, options: BuildOptions, raw_offset:
     if fmt is not None:  # checked against the float reference conversion, as fold does
         from edgefold.frontend.pixels import attach_checked
 
-        folded, _ = attach_checked(folded, fmt, fold_options.verify, fold_options.verify_sizes)
+        folded, _ = attach_checked(folded, fmt, fold_options.verify, fold_options.verify_sizes, original)
     return folded, report
 
 

@@ -3,6 +3,7 @@ equal the original fed the same frames as it expects them, on frames that exerci
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,17 +139,33 @@ def check_folded(folded: onnx.ModelProto, reference: Reference, rtol: float, ato
         raise VerificationFailed(f"the folded model does not run in onnxruntime ({str(err).splitlines()[0][:200]}); "
                                  f"nothing written - please report this model") from None
     del s_fold
-    errors, bounds = compare_outputs(reference.names, reference.outputs, got, rtol, atol)
-    if not all(e.passed for e in errors) and reference.probe.measures:
-        # beyond the fixed bound somewhere: how far does the original itself move on these frames? (the floor
-        # is only measured here, so a fold within the bound costs no extra run of the original)
+
+    def floors() -> list[list[float]] | None:
+        if not reference.probe.measures:
+            return None
         reference.probe.reopen()
-        floors = [reference.probe.run(feed, _quiet()).floors for feed in reference.original_feeds]
+        measured = [reference.probe.run(feed, _quiet()).floors for feed in reference.original_feeds]
         reference.probe.close()
-        errors, bounds = compare_outputs(reference.names, reference.outputs, got, rtol, atol, floors)
-    return Verification(len(got), reference.sizes, tuple(errors), all(e.passed for e in errors),
-                        verdict.describe(f"max |folded - original| <= {atol:g} + {rtol:g} * max |original| per output"),
-                        tuple(bounds))
+        return measured
+
+    return judge(reference.names, reference.outputs, got, rtol, atol, floors, reference.sizes, "folded")
+
+
+def judge(names: list[str], ref: list[list[np.ndarray]], got: list[list[np.ndarray]], rtol: float, atol: float,
+          floors: Callable[[], list[list[float]] | None], sizes: tuple[tuple[int, int], ...],
+          candidate: str) -> Verification:
+    """The fp32 verdict on ``got`` against ``ref`` (per frame, per output): within the fixed bound, or within
+    ``verdict.K`` times the original's own noise floor on that frame. ``floors`` measures the floor per frame
+    (None where it cannot); it is called only when a frame exceeds the fixed bound, where it can change the
+    verdict, so a candidate within the bound costs no extra run of the original."""
+    errors, bounds = compare_outputs(names, ref, got, rtol, atol)
+    if not all(e.passed for e in errors):
+        measured = floors()
+        if measured is not None:
+            errors, bounds = compare_outputs(names, ref, got, rtol, atol, measured)
+    return Verification(len(got), sizes, tuple(errors), all(e.passed for e in errors),
+                        verdict.describe(f"max |{candidate} - original| <= {atol:g} + {rtol:g} * max |original| per "
+                                         f"output"), tuple(bounds))
 
 
 class _OriginalFailed(Exception):

@@ -1,19 +1,25 @@
 """ONNX for the DCT front end: standalone, or prepended to a DCT-domain model and merged into its first
-layer when that layer is linear (a 1x1 conv or BatchNormalization), so the engine takes raw frames."""
+layer when that layer is linear (a 1x1 conv or BatchNormalization), so the engine takes raw frames; the merge
+checked against running the front end and the model separately (``check_prepended``)."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgefold import verdict
 from edgefold.core.contract import Meta
-from edgefold.errors import UnsupportedGraph, UsageError
+from edgefold.errors import UnsupportedGraph, UsageError, VerificationFailed
 from edgefold.folding.border import grouped_matrix
 from edgefold.frontend.dct import DctSpec
 from edgefold.graph.index import GraphIndex, attrs
 from edgefold.graph.names import FreshNames, node_key
+
+if TYPE_CHECKING:
+    from edgefold.folding.verify import Verification
 
 OPSET = 17
 
@@ -146,3 +152,33 @@ def prepend(model: onnx.ModelProto, spec: DctSpec, input_name: str | None = None
     _stamp(o, _contract(name, dtype, spec, shape), spec)
     onnx.checker.check_model(o)
     return o, merged
+
+
+def check_prepended(original: onnx.ModelProto, model: onnx.ModelProto, spec: DctSpec, dtype: str,
+                    rtol: float = 1e-4, atol: float = 1e-6) -> Verification:
+    """``model`` (``prepend``'s result) against the front end then ``original`` in onnxruntime, on random,
+    black and white frames, judged per frame by the fp32 verdict (``edgefold.verdict``): within the fixed bound,
+    or within K times the original's own float32 noise floor there (measured only where the bound fails).
+    Raises VerificationFailed."""
+    from edgefold.backends.ort import session
+    from edgefold.folding.verify import judge
+
+    front = frontend_model(spec, "image", "float32")
+    s_front, s_new = session(front), session(model)
+    probe = verdict.NoiseProbe(original)
+    coef_name, pixels_name = original.graph.input[0].name, model.graph.input[0].name
+    dims = original.graph.input[0].type.tensor_type.shape.dim
+    h, w = 8 * (dims[2].dim_value or 12), 8 * (dims[3].dim_value or 16)
+    rng = np.random.default_rng(0)
+    frames = (rng.integers(0, 256, (1, spec.raw_channels, h, w)), np.zeros((1, spec.raw_channels, h, w)),
+              np.full((1, spec.raw_channels, h, w), 255))
+    coefs = [s_front.run(None, {"image": f.astype(np.float32)})[0] for f in frames]
+    refs = [probe.outputs({coef_name: c}) for c in coefs]
+    gots = [s_new.run(probe.names, {pixels_name: f.astype(dtype)}) for f in frames]
+    v = judge(probe.names, refs, gots, rtol, atol,
+              lambda: [probe.run({coef_name: c}).floors for c in coefs] if probe.measures else None,
+              ((h, w),), "merged model")
+    if not v.passed:
+        raise VerificationFailed(f"the merged model differs from front end + model: {v.worst_text()}; "
+                                 f"{v.worst.decided_by}; nothing written")
+    return v

@@ -8,11 +8,13 @@ which ``check_front_end`` measures; ``describe`` says which form each stem got a
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from edgefold import verdict
 from edgefold.core.contract import (
     InputContract,
     Meta,
@@ -35,6 +37,9 @@ from edgefold.frontend.planes import (
 )
 from edgefold.frontend.stems import Composed, compose_scale, compose_yuv
 from edgefold.graph.names import FreshNames, node_key
+
+if TYPE_CHECKING:
+    from edgefold.folding.verify import Verification
 
 
 def describe(model: onnx.ModelProto) -> str:
@@ -219,9 +224,11 @@ def _drop_unused(g: onnx.GraphProto, names: set[str], nodes: set[str]) -> None:
 
 
 def attach_checked(folded: onnx.ModelProto, fmt: PixelFormat, verify: bool = True,
-                   sizes: tuple[tuple[int, int], ...] | None = None) -> tuple[onnx.ModelProto, str]:
+                   sizes: tuple[tuple[int, int], ...] | None = None,
+                   original: onnx.ModelProto | str | None = None) -> tuple[onnx.ModelProto, str]:
     """``attach``, then the result checked against the folded model fed the float reference conversion of the
-    same camera frames (``check_front_end``); the model and a one-line summary for the report."""
+    same camera frames (``check_front_end``; ``original``, the model that was folded or its path, gives the
+    float32 noise floor the verdict also accepts); the model and a one-line summary for the report."""
     model = attach(folded, fmt)
     c = contracts_of(folded)[0]
     size = c.static_size()
@@ -231,44 +238,76 @@ def attach_checked(folded: onnx.ModelProto, fmt: PixelFormat, verify: bool = Tru
     if not verify:
         return model, f"pixel format {fmt.genicam}: {describe(model)}; not verified (--no-verify)"
     try:
-        worst = check_front_end(model, folded, fmt, checked)
+        v = check_front_end(model, folded, fmt, checked, original=original)
     except VerificationFailed:
         if meta_json(model, Meta.FRONTEND, {}).get("form") != "composed":
             raise
-        # float32 rounding of a composed stem can differ where the weights are extreme: the front end instead
-        model = attach(folded, fmt, compose="the composed stem differed from the float reference in float32 "
-                                            "(extreme weights?)")
-        worst = check_front_end(model, folded, fmt, checked)
+        # a composed stem that differs beyond what float32 rounding explains: the front end instead
+        model = attach(folded, fmt, compose="the composed stem differed from the float reference by more than "
+                                            "the original's own float32 noise")
+        v = check_front_end(model, folded, fmt, checked, original=original)
     return model, (f"pixel format {fmt.genicam}: {describe(model)}; verified against the float reference on "
-                   f"{', '.join(f'{h}x{w}' for h, w in checked)}: max error {worst:.2g} of max |output|")
+                   f"{', '.join(f'{h}x{w}' for h, w in checked)}: {v.worst_text()}")
 
 
 def check_front_end(model: onnx.ModelProto, folded: onnx.ModelProto, fmt: PixelFormat,
-                    sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5) -> float:
+                    sizes: list[tuple[int, int]], rtol: float = 1e-4, atol: float = 1e-5,
+                    original: onnx.ModelProto | str | None = None) -> Verification:
     """The model on raw camera frames against the folded model on the float reference conversion of the same
-    frames; returns the largest error relative to the largest output. Raises VerificationFailed."""
+    frames, judged per frame by the fp32 verdict (``edgefold.verdict``): within the fixed bound, or within K
+    times ``original``'s own float32 noise floor on that frame (measured only where the bound fails; without
+    ``original`` the bound alone decides). Raises VerificationFailed."""
     from edgefold.backends.ort import session
     from edgefold.core.frames import synthetic_frames
+    from edgefold.folding.verify import judge
+
     c = contracts_of(model)[0]
     inner = InputContract.from_json(meta_json(model, Meta.FRONTEND)["folded_contract"])
     s_model, s_folded = session(model), session(folded)
     names = [o.name for o in s_model.get_outputs()]
-    worst = 0.0
+    refs, gots, converted = [], [], []
     for h, w in sizes:
         rows, cols = fmt.buffer_size(h, w)
         for raw in synthetic_frames(rows, cols, 1, fmt.max_value, seed=h * 31 + w):
             x = raw[0].astype(np.dtype(fmt.dtype))
-            feed = {c.name: _batched(x, c.shape)}
-            ref_feed = {inner.name: _batched(fmt.reference(raw, inner.channels).astype(np.float32), inner.shape)}
-            for got, ref in zip(s_model.run(names, feed), s_folded.run(names, ref_feed)):
-                scale = float(np.abs(ref).max()) or 1.0
-                err = float(np.abs(got - ref).max())  # float32 outputs: no float64 copies at camera sizes
-                worst = max(worst, err / scale)
-                if err > atol + rtol * scale:
-                    raise VerificationFailed(f"the {fmt.genicam} front end differs from the float reference: max abs "
-                                             f"error {err:.3g} ({err / scale:.2g} of max |output|) at {h}x{w}; "
-                                             f"nothing written - please report this model")
-    return worst
+            frame = fmt.reference(raw, inner.channels)
+            gots.append(s_model.run(names, {c.name: _batched(x, c.shape)}))
+            refs.append(s_folded.run(names, {inner.name: _batched(frame.astype(np.float32), inner.shape)}))
+            converted.append(frame)
+    del s_model, s_folded
+    v = judge(names, refs, gots, rtol, atol, lambda: _original_floors(original, folded, names, converted),
+              tuple(sizes), f"{fmt.genicam} model")
+    if not v.passed:
+        raise VerificationFailed(f"the {fmt.genicam} front end differs from the float reference: {v.worst_text()}; "
+                                 f"{v.worst.decided_by}; nothing written - please report this model")
+    return v
+
+
+def _original_floors(original: onnx.ModelProto | str | None, folded: onnx.ModelProto, names: list[str],
+                     frames: list[np.ndarray]) -> list[list[float]] | None:
+    """Per frame, per output: how far ``original`` itself moves under +-1 ulp of its first conv's input, fed each
+    converted (8-bit range) frame as the fold recorded (``Meta.SOURCE_INPUTS``); None where it cannot be run."""
+    import dataclasses
+
+    from edgefold.compare.feeds import read_as_float
+    from edgefold.core.frames import InputFeed
+    from edgefold.graph.io import load_model
+
+    sources = meta_json(folded, Meta.SOURCE_INPUTS, [])
+    if original is None or len(sources) != 1:
+        return None
+    feed = InputFeed.from_json(sources[0])
+    model = load_model(original) if isinstance(original, str) else original
+    if np.dtype(feed.dtype).kind in "iu":  # the converted frame unrounded, as the folded model sees it
+        if model is original:
+            model = onnx.ModelProto()
+            model.CopyFrom(original)  # type: ignore[arg-type]
+        if read_as_float(model, feed.name):
+            feed = dataclasses.replace(feed, dtype="float32")
+    probe = verdict.NoiseProbe(model, names)
+    if not probe.measures:
+        return None
+    return [probe.run({feed.name: feed.tensor(f)}).floors for f in frames]
 
 
 def _batched(x: np.ndarray, shape: tuple) -> np.ndarray:

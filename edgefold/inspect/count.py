@@ -58,6 +58,24 @@ WEIGHT_PATH = {"DequantizeLinear", "QuantizeLinear", "Cast", "Identity", "Reshap
                "Unsqueeze"}
 
 
+# ops whose output has as many elements as their data input
+SAME_COUNT = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast", "QuantizeLinear", "DequantizeLinear"}
+
+
+def _numel(index: GraphIndex, name: str) -> int | None:
+    """Elements of a tensor: from its inferred shape, else from the data input of the reshapes (and Q/DQ, casts)
+    that made it."""
+    for _ in range(16):
+        count = _prod(index.shapes.get(name))
+        if count is not None:
+            return count
+        node = index.producer.get(name)
+        if node is None or node.op_type not in SAME_COUNT:
+            return None
+        name = node.input[0]
+    return None
+
+
 def _const_size(index: GraphIndex, name: str) -> int:
     """Elements of a constant input (initializer or Constant node, also behind DequantizeLinear, Cast, ...), 0 for
     runtime tensors."""
@@ -107,6 +125,13 @@ def count_layer(index: GraphIndex, node: onnx.NodeProto) -> Layer:
         k = ins[0][-1] if ins[0] else None
         n_out = _prod(out0)
         macs = n_out * k if n_out is not None and isinstance(k, int) else None
+        b = ins[1] if len(ins) > 1 else None
+        if macs is None and params and b is not None and len(b) == 2 and isinstance(b[1], int):
+            # A reshaped to a computed shape (Paddle's classifier head: Shape -> Slice -> Concat -> Reshape) has no
+            # inferred shape, but its element count is its source's: with a constant K x N weight, M * K * N is
+            # that count times N
+            numel = _numel(index, node.input[0])
+            macs = numel * b[1] if numel is not None else None
     elif op in NORMALISATION:
         params = sum(_const_size(index, i) for i in node.input[1:3])
         n = _prod(out0)

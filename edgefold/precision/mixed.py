@@ -23,38 +23,40 @@ from edgefold.graph.index import _subgraph_reads
 from edgefold.precision.weights import QUANTIZED_OPS
 
 
+def quantized_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The ops whose weight arrives through a DequantizeLinear (in graph order)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return [n for n in model.graph.node if n.op_type in QUANTIZED_OPS and len(n.input) > 1
+            and getattr(producer.get(n.input[1]), "op_type", None) == "DequantizeLinear"]
+
+
 def quantized_layers(model: onnx.ModelProto) -> list[str]:
     """Names of the ops whose weight arrives through a DequantizeLinear (in graph order)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    out = []
-    for n in model.graph.node:
-        if n.op_type in QUANTIZED_OPS and len(n.input) > 1:
-            src = producer.get(n.input[1])
-            if src is not None and src.op_type == "DequantizeLinear":
-                out.append(n.name)
-    return out
+    return [n.name for n in quantized_nodes(model)]
 
 
 def int8_mac_share(model: onnx.ModelProto, size: tuple[int, int] | None) -> float | None:
     """The share of Conv/ConvTranspose/Gemm/MatMul MACs that run in INT8, for one frame of ``size`` (H, W)
     when the input is dynamic; None when a MAC count is unknown."""
+    from edgefold.graph.names import node_key
     from edgefold.graph.shapes import specialise
     from edgefold.inspect.count import inventory
 
     counted = onnx.ModelProto()
     counted.CopyFrom(model)
-    if size is not None and any(not d.dim_value for d in counted.graph.input[0].type.tensor_type.shape.dim[-2:]):
+    # a dim without a positive dim_value is dynamic: symbolic, unnamed, or Paddle's -1
+    if size is not None and any(d.dim_value <= 0 for d in counted.graph.input[0].type.tensor_type.shape.dim[-2:]):
         counted = specialise(counted, size)
     for vi in counted.graph.input:  # one frame: a dynamic batch is 1
         for d in vi.type.tensor_type.shape.dim:
-            if not d.dim_value:
+            if d.dim_value <= 0:
                 d.dim_value = 1
     layers = [layer for layer in inventory(counted).layers if layer.op in QUANTIZED_OPS]
     if not layers or any(layer.macs is None for layer in layers):
         return None
-    int8 = set(quantized_layers(model))
+    int8 = {node_key(n) for n in quantized_nodes(model)}  # by output: node names may be empty or repeat
     total = sum(layer.macs or 0 for layer in layers)
-    return sum(layer.macs or 0 for layer in layers if layer.name in int8) / total if total else None
+    return sum(layer.macs or 0 for layer in layers if layer.output in int8) / total if total else None
 
 
 def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str], half: bool = False) -> onnx.ModelProto:
