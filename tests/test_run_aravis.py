@@ -117,7 +117,7 @@ def _intact(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_a_camera_killed_mid_stream_is_one_line_exit_6_with_the_results_kept(engines, gige_camera, tmp_path):
+def test_a_camera_killed_mid_stream_is_one_line_exit_7_with_the_results_kept(engines, gige_camera, tmp_path):
     out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
     proc = _cli(str(engines["BayerRG8"][0]), "--source", f"aravis:{GV_ID}", "--seconds", "60", "--fps", "50",
                 "--out", str(out), "--record", str(rec))
@@ -204,3 +204,21 @@ def test_with_drop_none_a_camera_faster_than_the_engine_shows_its_driver_losses_
         summary = stream(engine, [source], RunOptions(drop="none", frames=6), [Slow()])
     cam = summary.cameras[0]
     assert cam.frames == 6 and cam.drops > 0 and cam.drops == source.missed  # nothing replaced in the queue
+
+
+def test_a_camera_that_fails_a_setting_is_one_usage_line(engines, monkeypatch):
+    """A GenICam error while the camera is being set (a GigE control timeout under load, here injected into the
+    real fake camera's first setting) is one line naming what was asked - it was an UnboundLocalError (exit 5)."""
+    from edgefold.errors import UsageError
+    from edgefold.runtime import Engine
+    from edgefold.runtime.sources import open_source
+
+    Aravis, GLib = _aravis()
+
+    def refuse(self, name):  # noqa: ANN001
+        raise GLib.Error("timeout")
+
+    monkeypatch.setattr(Aravis.Camera, "set_pixel_format_from_string", refuse)
+    with Engine(engines["BayerRG8"][0]) as engine, pytest.raises(UsageError) as err:
+        open_source("aravis:Fake_1", engine.contract)
+    assert "the camera refused BayerRG8" in str(err.value) and "\n" not in str(err.value)

@@ -82,6 +82,7 @@ class AravisSource:
         if chosen is None:
             raise UsageError(f"{self.name}: the camera offers {', '.join(offered)}; the engine reads {fmt.genicam}: "
                              f"fold the model with --pixel-format set to one of those")
+        asked = f"{fmt.genicam}"  # grows as the settings are chosen: the refusal names what was asked so far
         try:
             cam.set_pixel_format_from_string(chosen)
             max_w, max_h = cam.get_width_bounds()[1], cam.get_height_bounds()[1]
@@ -96,14 +97,15 @@ class AravisSource:
                 x, y = (sensor_w - w) // 2, (sensor_h - h) // 2
                 if fmt.mosaic:
                     x, y = x - x % 2, y - y % 2
+            asked = f"{fmt.genicam} {w}x{h} at ({x},{y})"
             cam.set_region(x, y, w, h)
             if frame_rate is not None:
                 cam.set_frame_rate(frame_rate)
             got = cam.get_region()
             got_fmt = cam.get_pixel_format_as_string()
         except self.GLib.Error as err:
-            raise UsageError(f"{self.name}: the camera refused {fmt.genicam} {w}x{h} at ({x},{y}) "
-                             f"({err.message}); check --roi") from None
+            raise UsageError(f"{self.name}: the camera refused {asked} ({err.message}); check --roi and that "
+                             f"the camera answers") from None
         if got_fmt != chosen or (got[2], got[3]) != (w, h) or (got[0], got[1]) != (x, y):
             raise UsageError(f"{self.name}: asked for {chosen} {w}x{h} at ({x},{y}), the camera gives {got_fmt} "
                              f"{got[2]}x{got[3]} at ({got[0]},{got[1]}); check --roi and the camera's increments")
