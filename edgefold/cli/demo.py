@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
     import onnx
 
     from edgefold.backends.ort import session
-    from edgefold.cli.fold import inserted_macs
     from edgefold.demo import demo_model, sample_image
     from edgefold.folding import FoldOptions, fold
     from edgefold.graph.builder import IMAGENET_MEAN, IMAGENET_STD
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomic(out / "fold.json", report.dumps())
     print(f"demo model: {original_path} (preprocessing in the graph: Cast, x3, /255, -mean, /std), folded at "
           f"the camera resolution {frame.shape[0]}x{frame.shape[1]}")
-    print(report.to_text(inserted_macs=inserted_macs(model, folded, report, (frame.shape[0], frame.shape[1]))))
+    print(report.to_text())
     print(f"wrote {folded_path} and {out / 'fold.json'}")
 
     with_pre = onnx.load(str(original_path))

@@ -80,30 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from edgefold.core.contract import contracts_of
 
-        inserted = inserted_macs(args.model, folded, report, args.input_size) if fmt is None else None
-        print(report.to_text(inputs=contracts_of(folded), inserted_macs=inserted))
+        print(report.to_text(inputs=contracts_of(folded)))
         if fmt is not None:
             print(front)
         print(f"wrote {args.output}" + (f" and {args.report}" if args.report else ""))
     return EXIT_OK
-
-
-def inserted_macs(original, folded, report, input_size: tuple[int, int] | None) -> int | None:  # noqa: ANN001
-    """MACs of the nodes the fold inserted (border terms, whatever their scheme), counted generically: the folded
-    model's total minus the original's, minus what the folded convs themselves changed. None when a size is not
-    fixed (then no count is exact)."""
-    import onnx
-
-    from edgefold.graph.shapes import specialise
-    from edgefold.inspect.count import inventory
-
-    if not isinstance(original, onnx.ModelProto):
-        original = onnx.load(str(original), load_external_data=False)  # shapes are all the count needs
-    if input_size is not None:
-        original = specialise(original, input_size)
-    before, after = inventory(original).total["macs"], inventory(folded).total["macs"]
-    changes = [r.macs_after - r.macs_before for convs in report.convs for r in convs
-               if r.macs_before is not None and r.macs_after is not None]
-    if before is None or after is None or len(changes) != sum(len(c) for c in report.convs):
-        return None
-    return max(0, after - before - sum(changes))

@@ -83,10 +83,9 @@ class Report:
                 "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
                 "verification": self.verification.to_json() if self.verification else None}
 
-    def to_text(self, inputs: list[InputContract] | None = None, inserted_macs: int | None = None) -> str:
+    def to_text(self, inputs: list[InputContract] | None = None) -> str:
         """The summary. ``inputs``: the model's final input contracts, chain by chain, when a front end changed
-        them after the fold (a camera format); ``inserted_macs``: the MACs of the nodes the fold inserted (border
-        terms), counted on the folded model by the caller."""
+        them after the fold (a camera format)."""
         lines = []
         for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
             c = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
@@ -104,15 +103,10 @@ class Report:
                              f"model was trained on)")
             for r in convs:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
-                if macs and inserted_macs and len(self.plan.chains) == 1 and len(convs) == 1:
-                    macs += f" + {_h(inserted_macs)} in the nodes the fold inserted"  # counted as inspect does
-                elif macs and r.macs_border:
-                    macs += f" + {_h(r.macs_border)} border term"
+                if macs and r.macs_border:  # what inspect counts in the inserted nodes, whatever the scheme
+                    macs += f" + {_h(r.macs_border)} in the nodes the fold inserted (border term)"
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
                              f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
-        n_convs = sum(len(convs) for convs in self.convs)
-        if inserted_macs and n_convs != 1:
-            lines.append(f"  the nodes the fold inserted (border terms): {_h(inserted_macs)} MACs")
         for name, reason in self.plan.skipped:
             lines.append(f"skipped input '{name}': {reason}")
         v = self.verification
