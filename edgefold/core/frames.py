@@ -108,8 +108,15 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int] | None, re
         if not resize:
             raise UsageError(f"{p} is {img.size[1]}x{img.size[0]} (HxW), the model takes {size[0]}x{size[1]}: "
                              f"pass --resize or give frames of the camera's size")
-        img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return resized(np.asarray(img), size)
     return np.asarray(img)
+
+
+def resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An H x W or H x W x 3 uint8 frame at ``size`` (H, W): bilinear, as every image edgefold reads is resized."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefold.core.frames import IMAGE_SUFFIXES, read_image, read_raw
+from edgefold.core.frames import IMAGE_SUFFIXES, read_image, read_raw, resized
 from edgefold.errors import UsageError
 from edgefold.runtime.sources import Frame, Target
 
@@ -70,7 +70,7 @@ def folder_source(folder: Path, target: Target) -> FolderSource:
         if size is not None and arr.shape[:2] != size:  # said once, only where an image is resized
             if not any(n.startswith("resized") for n in notes):
                 notes.append(f"resized {arr.shape[0]}x{arr.shape[1]} -> {size[0]}x{size[1]} (HxW)")
-            arr = read_image(p, channels, size)
+            arr = resized(arr, size)  # the decoded frame: the file is read once
         return arr[..., ::-1].copy() if fmt.order == "bgr" else arr
 
     return FolderSource(folder, images, load, notes)
