@@ -71,6 +71,30 @@ class Engine:
         batch = self.contract.shape[0]
         return batch if isinstance(batch, int) else None
 
+    def host_memory(self, nbytes: int) -> np.ndarray:
+        """``nbytes`` of host memory (uint8) for frames, which the backend reads as it is: TensorRT's pinned memory
+        (copied to the GPU straight from it), aligned numpy memory for onnxruntime (read in place). It lives until
+        ``close()``."""
+        return self._backend.host_memory(nbytes)  # type: ignore[attr-defined]
+
+    def feed_copy(self, shape: tuple[int, ...], dtype: np.dtype, *, in_host_memory: bool) -> str | None:
+        """Why one frame of ``shape`` and ``dtype`` is copied on its way into the backend; None where it is read as
+        it is (``in_host_memory``: the frame lies in ``host_memory()``)."""
+        if len(self.contracts) > 1 or self.side_inputs:
+            return "the model takes several inputs, fed by name"
+        c = self.contract
+        probe = np.empty(shape, dtype)  # not touched: only its layout is looked at
+        try:
+            x = c.arrange(probe)
+        except UsageError as err:  # the run stops at the first frame, with this error
+            return str(err)
+        if not (np.shares_memory(x, probe) and x.flags.c_contiguous):
+            return (f"the engine reads {c.dtype} {c.layout} ('{c.name}'), not the camera's {np.dtype(dtype)} buffer: "
+                    f"each frame is arranged into a new tensor")
+        if self.backend_name == "tensorrt" and not in_host_memory:
+            return "the frames are not in the engine's pinned host memory: TensorRT stages each one"
+        return None
+
     def prepare(self, frame: np.ndarray | list[np.ndarray]) -> np.ndarray:
         """A raw frame, a batch (N x H x W ...), or a list of frames - one per camera - as the input tensor."""
         return self._arrange(self.contract, frame)

@@ -9,6 +9,12 @@ run; a live camera then loses frames inside its driver, and those count as drops
 Several sources feed one call as a batch - one row per source, in source order - where the engine's contract
 takes that many frames per call (the multi-camera contract); otherwise they take turns (round robin).
 
+Zero copy: a camera source (``map_buffers``) gets its buffers in the engine's host memory (TensorRT: pinned) where
+the engine reads its frames as they are - one frame per call, the camera's dtype and layout; the frame is a view
+of its buffer, which goes back to the camera once the frame is done: after inference and the sinks, when a newer
+frame replaces it (``drop="latest"``), or at the end. A sink that keeps a frame past ``add`` keeps a copy. The
+summary's notes say which path each source took ("zero-copy" or "one copy: why").
+
     from edgefold.runtime import Engine
     from edgefold.runtime.pipeline import RunOptions, stream
     from edgefold.runtime.sources import open_source
@@ -28,7 +34,8 @@ import numpy as np
 
 from edgefold.errors import EdgefoldError, UsageError
 from edgefold.runtime.engine import Engine
-from edgefold.runtime.sources import Frame, Source
+from edgefold.runtime.ort_backend import aligned
+from edgefold.runtime.sources import Frame, Source, Target
 
 LATENCY_WINDOW = 100_000  # latencies kept per camera for the percentiles (a long run keeps the most recent)
 
@@ -39,6 +46,7 @@ class RunOptions:
     frames: int | None = None  # stop after this many frames in total
     seconds: float | None = None  # stop after this long
     depth: int = 4  # frames a slot holds with drop="none"
+    zero_copy: bool = True  # camera buffers in the engine's memory where it reads them as they are
 
     def __post_init__(self) -> None:
         if self.drop not in ("latest", "none"):
@@ -108,7 +116,9 @@ class Summary:
 
 
 class Sink(Protocol):
-    def add(self, result: Result, stats: CameraStats) -> None: ...
+    def add(self, result: Result, stats: CameraStats) -> None:
+        """``result.frame.raw`` may be a camera buffer, valid only until ``add`` returns: copy what is kept."""
+        ...
 
     def close(self) -> None: ...
 
@@ -128,7 +138,7 @@ class Slot:
         with self.cond:
             if self.replace:
                 if self.frames:
-                    self.frames.popleft()
+                    self.frames.popleft().done()  # its buffer goes back to the camera
                     self.drops += 1
             else:
                 while len(self.frames) >= self.capacity and not stop.is_set():
@@ -145,6 +155,12 @@ class Slot:
             frame = self.frames.popleft()
             self.cond.notify_all()
             return frame
+
+    def clear(self) -> None:
+        """Hand back every frame still queued (the run is over)."""
+        with self.cond:
+            while self.frames:
+                self.frames.popleft().done()
 
     def finish(self, error: BaseException | None = None) -> None:
         with self.cond:
@@ -196,6 +212,11 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
                for i, (s, slot) in enumerate(zip(sources, slots))]
     start = time.monotonic()
     try:
+        # frames held outside a camera's driver: a slot's, the one the acquisition thread is handing over, the
+        # one in the engine
+        held = slots[0].capacity + 2
+        for source, st in zip(sources, stats):
+            st.notes.append(_memory_path(engine, source, mode, len(sources), held, options.zero_copy))
         for source in sources:
             source.start()
         for t in threads:
@@ -210,6 +231,7 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
         for t in threads:
             t.join(timeout=5.0)
         for source, st, slot in zip(sources, stats, slots):
+            slot.clear()
             source.close()
             st.drops, st.skipped = slot.drops + source.missed, source.skipped
         summary.seconds = time.monotonic() - start
@@ -238,20 +260,55 @@ def _loop(engine: Engine, sources: Sequence[Source], slots: list[Slot], stats: l
             picked = _first(slots, order)
         if not picked:
             continue
-        outputs = engine.infer([f.raw for _, f in picked]) if len(picked) > 1 else engine.infer(picked[0][1].raw)
-        done = time.monotonic()
-        for row, (i, frame) in enumerate(picked):
-            result = Result(frame, {k: _row(v, row, len(picked)) for k, v in outputs.items()}, done)
-            st = stats[i]
-            st.frames += 1
-            st.first = done if st.first is None else st.first
-            st.last = done
-            st.latencies.append(result.latency)
-            st.drops = slots[i].drops + sources[i].missed
-            for sink in sinks:
-                sink.add(result, st)
-            if options.frames is not None and sum(s.frames for s in stats) >= options.frames:
+        try:
+            if _run(engine, picked, stats, slots, sources, sinks, options):
                 return "frames"
+        finally:
+            for _, frame in picked:
+                frame.done()  # after inference and the sinks: the buffer goes back to the camera
+
+
+def _run(engine: Engine, picked: list[tuple[int, Frame]], stats: list[CameraStats], slots: list[Slot],
+         sources: Sequence[Source], sinks: Sequence[Sink], options: RunOptions) -> bool:
+    """One engine call on the picked frames, each result to the sinks; True once ``options.frames`` are done."""
+    outputs = engine.infer([f.raw for _, f in picked]) if len(picked) > 1 else engine.infer(picked[0][1].raw)
+    done = time.monotonic()
+    for row, (i, frame) in enumerate(picked):
+        result = Result(frame, {k: _row(v, row, len(picked)) for k, v in outputs.items()}, done)
+        st = stats[i]
+        st.frames += 1
+        st.first = done if st.first is None else st.first
+        st.last = done
+        st.latencies.append(result.latency)
+        st.drops = slots[i].drops + sources[i].missed
+        for sink in sinks:
+            sink.add(result, st)
+        if options.frames is not None and sum(s.frames for s in stats) >= options.frames:
+            return True
+    return False
+
+
+def _memory_path(engine: Engine, source: Source, mode: str, n_sources: int, held: int, zero_copy: bool) -> str:
+    """Sets a camera source's buffers in the engine's host memory where the engine reads its frames as they are
+    (or in memory of its own where the engine arranges them anyway), and says which path the source's frames
+    take: "zero-copy", or "one copy: why"."""
+    target = Target.of(engine.contract)
+    shape = target.shape(target.size or (2, 2))  # a dynamic input: the layout is what matters, not the size
+    assert shape is not None
+    why = (f"the {n_sources} cameras' frames are stacked into one batch tensor" if mode == "batch"
+           else engine.feed_copy(shape, target.dtype, in_host_memory=True))
+    map_buffers = getattr(source, "map_buffers", None)
+    if map_buffers is None:
+        why = why or engine.feed_copy(shape, target.dtype, in_host_memory=False)
+        return f"one copy: {why}" if why else "zero-copy: onnxruntime reads each frame where the source made it"
+    if not zero_copy:
+        return "one copy: PyGObject copies each buffer out (zero copy turned off)"
+    why = map_buffers(engine.host_memory if why is None else aligned, held) or why
+    if why:
+        return f"one copy: {why}"
+    return ("zero-copy: the camera writes into the engine's pinned host memory, which TensorRT copies to the GPU"
+            if engine.backend_name == "tensorrt" else "zero-copy: the camera writes into memory onnxruntime reads "
+            "in place")
 
 
 def _gather(slots: list[Slot], order: list[int]) -> list[tuple[int, Frame]]:

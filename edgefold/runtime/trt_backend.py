@@ -1,6 +1,9 @@
 """TensorRT behind the Engine API: named I/O tensors, ``execute_async_v3``, one CUDA stream, pinned host
 buffers and device buffers allocated once (and grown when a larger shape within the profile arrives).
 
+Frames can live in the backend's own pinned host memory (``host_memory``: a camera's buffers are made over it);
+an input that lies there is copied to the GPU straight from it, every other one through a pinned staging buffer.
+
 CUDA through cuda-python (``cuda.bindings``, what NVIDIA's TensorRT 10/11 samples use) or pycuda where
 only that is installed (common on Jetson). Runs only where TensorRT and a GPU exist: tested by the
 ``gpu``-marked tests; every TensorRT call is type-checked against the TensorRT stubs in CI.
@@ -25,7 +28,7 @@ class _CudaPython:
         except ImportError:
             from cuda import cudart  # cuda-python < 12.6
         self.rt = cudart
-        self._host: dict[int, int] = {}
+        self._host: set[int] = set()  # pinned blocks by address
 
     def _ok(self, result):  # noqa: ANN001, ANN202 - cuda-python returns (error, *values)
         err, *values = result if isinstance(result, tuple) else (result,)
@@ -46,12 +49,13 @@ class _CudaPython:
         nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
         ptr = int(self._ok(self.rt.cudaMallocHost(nbytes)))
         arr = np.ctypeslib.as_array((ctypes.c_byte * nbytes).from_address(ptr)).view(dtype)[: int(np.prod(shape))]
-        self._host[id(arr)] = ptr
+        self._host.add(ptr)  # by address: the array handed out is a reshaped view, another object
         return arr.reshape(shape)
 
     def free_pinned(self, arr: np.ndarray) -> None:
-        ptr = self._host.pop(id(arr), None)
-        if ptr is not None:
+        ptr = int(arr.ctypes.data)
+        if ptr in self._host:
+            self._host.discard(ptr)
             self._ok(self.rt.cudaFreeHost(ptr))
 
     def htod(self, dst: int, host: np.ndarray, stream: int) -> None:
@@ -132,6 +136,13 @@ def cuda_api():  # noqa: ANN201
                           "CUDA major of this machine (Jetson: see jetson/README.md)")
 
 
+def lies_in(x: np.ndarray, blocks: list[np.ndarray]) -> bool:
+    """Whether every byte of ``x`` lies inside one of ``blocks``."""
+    start = x.ctypes.data
+    end = start + x.nbytes
+    return any(b.ctypes.data <= start and end <= b.ctypes.data + b.nbytes for b in blocks)
+
+
 def check_sidecar(sidecar: dict, trt_version: str, compute_capability: str | None) -> None:
     """Engines are specific to the TensorRT version and the GPU: say so clearly before deserialising."""
 
@@ -168,6 +179,14 @@ class TrtBackend:
         self.stream = self.cuda.stream()
         self.device: dict[str, tuple[int, int]] = {}  # name -> (pointer, capacity in bytes)
         self.host: dict[str, np.ndarray] = {}
+        self.frame_memory: list[np.ndarray] = []  # pinned blocks handed out by host_memory, freed at close
+
+    def host_memory(self, nbytes: int) -> np.ndarray:
+        """``nbytes`` of pinned host memory (uint8) for frames: an input lying in it is copied to the GPU as it is."""
+        block = self.cuda.pinned((max(1, nbytes),), np.dtype(np.uint8))
+        self.frame_memory.append(block)
+        return block[:nbytes]
+
 
     def _buffer(self, name: str, shape: tuple) -> tuple[int, np.ndarray]:
         """Device and pinned host buffers per tensor, grown to the largest shape seen: after one call at the
@@ -192,7 +211,10 @@ class TrtBackend:
                 raise UsageError(f"input '{name}' shape {x.shape} is outside the engine's profile; feed frames of "
                                  f"the sizes it was built for (its sidecar's build_plan) or rebuild with --shapes")
             ptr, host = self._buffer(name, tuple(x.shape))
-            host[...] = x
+            if lies_in(x, self.frame_memory):  # the frame is in our pinned memory: no staging copy
+                host = x
+            else:
+                host[...] = x
             self.cuda.htod(ptr, host, self.stream)
         outs = {}
         for name in self.output_names:
@@ -212,5 +234,8 @@ class TrtBackend:
             self.cuda.free_pinned(self.host[name])
         self.device.clear()
         self.host.clear()
+        for block in self.frame_memory:
+            self.cuda.free_pinned(block)
+        self.frame_memory.clear()
         self.cuda.destroy(self.stream)
         del self.context, self.engine, self.runtime

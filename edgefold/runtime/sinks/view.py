@@ -4,6 +4,7 @@ page polls ``state.json`` and reloads each camera's PNG (encoded on request, so 
 nothing but keeping the latest frame)."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -108,8 +109,10 @@ class ViewSink:
         print(f"edgefold run: live view on http://{host}:{self.port}/", flush=True)
 
     def add(self, result: Result, stats: CameraStats) -> None:
+        # the page is drawn later, and the frame may be a camera buffer the camera writes again: keep a copy
+        frame = dataclasses.replace(result.frame, raw=result.frame.raw.copy(), release=None)
         with self.lock:
-            self.latest[stats.name] = (result, stats)
+            self.latest[stats.name] = (dataclasses.replace(result, frame=frame), stats)
 
     def respond(self, path: str) -> tuple[int, str, bytes]:
         with self.lock:

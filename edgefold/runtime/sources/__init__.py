@@ -15,6 +15,7 @@ A spec is ``aravis:DEVICE_ID`` (``aravis:`` alone: the first camera), ``v4l2:N``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -30,13 +31,24 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpe
 @dataclass
 class Frame:
     """One buffer as the engine reads it (``raw``: H x W for 1-channel formats and mosaics, H x W x 3 for
-    colour), with where and when it came from."""
+    colour), with where and when it came from.
+
+    Where ``release`` is set, ``raw`` is a view of a camera buffer (zero copy): it stays intact until ``done()``
+    hands the buffer back to the camera, which may then write the next frame into it. Keep a copy to use it later.
+    """
 
     camera: str
     frame_id: int
     timestamp_ns: int | None  # the camera's own clock (None where the source has none)
     raw: np.ndarray
     acquired: float = 0.0  # time.monotonic() when the buffer reached edgefold
+    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def done(self) -> None:
+        """The pipeline is finished with ``raw``: its buffer goes back to the camera (once; nothing otherwise)."""
+        release, self.release = self.release, None
+        if release is not None:
+            release()
 
 
 class Source(Protocol):
@@ -80,11 +92,18 @@ class Target:
                                  f"{static[0]}x{static[1]} frames; drop --size or rebuild for that size")
         return cls(fmt, static or size)
 
-    def shape(self) -> tuple[int, ...] | None:
-        if self.size is None:
+    def shape(self, size: tuple[int, int] | None = None) -> tuple[int, ...] | None:
+        """A raw frame's array shape at ``size`` (default: the target's)."""
+        size = size or self.size
+        if size is None:
             return None
-        rows, cols = self.fmt.buffer_size(*self.size)
+        rows, cols = self.fmt.buffer_size(*size)  # a YUV buffer: 3H/2 x W (4:2:0) or H x 2W (4:2:2)
         return (rows, cols, 3) if self.fmt.channels == 3 else (rows, cols)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """A raw frame's array dtype: 8-bit formats uint8, deeper ones little-endian uint16."""
+        return np.dtype("<u2") if self.fmt.bits > 8 else np.dtype(np.uint8)
 
 
 def open_source(spec: str, contract: InputContract, *, size: tuple[int, int] | None = None,

@@ -5,11 +5,20 @@ On open the camera is set to the engine's contract - PixelFormat (the PFNC name)
 centred on the sensor (kept even for a mosaic, so the Bayer phase stays the named one) or at ``roi`` - and
 read back; a camera that cannot is a one-line ``UsageError`` naming what it offers. Each buffer's own status,
 pixel format and size are checked: an incomplete or failed buffer is counted in ``skipped`` and not used.
+
+Zero copy (``map_buffers``, which the pipeline calls): the stream's buffers are made over host memory the caller
+gives (the engine's: pinned for TensorRT), each frame is a numpy view of its buffer, and the buffer goes back to
+the camera only when the frame's ``done()`` is called. Without it, each buffer is copied out (PyGObject's
+``get_data``) and handed back at once.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +46,32 @@ def _aravis() -> tuple[Any, Any]:
     return Aravis, GLib
 
 
+class _ImageData:
+    """The address of a buffer's image data, which GI hands out only as a copy (``get_data``): libaravis' own
+    ``arv_buffer_get_image_data`` through ctypes, on the GObject pointer PyGObject holds."""
+
+    def __init__(self) -> None:
+        try:
+            import aravis
+
+            path: str | None = aravis.aravis_module  # the wheel's libaravis, the one GI loaded
+        except (ImportError, AttributeError):
+            path = ctypes.util.find_library("aravis-0.8")
+        if path is None:
+            raise OSError("libaravis-0.8 not found")
+        self._get = ctypes.CDLL(path).arv_buffer_get_image_data
+        self._get.restype = ctypes.c_void_p
+        self._get.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
+        self._pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+            ("PyCapsule_GetPointer", ctypes.pythonapi))
+
+    def __call__(self, buf: Any) -> tuple[int, int]:
+        """(address, size in bytes) of ``buf``'s image data."""
+        size = ctypes.c_size_t()
+        address = self._get(self._pointer(buf.__gpointer__, None), ctypes.byref(size))
+        return int(address or 0), int(size.value)
+
+
 def device_ids(Aravis: Any, fake: bool = False) -> list[str]:  # noqa: N803 - the GI namespace's own name
     if fake:
         Aravis.enable_interface("Fake")
@@ -57,6 +92,11 @@ class AravisSource:
         self.lost_after = lost_after
         self._buffers = buffers
         self._lost = threading.Event()
+        self._memory: Callable[[int], np.ndarray] | None = None  # map_buffers: where the buffers live
+        self._held = 0
+        self._mapped: dict[int, tuple[Any, np.ndarray]] = {}  # user data -> (ArvBuffer, the memory under it)
+        self._image_data: _ImageData | None = None
+        self._lock = threading.Lock()  # frames are handed back from the engine's and the acquisition threads
         self._gone = False  # lost mid-stream: closing does not talk to it (each command would time out)
         ids = device_ids(self.Aravis, fake=bool(device_id and device_id.startswith("Fake")))
         if device_id is None and not ids:
@@ -120,12 +160,31 @@ class AravisSource:
             return max_w, max_h
 
     # -- acquisition --------------------------------------------------------------------------------
+    def map_buffers(self, memory: Callable[[int], np.ndarray], held: int) -> str | None:
+        """Before ``start``: make the stream's buffers over ``memory(nbytes)`` (a uint8 array each) and deliver
+        frames as views of them, each buffer back to the camera at its frame's ``done()``. ``held``: the frames
+        the caller may hold at once; the camera keeps its own ``buffers`` besides, and a camera faster than that
+        loses frames in its driver (``missed``). Returns why not where it cannot (frames are then copied)."""
+        try:
+            self._image_data = _ImageData()
+        except (OSError, AttributeError) as err:
+            return f"PyGObject copies each buffer out: libaravis is not reachable through ctypes ({err})"
+        self._memory, self._held = memory, held
+        return None
+
     def start(self) -> None:
         Aravis = self.Aravis  # noqa: N806
         self.stream = self.cam.create_stream(None, None)
         payload = self.cam.get_payload()
-        for _ in range(self._buffers):
-            self.stream.push_buffer(Aravis.Buffer.new_allocate(payload))
+        if self._memory is None:
+            for _ in range(self._buffers):
+                self.stream.push_buffer(Aravis.Buffer.new_allocate(payload))
+        else:
+            for key in range(1, self._buffers + self._held + 1):  # user data 0 is a buffer that is not ours
+                memory = self._memory(payload)
+                buf = Aravis.Buffer.new_full(payload, memory.ctypes.data, key, None)
+                self._mapped[key] = (buf, memory)  # keeps the memory alive as long as the buffer
+                self.stream.push_buffer(buf)
         self.cam.start_acquisition()
         self._last = time.monotonic()
 
@@ -152,10 +211,32 @@ class AravisSource:
                 self.skipped += 1
                 self.stream.push_buffer(buf)
                 continue
-            data = buf.get_data()  # bytes (PyGObject's one copy); the array below shares it
             frame_id, stamp = int(buf.get_frame_id()), int(buf.get_timestamp() or buf.get_system_timestamp())
+            raw = self._view(buf)
+            if raw is not None:
+                return Frame(self.name, frame_id, stamp, raw, now, functools.partial(self._give_back, buf))
+            data = buf.get_data()  # bytes (PyGObject's one copy); the array below shares it
             self.stream.push_buffer(buf)
             return Frame(self.name, frame_id, stamp, self._array(data), now)
+
+    def _view(self, buf: Any) -> np.ndarray | None:
+        """The frame as a read-only view of one of our mapped buffers; None for a buffer that is not one."""
+        mapped = self._mapped.get(int(buf.get_user_data() or 0))
+        if mapped is None or self._image_data is None:
+            return None
+        memory = mapped[1]
+        address, size = self._image_data(buf)
+        offset = address - memory.ctypes.data
+        if offset < 0 or offset + size > memory.nbytes:
+            return None
+        raw = self._array(memory[offset:offset + size])
+        raw.flags.writeable = False
+        return raw
+
+    def _give_back(self, buf: Any) -> None:
+        with self._lock:
+            if self.stream is not None:  # after close the stream is gone; the buffer goes with this object
+                self.stream.push_buffer(buf)
 
     @property
     def missed(self) -> int:
@@ -165,12 +246,10 @@ class AravisSource:
             self._missed = int(self.Aravis.Stream.get_statistics(self.stream)[2])
         return self._missed
 
-    def _array(self, data: bytes) -> np.ndarray:
-        fmt = self.target.fmt
-        rows, cols = fmt.buffer_size(*self.size)  # a YUV buffer: 3H/2 x W (4:2:0) or H x 2W (4:2:2)
-        dtype = np.dtype("<u2") if fmt.bits > 8 else np.dtype(np.uint8)
-        shape = (rows, cols, 3) if fmt.channels == 3 else (rows, cols)
-        return np.frombuffer(data, dtype, count=int(np.prod(shape))).reshape(shape)
+    def _array(self, data: bytes | np.ndarray) -> np.ndarray:
+        shape = self.target.shape(self.size)
+        assert shape is not None
+        return np.frombuffer(data, self.target.dtype, count=int(np.prod(shape))).reshape(shape)
 
     def close(self) -> None:
         if self._gone:
@@ -182,4 +261,5 @@ class AravisSource:
         except self.GLib.Error:
             pass  # a camera that is gone cannot be stopped
         self._missed = self.missed
-        self.stream = None
+        with self._lock:
+            self.stream = None
