@@ -1,12 +1,17 @@
 """From camera to result (issue 22): Aravis' fake GenICam camera at 2048x2048 BayerRG8 (its sensor size, frame rate
 set to 1000) streamed through ``edgefold run``'s pipeline (acquisition thread, bounded queue, ``--drop none``).
 
-- edgefold: the camera's raw buffer into the model folded with ``--pixel-format BayerRG8``;
-- today: OpenCV ``cvtColor`` (sensor RGGB = ``COLOR_BayerBG2RGB``) + numpy normalisation + the original model.
+- edgefold: the camera's raw buffer into the model folded with ``--pixel-format BayerRG8``, zero copy (the camera
+  writes into memory the engine reads in place);
+- edgefold, copying: the same, each buffer copied out of the camera (PyGObject's ``get_data``), as before zero copy;
+- today: OpenCV ``cvtColor`` (sensor RGGB = ``COLOR_BayerBG2RGB``) + numpy normalisation + the original model, each
+  buffer copied out as a user's own loop does.
 
-Both in one process, the same camera and the same pipeline, rounds interleaved. CPU-seconds are the process's
-(``time.process_time``: every thread, the fake camera's frame generation included, the same for both);
-frames/s are wall-clock. Network: the ResNet stem of bench/pixel_formats.py; onnxruntime on the CPU, 1 thread.
+All in one process, the same camera and the same pipeline, rounds interleaved. CPU-seconds are the process's
+(``time.process_time``: every thread, the fake camera's frame generation included, the same for all); frames/s are
+wall-clock. A second table isolates what zero copy saves: the camera alone (``read`` then ``done``, no engine),
+each buffer copied out or read in place. Network: the ResNet stem of bench/pixel_formats.py; onnxruntime on the
+CPU, 1 thread.
 
     python bench/camera.py [--frames 8] [--rounds 3] [--net resnet-stem|stem+conv]
 """
@@ -16,6 +21,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -25,6 +31,7 @@ from pixel_formats import MEAN, STD, bare_model, session
 
 from edgefold.cli.main import main as edgefold
 from edgefold.runtime import Engine
+from edgefold.runtime.ort_backend import aligned
 from edgefold.runtime.pipeline import RunOptions, stream
 from edgefold.runtime.sources import open_source
 
@@ -45,16 +52,34 @@ class Today:
         return {"out": self.sess.run(None, {self.input: x})[0]}
 
 
-def measure(engine, frames: int) -> tuple[float, float]:  # noqa: ANN001
+def measure(engine, frames: int, zero_copy: bool) -> tuple[float, float]:  # noqa: ANN001
     """(CPU-seconds per frame, frames per second) for ``frames`` frames from the fake camera."""
+    options = RunOptions(drop="none", frames=frames, zero_copy=zero_copy)
     source = open_source("aravis:Fake_1", engine.contract, frame_rate=1000)
-    stream(engine, [source], RunOptions(drop="none", frames=1), [])  # warm up: first buffers, first run
+    stream(engine, [source], replace(options, frames=1), [])  # warm up: first buffers, first run
     source = open_source("aravis:Fake_1", engine.contract, frame_rate=1000)
     cpu, wall = time.process_time(), time.perf_counter()
-    summary = stream(engine, [source], RunOptions(drop="none", frames=frames), [])
+    summary = stream(engine, [source], options, [])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     assert summary.frames == frames and summary.error is None, summary.to_json()
     return cpu / frames, frames / wall
+
+
+def acquire(contract, frames: int, zero_copy: bool) -> float:  # noqa: ANN001
+    """CPU-seconds per frame of the camera alone: each frame read and handed back at once."""
+    source = open_source("aravis:Fake_1", contract, frame_rate=1000)
+    if zero_copy:
+        assert source.map_buffers(aligned, held=1) is None
+    source.start()
+    try:
+        for _ in range(2):  # warm up
+            source.read().done()  # type: ignore[union-attr]
+        cpu = time.process_time()
+        for _ in range(frames):
+            source.read().done()  # type: ignore[union-attr]
+        return (time.process_time() - cpu) / frames
+    finally:
+        source.close()
 
 
 def main() -> None:
@@ -71,22 +96,42 @@ def main() -> None:
                          "--no-verify", "-q"]) == 0
         with Engine(out, threads=1) as folded:
             today = Today(src, folded.contract)
-            rows: dict[str, list[tuple[float, float]]] = {"edgefold": [], "today": []}
+            rows: dict[str, list[tuple[float, float]]] = {"today": [], "edgefold, copying": [], "edgefold": []}
             for _ in range(args.rounds):
-                rows["today"].append(measure(today, args.frames))
-                rows["edgefold"].append(measure(folded, args.frames))
+                rows["today"].append(measure(today, args.frames, zero_copy=False))
+                rows["edgefold, copying"].append(measure(folded, args.frames, zero_copy=False))
+                rows["edgefold"].append(measure(folded, args.frames, zero_copy=True))
+            alone: dict[str, list[float]] = {"copied out": [], "zero copy": []}
+            for _ in range(args.rounds):
+                alone["copied out"].append(acquire(folded.contract, 8 * args.frames, zero_copy=False))
+                alone["zero copy"].append(acquire(folded.contract, 8 * args.frames, zero_copy=True))
     print(f"\nfake camera {SIZE}x{SIZE} BayerRG8 -> {args.net}, edgefold run's pipeline (--drop none), onnxruntime "
           f"CPU 1 thread, {args.frames} frames x {args.rounds} interleaved rounds, medians\n")
     print("| pipeline | CPU-seconds / frame | frames/s | frames per CPU-second |")
     print("|---|---|---|---|")
-    for name in ("today", "edgefold"):
-        cpu = statistics.median(c for c, _ in rows[name])
-        fps = statistics.median(f for _, f in rows[name])
-        print(f"| {name} | {cpu:.3f} | {fps:.2f} | {1 / cpu:.2f} |")
-    ratio = statistics.median(t[0] / e[0] for t, e in zip(rows["today"], rows["edgefold"]))
-    fps_ratio = statistics.median(e[1] / t[1] for t, e in zip(rows["today"], rows["edgefold"]))
-    print(f"\nedgefold / today: {ratio:.2f}x frames per CPU-second (goal >= 1.5x), {fps_ratio:.2f}x frames/s "
-          f"(median of per-round ratios)")
+    for name, row in rows.items():
+        cpu = statistics.median(c for c, _ in row)
+        fps = statistics.median(f for _, f in row)
+        print(f"| {name} | {cpu:.4f} | {fps:.2f} | {1 / cpu:.2f} |")
+
+    def ratios(base: str, new: str) -> tuple[float, float]:
+        """Medians of the per-round ratios: frames per CPU-second, frames/s."""
+        pairs = list(zip(rows[base], rows[new]))
+        return statistics.median(b[0] / n[0] for b, n in pairs), statistics.median(n[1] / b[1] for b, n in pairs)
+
+    cpu_ratio, fps_ratio = ratios("today", "edgefold")
+    print(f"\nedgefold / today: {cpu_ratio:.2f}x frames per CPU-second (goal >= 1.5x), {fps_ratio:.2f}x frames/s")
+    cpu_ratio, fps_ratio = ratios("edgefold, copying", "edgefold")
+    print(f"zero copy / copying: {cpu_ratio:.3f}x frames per CPU-second, {fps_ratio:.3f}x frames/s "
+          f"(medians of per-round ratios)")
+    print(f"\nthe camera alone (read, handed back; the fake camera's frame generation included), "
+          f"{8 * args.frames} frames x {args.rounds} rounds, medians\n")
+    print("| buffer | CPU-ms / frame |")
+    print("|---|---|")
+    for name, cpus in alone.items():
+        print(f"| {name} | {statistics.median(cpus) * 1e3:.2f} |")
+    saved = statistics.median(c - z for c, z in zip(alone["copied out"], alone["zero copy"]))
+    print(f"\nzero copy saves {saved * 1e3:.2f} CPU-ms per frame (median of per-round differences)")
 
 
 if __name__ == "__main__":

@@ -292,17 +292,17 @@ def _memory_path(engine: Engine, source: Source, mode: str, n_sources: int, held
     """Sets a camera source's buffers in the engine's host memory where the engine reads its frames as they are
     (or in memory of its own where the engine arranges them anyway), and says which path the source's frames
     take: "zero-copy", or "one copy: why"."""
+    map_buffers = getattr(source, "map_buffers", None)
+    if map_buffers is not None and not zero_copy:
+        return "one copy: PyGObject copies each buffer out (zero copy turned off)"
     target = Target.of(engine.contract)
     shape = target.shape(target.size or (2, 2))  # a dynamic input: the layout is what matters, not the size
     assert shape is not None
     why = (f"the {n_sources} cameras' frames are stacked into one batch tensor" if mode == "batch"
            else engine.feed_copy(shape, target.dtype, in_host_memory=True))
-    map_buffers = getattr(source, "map_buffers", None)
     if map_buffers is None:
         why = why or engine.feed_copy(shape, target.dtype, in_host_memory=False)
         return f"one copy: {why}" if why else "zero-copy: onnxruntime reads each frame where the source made it"
-    if not zero_copy:
-        return "one copy: PyGObject copies each buffer out (zero copy turned off)"
     why = map_buffers(engine.host_memory if why is None else aligned, held) or why
     if why:
         return f"one copy: {why}"
