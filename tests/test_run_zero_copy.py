@@ -180,6 +180,19 @@ def test_zero_copy_off_copies_each_buffer_and_gives_the_same_outputs(bayer):
     assert "one copy: PyGObject copies each buffer out (zero copy turned off)" in summary.cameras[0].notes
 
 
+def test_without_libaravis_for_ctypes_each_buffer_is_copied_out(bayer, monkeypatch):
+    from edgefold.runtime.sources.aravis import _ImageData
+
+    monkeypatch.setattr(_ImageData, "library", staticmethod(lambda: None))
+    folded, original = bayer
+    with Engine(folded) as engine:
+        spy = Spy(engine)
+        source = open_source("aravis:Fake_1", engine.contract, frame_rate=200)
+        summary = stream(engine, [source], RunOptions(frames=3), [Checked(folded, original)])
+    assert summary.frames == 3 and not spy.blocks
+    assert "one copy: PyGObject copies each buffer out: libaravis-0.8 not found for ctypes" in summary.cameras[0].notes
+
+
 def test_a_frame_replaced_in_the_slot_or_left_at_the_end_goes_back_to_its_camera():
     import threading
 

@@ -50,15 +50,17 @@ class _ImageData:
     """The address of a buffer's image data, which GI hands out only as a copy (``get_data``): libaravis' own
     ``arv_buffer_get_image_data`` through ctypes, on the GObject pointer PyGObject holds."""
 
-    def __init__(self) -> None:
+    @staticmethod
+    def library() -> str | None:
+        """The libaravis GI loaded: the ``aravis-python`` wheel's, else the system's."""
         try:
             import aravis
 
-            path: str | None = aravis.aravis_module  # the wheel's libaravis, the one GI loaded
+            return str(aravis.aravis_module)
         except (ImportError, AttributeError):
-            path = ctypes.util.find_library("aravis-0.8")
-        if path is None:
-            raise OSError("libaravis-0.8 not found")
+            return ctypes.util.find_library("aravis-0.8")
+
+    def __init__(self, path: str) -> None:
         self._get = ctypes.CDLL(path).arv_buffer_get_image_data
         self._get.restype = ctypes.c_void_p
         self._get.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t)]
@@ -165,10 +167,13 @@ class AravisSource:
         frames as views of them, each buffer back to the camera at its frame's ``done()``. ``held``: the frames
         the caller may hold at once; the camera keeps its own ``buffers`` besides, and a camera faster than that
         loses frames in its driver (``missed``). Returns why not where it cannot (frames are then copied)."""
+        path = _ImageData.library()
         try:
-            self._image_data = _ImageData()
-        except (OSError, AttributeError) as err:
+            self._image_data = _ImageData(path) if path else None
+        except (OSError, AttributeError) as err:  # not loadable, or a libaravis without the function
             return f"PyGObject copies each buffer out: libaravis is not reachable through ctypes ({err})"
+        if self._image_data is None:
+            return "PyGObject copies each buffer out: libaravis-0.8 not found for ctypes"
         self._memory, self._held = memory, held
         return None
 
