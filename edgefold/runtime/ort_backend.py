@@ -17,7 +17,6 @@ class OrtBackend:
         """``nbytes`` of host memory (uint8) for frames: plain numpy memory, 64-byte aligned."""
         return aligned(nbytes)
 
-
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(self.output_names, feeds)))
 

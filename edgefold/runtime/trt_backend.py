@@ -187,7 +187,6 @@ class TrtBackend:
         self.frame_memory.append(block)
         return block[:nbytes]
 
-
     def _buffer(self, name: str, shape: tuple) -> tuple[int, np.ndarray]:
         """Device and pinned host buffers per tensor, grown to the largest shape seen: after one call at the
         largest batch (cameras), every smaller batch reuses them without an allocation."""
