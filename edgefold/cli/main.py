@@ -58,6 +58,16 @@ def build_parser() -> _Parser:
     return parser
 
 
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-verb that was given (``frontend dct``), down from the verb's."""
+    for action in parser._actions:  # argparse keeps sub-verbs only here
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command(chosen, args)
+    return parser
+
+
 def _quiet_polygraphy(verbose: bool) -> None:
     """Polygraphy logs every comparison step; the CLI prints its own table, so keep only its errors. onnxruntime's
     own logger writes warnings (e.g. 'Removing initializer ...' from sessions its quantiser makes) straight to
@@ -72,8 +82,8 @@ def _quiet_polygraphy(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
-    if extra:  # named by the verb's parser, so the hint is the verb's own --help
-        parser.verbs.get(args.verb, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # named by the command's own parser (``frontend dct``, not ``frontend``), so the hint is its --help
+        _command(parser.verbs.get(args.verb, parser), args).error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_polygraphy(args.verbose)
     with warnings.catch_warnings():
         if not args.verbose:  # numpy/onnx/onnxruntime warnings are not the user's business; -v shows them
