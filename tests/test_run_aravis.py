@@ -80,6 +80,28 @@ def test_an_unknown_camera_names_the_ones_found(engines, capsys):
     assert "no such camera" in err and "Fake_1" in err
 
 
+def test_an_unknown_camera_lists_every_camera_that_can_be_opened_the_simulated_one_too(engines):
+    """A fresh process (Aravis' simulated camera not switched on by an earlier open): one line, exit 2, naming
+    aravis:Fake_1 beside the real cameras found."""
+    proc = _cli(str(engines["Mono8"][0]), "--source", "aravis:NoSuch", "--frames", "1")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
+    assert "aravis:NoSuch: no such camera; cameras found: " in stderr and "simulated camera is aravis:Fake_1" in stderr
+
+
+def test_the_first_camera_is_a_real_one_never_the_simulated_one(engines, tmp_path, capsys):
+    """``aravis:`` alone, in a process that opened Fake_1 before (Aravis' switch for it is process-wide)."""
+    assert main(["run", str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--frames", "1"]) == 0
+    capsys.readouterr()
+    code = main(["run", str(engines["Mono8"][0]), "--source", "aravis:", "--frames", "1", "--out",
+                 str(tmp_path / "o.jsonl")])
+    if code == 0:  # a GigE camera on this host's networks (another test's fake GigE camera)
+        assert "aravis:Fake_1" not in (tmp_path / "o.jsonl").read_text()
+    else:
+        err = capsys.readouterr().err
+        assert code == 2 and "aravis: no camera found" in err and "simulated camera is aravis:Fake_1" in err, err
+
+
 @pytest.fixture
 def gige_camera():
     if FAKE_GV is None:
