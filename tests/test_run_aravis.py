@@ -165,6 +165,20 @@ def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
     assert "stopped by Ctrl-C" in stdout and f"{len(lines):>6}" in stdout
 
 
+def test_sigterm_is_handled_like_ctrl_c_flushes_prints_the_summary_and_exits_143(engines, tmp_path):
+    """``kill``, ``docker stop``, systemd: SIGTERM flushes --out and --record, prints the summary, exits 143."""
+    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
+    proc = _cli(str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--seconds", "60", "--fps", "50",
+                "--out", str(out), "--record", str(rec))
+    _wait_for_lines(out, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    lines = _intact(out)
+    assert "stopped by SIGTERM" in stdout and f"{len(lines):>6}" in stdout and not stderr
+    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+
+
 def test_failed_buffers_are_counted_and_skipped(engines):
     from edgefold.runtime import Engine
     from edgefold.runtime.sources import open_source

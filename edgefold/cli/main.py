@@ -48,7 +48,7 @@ def build_parser() -> _Parser:
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
                      "4 missing TensorRT / build failure, 5 internal error, 6 out of memory, "
-                     "7 a camera lost mid-run (run), 130 Ctrl-C.")
+                     "7 a camera lost mid-run (run), 130 Ctrl-C, 143 SIGTERM (run).")
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
@@ -96,9 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         code = int(args.run(args))
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
-    except KeyboardInterrupt:
-        print("edgefold: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where a verb handles it (run: Terminated, 143)
+        print(f"edgefold: {getattr(stop, 'what', 'interrupted')}", file=sys.stderr)
+        return int(getattr(stop, "exit_code", 130))
     except BrokenPipeError:  # `edgefold inspect --json m.onnx | head`: the reader stopped reading; not a bug
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
