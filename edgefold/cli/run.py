@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -83,6 +84,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        # FFmpeg, inside OpenCV's VideoCapture, logs its own errors to stderr ("Connection refused"); edgefold
+        # reports each failure in one line. OpenCV reads this once, before its first video; -v keeps FFmpeg's log.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     with _sigterm_as_interrupt() as terminated:
         return _run(args, terminated)
 

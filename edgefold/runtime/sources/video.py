@@ -40,7 +40,8 @@ class VideoSource:
         else:
             self.cap = cv2.VideoCapture(device)
         if not self.cap.isOpened():
-            raise UsageError(f"{spec}: OpenCV cannot open it (no such file/device, or no decoder for it)")
+            raise UsageError(f"{spec}: OpenCV cannot open it (no such file/device, no server answering, or no decoder "
+                             f"for it; -v shows FFmpeg's reason)")
         self._convert = {"gray": cv2.COLOR_BGR2GRAY, "rgb": cv2.COLOR_BGR2RGB}.get(fmt.order)
         if self._convert is not None:
             self.notes.append("BGR -> Mono8 (BT.601 weights)" if fmt.order == "gray" else "BGR -> RGB8")

@@ -1,0 +1,130 @@
+"""`edgefold run --source rtsp://...` against a real RTSP server on loopback (GStreamer's, tests/rtsp_server.py) read
+through OpenCV's VideoCapture (FFmpeg): frames arrive, BGR -> Mono8 is done and stated, every recorded output equals
+the folded model on the recorded frame, and a server that stops mid-stream is the documented "source lost" exit with
+the results so far flushed. And V4L2 specs (no device can exist here: v4l2loopback needs a kernel module)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgefold.cli.main import main
+from edgefold.runtime.sinks import recorded
+from tests.camera_engines import H, W, check_recorded, fold_for
+from tests.run_subprocess import cli, intact, wait_for_lines
+
+cv2 = pytest.importorskip("cv2")
+SERVER = Path(__file__).with_name("rtsp_server.py")
+
+
+class RtspServer:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(SERVER), *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.strip():
+            _, err = self.proc.communicate(timeout=10)
+            if self.proc.returncode == 3:  # rtsp_server.py: a package is missing here
+                pytest.skip(f"no RTSP server: {err.strip()} (./run test installs it)")
+            raise AssertionError(f"the RTSP server did not start (exit {self.proc.returncode}): {err}")
+        self.url = f"rtsp://127.0.0.1:{int(line)}/x"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def rtsp():
+    servers: list[RtspServer] = []
+
+    def start(*args: str) -> RtspServer:
+        servers.append(RtspServer(*args))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mono8(tmp_path_factory):
+    return fold_for("Mono8", tmp_path_factory.mktemp("engines"))
+
+
+@pytest.mark.parametrize("codec", ["mjpeg", "h264"])
+def test_an_rtsp_stream_feeds_a_mono8_engine_converted_and_said_so(codec, rtsp, mono8, tmp_path, capsys):
+    folded, original = mono8
+    server = rtsp("--codec", codec, "--size", f"{H}x{W}", "--fps", "30")
+    out, rec = tmp_path / "o.jsonl", tmp_path / "rec"
+    assert main(["run", str(folded), "--source", server.url, "--frames", "6", "--out", str(out),
+                 "--record", str(rec)]) == 0
+    summary = capsys.readouterr().out
+    assert "BGR -> Mono8 (BT.601 weights)" in summary and "resized" not in summary
+    assert "--drop latest" in summary and "stopped by frames" in summary  # a stream is live: real time
+    files = sorted(rec.glob("*.npz"))
+    lines = intact(out)
+    assert len(files) == len(lines) == 6 and all(line["camera"] == server.url for line in lines)
+    raws = []
+    for f in files:
+        raw, outputs = recorded(f)
+        assert raw.shape == (H, W) and raw.dtype == np.uint8
+        check_recorded(raw, outputs, folded, original, "Mono8")
+        raws.append(raw)
+    assert len({r.tobytes() for r in raws}) > 1  # the ball moves: these are frames of the stream, not one
+
+
+def test_the_gray_frames_are_opencvs_bt601_conversion_of_the_decoded_stream(rtsp, mono8, tmp_path, capsys):
+    """A still pattern in MJPEG (each frame coded alone): a second reader of the same stream decodes the same BGR
+    frame, and what edgefold ran is its BGR -> gray (0.299 R + 0.587 G + 0.114 B, OpenCV's rounding)."""
+    folded, _ = mono8
+    server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--pattern", "smpte75")
+    rec = tmp_path / "rec"
+    assert main(["run", str(folded), "--source", server.url, "--frames", "2", "--record", str(rec)]) == 0
+    cap = cv2.VideoCapture(server.url)
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok and bgr.shape == (H, W, 3)
+    want = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    assert np.abs(want - (0.299 * r + 0.587 * g + 0.114 * b)).max() <= 1.0
+    assert len(set(np.unique(want))) > 4  # SMPTE 75% bars: several grays, not a flat frame
+    for f in sorted(rec.glob("*.npz")):
+        np.testing.assert_array_equal(recorded(f)[0], want)
+
+
+def test_an_rtsp_server_that_stops_mid_stream_is_one_line_exit_7_with_the_results_kept(rtsp, mono8, tmp_path):
+    server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--fps", "30")
+    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
+    proc = cli(str(mono8[0]), "--source", server.url, "--seconds", "60", "--out", str(out), "--record", str(rec))
+    try:
+        wait_for_lines(out, 5, proc)
+        server.stop()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 7, stderr
+    assert stderr.count("\n") == 1 and server.url in stderr and "results up to then are kept" in stderr, stderr
+    lines = intact(out)
+    assert len(lines) >= 5 and "stopped by error" in stdout and f"{len(lines):>6}" in stdout
+    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+
+
+def test_an_rtsp_url_nobody_serves_is_one_line_exit_2(mono8, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    proc = cli(str(mono8[0]), "--source", f"rtsp://127.0.0.1:{port}/x", "--out", str(tmp_path / "o.jsonl"))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
+    assert f"rtsp://127.0.0.1:{port}/x" in stderr and not (tmp_path / "o.jsonl").exists()
+    assert time.monotonic() - start < 60
