@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from edgefold.cli.main import main
+from edgefold.errors import UsageError
+from edgefold.runtime import Engine
 from edgefold.runtime.sinks import recorded
+from edgefold.runtime.sources import open_source
 from tests.camera_engines import H, W, check_recorded, fold_for
 from tests.run_subprocess import cli, intact, wait_for_lines
 
@@ -128,3 +131,62 @@ def test_an_rtsp_url_nobody_serves_is_one_line_exit_2(mono8, tmp_path):
     assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
     assert f"rtsp://127.0.0.1:{port}/x" in stderr and not (tmp_path / "o.jsonl").exists()
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.parametrize("spec, device", [
+    ("v4l2:0", "/dev/video0"), ("v4l2:12", "/dev/video12"), ("V4L2:1", "/dev/video1"), ("/dev/video3", "/dev/video3"),
+    ("v4l2:/dev/v4l/by-id/usb-cam-video-index0", "/dev/v4l/by-id/usb-cam-video-index0"),
+    ("rtsp://127.0.0.1:8554/x", None), ("clip.mp4", None),
+])
+def test_v4l2_specs_name_their_device(spec, device):
+    from edgefold.runtime.sources.video import v4l2_device
+
+    assert v4l2_device(spec) == device
+
+
+def test_a_v4l2_spec_that_names_no_device_is_one_line_exit_2(mono8, capsys):
+    assert main(["run", str(mono8[0]), "--source", "v4l2:cam"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected v4l2:N" in err
+
+
+@pytest.mark.parametrize("spec", ["v4l2:97", "/dev/video97"])
+def test_a_missing_v4l2_device_is_one_line_exit_2_and_nothing_written(spec, mono8, tmp_path, capsys):
+    """No /dev/video* exists here (v4l2loopback, the only way to make one without a camera, is a kernel module)."""
+    if Path("/dev/video97").exists():
+        pytest.skip("/dev/video97 exists on this machine")
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(mono8[0]), "--source", spec, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such V4L2 device /dev/video97; found " in err and not out.exists(), err
+
+
+def test_a_v4l2_device_is_opened_through_opencvs_v4l2_backend(mono8, tmp_path, monkeypatch):
+    """Which backend OpenCV is asked for (recorded; no device can exist here to be opened for real)."""
+    calls = []
+
+    class Refused:
+        def __init__(self, *args):
+            calls.append(args)
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return False
+
+    node = tmp_path / "video5"
+    node.touch()
+    monkeypatch.setattr(cv2, "VideoCapture", Refused)
+    with Engine(mono8[0]) as engine, pytest.raises(UsageError, match="V4L2 backend cannot open"):
+        open_source(f"v4l2:{node}", engine.contract)
+    assert calls == [(str(node), cv2.CAP_V4L2)]
+
+
+def test_a_file_that_is_no_capture_device_is_one_line_exit_2_without_opencvs_own_log(mono8, tmp_path):
+    """OpenCV's V4L2 backend really refuses it; its own warnings stay off stderr (a subprocess: OpenCV reads its log
+    level on import)."""
+    node = tmp_path / "video5"
+    node.write_bytes(b"not a device")
+    proc = cli(str(mono8[0]), "--source", f"v4l2:{node}", "--out", str(tmp_path / "o.jsonl"))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
+    assert f"v4l2:{node}: OpenCV's V4L2 backend cannot open {node}" in stderr
+    assert not (tmp_path / "o.jsonl").exists()

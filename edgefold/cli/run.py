@@ -64,7 +64,8 @@ def add_parser(sub) -> None:
                        "summary printed).")
     p.add_argument("model", help="folded .onnx (onnxruntime, CPU) or .engine (TensorRT, with its NAME.json)")
     p.add_argument("--source", action="append", required=True, metavar="SPEC",
-                   help="aravis:DEVICE (aravis: = the first camera), v4l2:N, rtsp://..., a video file, or a folder "
+                   help="aravis:DEVICE (aravis: = the first camera), v4l2:N (or /dev/videoN, v4l2:/dev/PATH), "
+                   "rtsp://..., a video file, or a folder "
                    "of images or .raw/.bin buffers; repeat for several cameras (a batch where the engine takes one)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames in total")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
@@ -85,9 +86,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
-        # FFmpeg, inside OpenCV's VideoCapture, logs its own errors to stderr ("Connection refused"); edgefold
-        # reports each failure in one line. OpenCV reads this once, before its first video; -v keeps FFmpeg's log.
+        # OpenCV's video backends log their own failures to stderr (FFmpeg: "Connection refused", V4L2: "can't open
+        # camera by name"); edgefold reports each in one line. OpenCV reads these once (the log level on import,
+        # FFmpeg's before its first video); -v keeps their logs. Set only where the user has not.
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     with _sigterm_as_interrupt() as terminated:
         return _run(args, terminated)
 

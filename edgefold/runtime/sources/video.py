@@ -5,7 +5,9 @@ interpolation) to a static engine size. Each conversion is named in the summary.
 deeper Mono formats cannot come from decoded video: a one-line error says so."""
 from __future__ import annotations
 
+import glob
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,29 @@ def _cv2() -> Any:
     return cv2
 
 
+def v4l2_device(spec: str) -> str | None:
+    """The device a V4L2 spec names - ``v4l2:N`` and ``/dev/videoN`` are ``/dev/videoN``, ``v4l2:PATH`` is PATH
+    (e.g. a stable ``/dev/v4l/by-id/...`` name) - or None for a spec that is not V4L2."""
+    if spec.startswith("/dev/video"):
+        return spec
+    if not spec.lower().startswith("v4l2:"):
+        return None
+    rest = spec[len("v4l2:"):]
+    if rest.isdigit():
+        return f"/dev/video{int(rest)}"
+    if rest.startswith("/"):
+        return rest
+    raise UsageError(f"{spec}: expected v4l2:N (/dev/videoN), v4l2:/dev/PATH or /dev/videoN")
+
+
+def _open_v4l2(cv2: Any, spec: str, device: str) -> Any:
+    if not Path(device).exists():
+        found = sorted(glob.glob("/dev/video*"), key=lambda d: (len(d), d))
+        raise UsageError(f"{spec}: no such V4L2 device {device}; found {', '.join(found) or 'none'} (a camera shows "
+                         f"up as /dev/videoN once plugged in and its driver, e.g. uvcvideo, is loaded)")
+    return cv2.VideoCapture(device, cv2.CAP_V4L2)
+
+
 class VideoSource:
     def __init__(self, spec: str, target: Target) -> None:
         cv2 = self.cv2 = _cv2()
@@ -33,12 +58,12 @@ class VideoSource:
         self.target = target
         self.skipped = self.missed = 0
         self.notes: list[str] = []
-        device = spec[len("v4l2:"):] if spec.startswith("v4l2:") else spec
-        self.live = spec.startswith(("v4l2:", "/dev/video")) or "://" in spec
-        if spec.startswith("v4l2:") and device.isdigit():
-            self.cap = cv2.VideoCapture(int(device), cv2.CAP_V4L2)
-        else:
-            self.cap = cv2.VideoCapture(device)
+        device = v4l2_device(spec)
+        self.live = device is not None or "://" in spec
+        self.cap = _open_v4l2(cv2, spec, device) if device is not None else cv2.VideoCapture(spec)
+        if not self.cap.isOpened() and device is not None:
+            raise UsageError(f"{spec}: OpenCV's V4L2 backend cannot open {device} (busy, no permission, or not a "
+                             f"capture device; -v shows OpenCV's reason)")
         if not self.cap.isOpened():
             raise UsageError(f"{spec}: OpenCV cannot open it (no such file/device, no server answering, or no decoder "
                              f"for it; -v shows FFmpeg's reason)")
