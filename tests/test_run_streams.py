@@ -4,6 +4,7 @@ the folded model on the recorded frame, and a server that stops mid-stream is th
 the results so far flushed. And V4L2 specs (no device can exist here: v4l2loopback needs a kernel module)."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -114,9 +115,29 @@ def test_an_rtsp_server_that_stops_mid_stream_is_one_line_exit_7_with_the_result
             proc.kill()
     assert proc.returncode == 7, stderr
     assert stderr.count("\n") == 1 and server.url in stderr and "results up to then are kept" in stderr, stderr
+    assert "the server ended the stream" in stderr
     lines = intact(out)
     assert len(lines) >= 5 and "stopped by error" in stdout and f"{len(lines):>6}" in stdout
     assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+
+
+def test_an_rtsp_server_that_hangs_mid_stream_is_lost_after_the_read_timeout(rtsp, mono8, tmp_path):
+    """The server stops sending without closing the connection (SIGSTOP): no frame for a while (5 s; FFmpeg's own
+    wait is 30 s - not asserted, no timings in tests) is a lost stream, exit 7."""
+    server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--fps", "30")
+    out = tmp_path / "out.jsonl"
+    proc = cli(str(mono8[0]), "--source", server.url, "--seconds", "120", "--out", str(out))
+    try:
+        wait_for_lines(out, 5, proc)
+        server.proc.send_signal(signal.SIGSTOP)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 7, stderr
+    assert stderr.count("\n") == 1 and "s (the server stalled" in stderr and "stopped by error" in stdout, stderr
+    assert len(intact(out)) >= 5
 
 
 def test_an_rtsp_url_nobody_serves_is_one_line_exit_2(mono8, tmp_path):

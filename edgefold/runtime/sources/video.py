@@ -39,6 +39,18 @@ def v4l2_device(spec: str) -> str | None:
     raise UsageError(f"{spec}: expected v4l2:N (/dev/videoN), v4l2:/dev/PATH or /dev/videoN")
 
 
+STREAM_OPEN_TIMEOUT = 10.0  # s: an RTSP/HTTP server that does not answer (FFmpeg's own default: 30 s)
+STREAM_LOST_AFTER = 5.0  # s without a frame: the stream is lost (FFmpeg's own default: 30 s)
+
+
+def _open_stream(cv2: Any, url: str) -> Any:
+    """A network stream through FFmpeg with edgefold's timeouts, where OpenCV has FFmpeg (else its own choice)."""
+    if not cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG):
+        return cv2.VideoCapture(url)
+    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(STREAM_OPEN_TIMEOUT * 1000),
+                                                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(STREAM_LOST_AFTER * 1000)])
+
+
 def _open_v4l2(cv2: Any, spec: str, device: str) -> Any:
     if not Path(device).exists():
         found = sorted(glob.glob("/dev/video*"), key=lambda d: (len(d), d))
@@ -60,7 +72,10 @@ class VideoSource:
         self.notes: list[str] = []
         device = v4l2_device(spec)
         self.live = device is not None or "://" in spec
-        self.cap = _open_v4l2(cv2, spec, device) if device is not None else cv2.VideoCapture(spec)
+        if device is not None:
+            self.cap = _open_v4l2(cv2, spec, device)
+        else:
+            self.cap = _open_stream(cv2, spec) if "://" in spec else cv2.VideoCapture(spec)
         if not self.cap.isOpened() and device is not None:
             raise UsageError(f"{spec}: OpenCV's V4L2 backend cannot open {device} (busy, no permission, or not a "
                              f"capture device; -v shows OpenCV's reason)")
@@ -78,11 +93,12 @@ class VideoSource:
         self._started = True
 
     def read(self) -> Frame | None:
+        asked = time.monotonic()
         ok, bgr = self.cap.read()
         now = time.monotonic()
         if not ok:
             if self.live and self._index:
-                raise SourceLost(f"{self.name}: the stream stopped delivering frames")
+                raise SourceLost(f"{self.name}: {self._why_lost(now - asked)}")
             if self.live:
                 raise UsageError(f"{self.name}: the stream gave no frame")
             return None
@@ -90,6 +106,13 @@ class VideoSource:
         frame = self._to_engine(bgr)
         index, self._index = self._index, self._index + 1
         return Frame(self.name, index, int(stamp * 1e6) if stamp > 0 else None, frame, now)
+
+    def _why_lost(self, waited: float) -> str:
+        if "://" not in self.name:
+            return "the device stopped delivering frames (unplugged, or taken by its driver)"
+        if waited >= 0.9 * STREAM_LOST_AFTER:  # FFmpeg gave up waiting: the server is there but sends nothing
+            return f"no frame for {waited:.0f} s (the server stalled or the network dropped)"
+        return "the server ended the stream (stopped, or closed the connection)"
 
     def _to_engine(self, bgr: np.ndarray) -> np.ndarray:
         cv2, size = self.cv2, self.target.size
