@@ -40,7 +40,9 @@ def v4l2_device(spec: str) -> str | None:
 
 
 STREAM_OPEN_TIMEOUT = 10.0  # s: an RTSP/HTTP server that does not answer (FFmpeg's own default: 30 s)
-STREAM_LOST_AFTER = 5.0  # s without a frame: the stream is lost (FFmpeg's own default: 30 s)
+# s without a frame: lost (FFmpeg's default: 30 s); under the 5 s a run waits for its readers at the end, so a
+# stalled read is over before its capture is released
+STREAM_LOST_AFTER = 4.0
 
 
 def _open_stream(cv2: Any, url: str) -> Any:
