@@ -102,59 +102,55 @@ def test_the_gray_frames_are_opencvs_bt601_conversion_of_the_decoded_stream(rtsp
         np.testing.assert_array_equal(recorded(f)[0], want)
 
 
-def test_an_rtsp_server_that_stops_mid_stream_is_one_line_exit_7_with_the_results_kept(rtsp, mono8, tmp_path):
+def _interrupted_run(rtsp, engine: Path, tmp_path: Path, interrupt) -> tuple[subprocess.Popen, str, str]:
+    """`edgefold run` in a subprocess on a served stream with --out/--record; ``interrupt(server, proc)`` once 5
+    results are written. (proc, stdout, stderr) when it has ended."""
     server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--fps", "30")
-    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
-    proc = cli(str(mono8[0]), "--source", server.url, "--seconds", "60", "--out", str(out), "--record", str(rec))
+    proc = cli(str(engine), "--source", server.url, "--seconds", "120", "--out", str(tmp_path / "out.jsonl"),
+               "--record", str(tmp_path / "rec"))
     try:
-        wait_for_lines(out, 5, proc)
-        server.stop()
+        wait_for_lines(tmp_path / "out.jsonl", 5, proc)
+        interrupt(server, proc)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
+        if server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGCONT)
         if proc.poll() is None:
             proc.kill()
+    return proc, stdout, stderr
+
+
+def _kept(tmp_path: Path, stdout: str) -> None:
+    """Every result up to the end is in --out (whole lines) and --record, and the summary counts them."""
+    lines = intact(tmp_path / "out.jsonl")
+    assert len(lines) >= 5 and f"{len(lines):>6}" in stdout
+    assert len(list((tmp_path / "rec").glob("*.npz"))) == len(lines) and not list((tmp_path / "rec").glob("*.part"))
+
+
+def test_an_rtsp_server_that_stops_mid_stream_is_one_line_exit_7_with_the_results_kept(rtsp, mono8, tmp_path):
+    proc, stdout, stderr = _interrupted_run(rtsp, mono8[0], tmp_path, lambda server, _: server.stop())
     assert proc.returncode == 7, stderr
-    assert stderr.count("\n") == 1 and server.url in stderr and "results up to then are kept" in stderr, stderr
-    assert "the server ended the stream" in stderr
-    lines = intact(out)
-    assert len(lines) >= 5 and "stopped by error" in stdout and f"{len(lines):>6}" in stdout
-    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+    assert stderr.count("\n") == 1 and "rtsp://127.0.0.1:" in stderr and "results up to then are kept" in stderr, stderr
+    assert "the server ended the stream" in stderr and "stopped by error" in stdout
+    _kept(tmp_path, stdout)
 
 
 def test_an_rtsp_server_that_hangs_mid_stream_is_lost_after_the_read_timeout(rtsp, mono8, tmp_path):
     """The server stops sending without closing the connection (SIGSTOP): no frame for a while (4 s; FFmpeg's own
     wait is 30 s - not asserted, no timings in tests) is a lost stream, exit 7."""
-    server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--fps", "30")
-    out = tmp_path / "out.jsonl"
-    proc = cli(str(mono8[0]), "--source", server.url, "--seconds", "120", "--out", str(out))
-    try:
-        wait_for_lines(out, 5, proc)
-        server.proc.send_signal(signal.SIGSTOP)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        server.proc.send_signal(signal.SIGCONT)
-        if proc.poll() is None:
-            proc.kill()
+    proc, stdout, stderr = _interrupted_run(rtsp, mono8[0], tmp_path,
+                                            lambda server, _: server.proc.send_signal(signal.SIGSTOP))
     assert proc.returncode == 7, stderr
     assert stderr.count("\n") == 1 and "s (the server stalled" in stderr and "stopped by error" in stdout, stderr
-    assert len(intact(out)) >= 5
+    _kept(tmp_path, stdout)
 
 
 def test_sigterm_on_an_rtsp_stream_flushes_prints_the_summary_and_exits_143(rtsp, mono8, tmp_path):
-    server = rtsp("--codec", "mjpeg", "--size", f"{H}x{W}", "--fps", "30")
-    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
-    proc = cli(str(mono8[0]), "--source", server.url, "--seconds", "120", "--out", str(out), "--record", str(rec))
-    try:
-        wait_for_lines(out, 3, proc)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, stderr
-    lines = intact(out)
-    assert "stopped by SIGTERM" in stdout and f"{len(lines):>6}" in stdout and not stderr
-    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
+    proc, stdout, stderr = _interrupted_run(rtsp, mono8[0], tmp_path,
+                                            lambda _, proc: proc.send_signal(signal.SIGTERM))
+    assert proc.returncode == 143 and not stderr, stderr
+    assert "stopped by SIGTERM" in stdout
+    _kept(tmp_path, stdout)
 
 
 def test_an_rtsp_url_nobody_serves_is_one_line_exit_2(mono8, tmp_path):
