@@ -224,3 +224,17 @@ def test_a_file_that_is_no_capture_device_is_one_line_exit_2_without_opencvs_own
     assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
     assert f"v4l2:{node}: OpenCV's V4L2 backend cannot open {node}" in stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_sigterm_before_the_stream_starts_is_one_line_exit_143(capsys):
+    """SIGTERM while the engine loads or a source opens (before there is a summary to print)."""
+    import argparse
+
+    from edgefold.cli.main import _run
+    from edgefold.cli.run import Terminated
+
+    def opening(_args):
+        raise Terminated
+
+    assert _run(argparse.Namespace(run=opening, verb="run", verbose=False)) == 143
+    assert capsys.readouterr().err == "edgefold: terminated\n"
