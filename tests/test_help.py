@@ -49,3 +49,26 @@ def test_an_unknown_flag_points_at_the_verbs_own_help(tmp_path, capsys):
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and err.count("\n") == 1
         assert f"unrecognized arguments: -q (see edgefold {verb[0]} --help)" in err
+
+
+def test_an_unknown_flag_of_a_subverb_points_at_the_subverbs_own_help(tmp_path, capsys):
+    """``edgefold frontend dct --bogus``: the hint names ``frontend dct --help`` (where dct's flags are), for every
+    verb that has subverbs - wherever the unknown flag stands."""
+    import pytest
+
+    from edgefold.cli.main import main
+
+    nested = [(prog, sub) for prog, parser in _parsers(build_parser()) for action in parser._actions
+              if isinstance(action, argparse._SubParsersAction) and prog != "edgefold"
+              for sub in action.choices]
+    assert ("edgefold frontend", "dct") in nested
+    out = str(tmp_path / "x.onnx")
+    for prog, sub in nested:
+        verb = prog.split()[1:]
+        for argv in ([*verb, sub, "-o", out, "--bogus"], [*verb, "--bogus", sub, "-o", out]):
+            with pytest.raises(SystemExit) as exit_:
+                main(argv)
+            err = capsys.readouterr().err
+            assert exit_.value.code == 2 and err.count("\n") == 1, err
+            assert f"unrecognized arguments: --bogus (see {prog} {sub} --help)" in err, err
+    assert not (tmp_path / "x.onnx").exists()

@@ -5,11 +5,9 @@ conversion of it; a camera killed mid-stream, Ctrl-C and a camera that cannot de
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from edgefold.cli.main import main
 from edgefold.runtime.sinks import recorded
 from tests.camera_engines import check_recorded, fold_for
+from tests.run_subprocess import cli, intact, wait_for_lines
 
 pytest.importorskip("cv2")
 try:
@@ -27,7 +26,6 @@ try:
 except Exception as err:  # noqa: BLE001 - skipped with the reason where Aravis is not installed
     pytest.skip(f"Aravis unavailable ({err}); ./run test installs it", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[1]
 FAKE_GV = shutil.which("arv-fake-gv-camera-0.8")
 GV_ID = "Aravis-Fake-GV01"
 FORMATS = ["BayerRG8", "BayerBG8", "BayerGR8", "BayerGB8", "Mono8", "Mono16"]
@@ -80,6 +78,28 @@ def test_an_unknown_camera_names_the_ones_found(engines, capsys):
     assert "no such camera" in err and "Fake_1" in err
 
 
+def test_an_unknown_camera_lists_every_camera_that_can_be_opened_the_simulated_one_too(engines):
+    """A fresh process (Aravis' simulated camera not switched on by an earlier open): one line, exit 2, naming
+    aravis:Fake_1 beside the real cameras found."""
+    proc = cli(str(engines["Mono8"][0]), "--source", "aravis:NoSuch", "--frames", "1")
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
+    assert "aravis:NoSuch: no such camera; cameras found: " in stderr and "simulated camera is aravis:Fake_1" in stderr
+
+
+def test_the_first_camera_is_a_real_one_never_the_simulated_one(engines, tmp_path, capsys):
+    """``aravis:`` alone, in a process that opened Fake_1 before (Aravis' switch for it is process-wide)."""
+    assert main(["run", str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--frames", "1"]) == 0
+    capsys.readouterr()
+    code = main(["run", str(engines["Mono8"][0]), "--source", "aravis:", "--frames", "1", "--out",
+                 str(tmp_path / "o.jsonl")])
+    if code == 0:  # a GigE camera on this host's networks (another test's fake GigE camera)
+        assert "aravis:Fake_1" not in (tmp_path / "o.jsonl").read_text()
+    else:
+        err = capsys.readouterr().err
+        assert code == 2 and "aravis: no camera found" in err and "simulated camera is aravis:Fake_1" in err, err
+
+
 @pytest.fixture
 def gige_camera():
     if FAKE_GV is None:
@@ -96,51 +116,44 @@ def test_gige_vision_on_loopback_sets_the_camera_and_matches_the_models(fmt, eng
     _run_and_check(engines[fmt], f"aravis:{GV_ID}", fmt, tmp_path)
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "edgefold", "run", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-
-
-def _wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and proc.poll() is None:
-        if path.exists() and len(path.read_text().splitlines()) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {n} results within {timeout} s: {proc.poll()} {path.exists()}")
-
-
-def _intact(path: Path) -> list[dict]:
-    text = path.read_text()
-    assert text.endswith("\n")
-    return [json.loads(line) for line in text.splitlines()]
-
-
 def test_a_camera_killed_mid_stream_is_one_line_exit_7_with_the_results_kept(engines, gige_camera, tmp_path):
     out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
-    proc = _cli(str(engines["BayerRG8"][0]), "--source", f"aravis:{GV_ID}", "--seconds", "60", "--fps", "50",
+    proc = cli(str(engines["BayerRG8"][0]), "--source", f"aravis:{GV_ID}", "--seconds", "60", "--fps", "50",
                 "--out", str(out), "--record", str(rec))
-    _wait_for_lines(out, 5, proc)
+    wait_for_lines(out, 5, proc)
     gige_camera.kill()
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 7, stderr
     assert stderr.count("\n") == 1 and f"aravis:{GV_ID}" in stderr and "results up to then are kept" in stderr
-    lines = _intact(out)
+    lines = intact(out)
     assert len(lines) >= 5 and "stopped by error" in stdout and f"{len(lines):>6}" in stdout
     assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
 
 
 def test_ctrl_c_flushes_prints_the_summary_and_exits_130(engines, tmp_path):
     out = tmp_path / "out.jsonl"
-    proc = _cli(str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--seconds", "60", "--fps", "50",
+    proc = cli(str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--seconds", "60", "--fps", "50",
                 "--out", str(out))
-    _wait_for_lines(out, 3, proc)
+    wait_for_lines(out, 3, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
-    lines = _intact(out)
+    lines = intact(out)
     assert "stopped by Ctrl-C" in stdout and f"{len(lines):>6}" in stdout
+
+
+def test_sigterm_is_handled_like_ctrl_c_flushes_prints_the_summary_and_exits_143(engines, tmp_path):
+    """``kill``, ``docker stop``, systemd: SIGTERM flushes --out and --record, prints the summary, exits 143."""
+    out, rec = tmp_path / "out.jsonl", tmp_path / "rec"
+    proc = cli(str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--seconds", "60", "--fps", "50",
+                "--out", str(out), "--record", str(rec))
+    wait_for_lines(out, 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    lines = intact(out)
+    assert "stopped by SIGTERM" in stdout and f"{len(lines):>6}" in stdout and not stderr
+    assert len(list(rec.glob("*.npz"))) == len(lines) and not list(rec.glob("*.part"))
 
 
 def test_failed_buffers_are_counted_and_skipped(engines):

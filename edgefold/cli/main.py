@@ -48,13 +48,23 @@ def build_parser() -> _Parser:
     parser = _Parser(prog="edgefold", description="Fold gray-camera preprocessing into the first convolution "
                      "and build TensorRT engines. Exit codes: 0 ok, 1 mismatch, 2 usage, 3 unsupported graph, "
                      "4 missing TensorRT / build failure, 5 internal error, 6 out of memory, "
-                     "7 a camera lost mid-run (run), 130 Ctrl-C.")
+                     "7 a camera lost mid-run (run), 130 Ctrl-C, 143 SIGTERM (run).")
     parser.add_argument("--version", action="version", version=f"edgefold {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     for module in (fold, compare, build, infer, bench, inspect, frontend, serve, demo, run):
         module.add_parser(sub)
     parser.verbs = dict(sub.choices)
+    return parser
+
+
+def _command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the sub-verb that was given (``frontend dct``), down from the verb's."""
+    for action in parser._actions:  # argparse keeps sub-verbs only here
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _command(chosen, args)
     return parser
 
 
@@ -72,8 +82,8 @@ def _quiet_polygraphy(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
-    if extra:  # named by the verb's parser, so the hint is the verb's own --help
-        parser.verbs.get(args.verb, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # named by the command's own parser (``frontend dct``, not ``frontend``), so the hint is its --help
+        _command(parser.verbs.get(args.verb, parser), args).error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_polygraphy(args.verbose)
     with warnings.catch_warnings():
         if not args.verbose:  # numpy/onnx/onnxruntime warnings are not the user's business; -v shows them
@@ -86,9 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         code = int(args.run(args))
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
-    except KeyboardInterrupt:
-        print("edgefold: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM where a verb handles it (run: Terminated, 143)
+        print(f"edgefold: {getattr(stop, 'what', 'interrupted')}", file=sys.stderr)
+        return int(getattr(stop, "exit_code", 130))
     except BrokenPipeError:  # `edgefold inspect --json m.onnx | head`: the reader stopped reading; not a bug
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again

@@ -3,12 +3,46 @@ Engine and sinks composed here); a summary per camera at the end."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from edgefold.cli.flags import size as size_arg
 from edgefold.errors import EXIT_OK
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``docker stop``, systemd), raised where Ctrl-C would be: handled the same way."""
+
+    exit_code = EXIT_TERMINATED
+    what = "terminated"
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While inside: SIGTERM raises ``Terminated`` on the main thread (once; a second one during the flush is
+    ignored) and is noted in the yielded list. Restored after."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield got
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if not got:
+            got.append(signum)
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pair(text: str) -> tuple[int, int]:
@@ -26,10 +60,12 @@ def add_parser(sub) -> None:
                        description="Acquires on one thread per source into a bounded queue, runs the engine and "
                        "writes results as they come. A camera is set to what the engine reads (pixel format, "
                        "size); one that cannot is refused before anything is written. Exit 0; 2 usage; 7 a camera "
-                       "or stream lost mid-run (results so far kept); 130 Ctrl-C (results flushed).")
+                       "or stream lost mid-run (results so far kept); 130 Ctrl-C, 143 SIGTERM (both: results flushed, "
+                       "summary printed).")
     p.add_argument("model", help="folded .onnx (onnxruntime, CPU) or .engine (TensorRT, with its NAME.json)")
     p.add_argument("--source", action="append", required=True, metavar="SPEC",
-                   help="aravis:DEVICE (aravis: = the first camera), v4l2:N, rtsp://..., a video file, or a folder "
+                   help="aravis:DEVICE (aravis: = the first camera), v4l2:N (or /dev/videoN, v4l2:/dev/PATH), "
+                   "rtsp://..., a video file, or a folder "
                    "of images or .raw/.bin buffers; repeat for several cameras (a batch where the engine takes one)")
     p.add_argument("--frames", type=int, metavar="N", help="stop after N frames in total")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
@@ -49,6 +85,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not getattr(args, "verbose", False):
+        # OpenCV's video backends log their own failures to stderr (FFmpeg: "Connection refused", V4L2: "can't open
+        # camera by name"); edgefold reports each in one line. OpenCV reads these once (the log level on import,
+        # FFmpeg's before its first video); -v keeps their logs. Set only where the user has not.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    with _sigterm_as_interrupt() as terminated:
+        return _run(args, terminated)
+
+
+def _run(args: argparse.Namespace, terminated: list[int]) -> int:
     from edgefold.runtime import Engine
     from edgefold.runtime.pipeline import RunOptions, stream
     from edgefold.runtime.sinks import JsonlSink, ProgressSink, RecordSink
@@ -81,13 +128,15 @@ def run(args: argparse.Namespace) -> int:
             if not started:
                 for source in sources:
                     source.close()
+    if terminated and summary.stopped_by == "interrupted":
+        summary.stopped_by = "terminated"
     print_summary(summary, engine.backend_name, options.drop)
     if summary.error is not None:
         from edgefold.cli.main import printable
 
         print(f"edgefold: error: {printable(str(summary.error))}; results up to then are kept", file=sys.stderr)
         return summary.error.exit_code
-    return EXIT_INTERRUPTED if summary.stopped_by == "interrupted" else EXIT_OK
+    return {"interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED}.get(summary.stopped_by, EXIT_OK)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -112,7 +161,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
                              f"choose another folder")
 
 
-_STOPPED = {"interrupted": "Ctrl-C"}  # the other reasons read as they are: end, frames, seconds, error
+# the other reasons read as they are: end, frames, seconds, error
+_STOPPED = {"interrupted": "Ctrl-C", "terminated": "SIGTERM"}
 
 
 def print_summary(summary, backend: str, drop: str) -> None:  # noqa: ANN001 - a pipeline.Summary

@@ -10,8 +10,9 @@
         outputs = engine.infer(frame.raw)
         source.close()
 
-A spec is ``aravis:DEVICE_ID`` (``aravis:`` alone: the first camera), ``v4l2:N`` or ``/dev/videoN``, an
-``rtsp://``/``http://`` URL or a video file (OpenCV), or a folder of images or of ``.raw``/``.bin`` buffers.
+A spec is ``aravis:DEVICE_ID`` (``aravis:`` alone: the first camera), ``v4l2:N``, ``/dev/videoN`` or
+``v4l2:/dev/PATH``, an ``rtsp://``/``http://`` URL or a video file (OpenCV), or a folder of images or of
+``.raw``/``.bin`` buffers.
 """
 from __future__ import annotations
 

@@ -74,11 +74,14 @@ class _ImageData:
         return int(address or 0), int(size.value)
 
 
-def device_ids(Aravis: Any, fake: bool = False) -> list[str]:  # noqa: N803 - the GI namespace's own name
-    if fake:
-        Aravis.enable_interface("Fake")
+def device_ids(Aravis: Any) -> tuple[list[str], list[str]]:  # noqa: N803 - the GI namespace's own name
+    """(the cameras found - GigE Vision, USB3 Vision -, Aravis' simulated ones), discovered afresh: what
+    ``aravis:ID`` can open. The simulated camera (``Fake_1``) is opened only by its name: ``aravis:`` alone takes
+    the first real camera."""
+    Aravis.enable_interface("Fake")
     Aravis.update_device_list()  # before Camera.new: a GigE camera opened without discovery streams nothing
-    return [Aravis.get_device_id(i) for i in range(Aravis.get_n_devices())]
+    found = [(Aravis.get_device_id(i), Aravis.get_device_protocol(i)) for i in range(Aravis.get_n_devices())]
+    return [d for d, kind in found if kind != "Fake"], [d for d, kind in found if kind == "Fake"]
 
 
 class AravisSource:
@@ -100,12 +103,14 @@ class AravisSource:
         self._image_data: _ImageData | None = None
         self._lock = threading.Lock()  # frames are handed back from the engine's and the acquisition threads
         self._gone = False  # lost mid-stream: closing does not talk to it (each command would time out)
-        ids = device_ids(self.Aravis, fake=bool(device_id and device_id.startswith("Fake")))
-        if device_id is None and not ids:
-            raise UsageError("aravis: no camera found (GigE Vision on this host's networks, USB3 Vision)")
-        if device_id is not None and device_id not in ids:
-            raise UsageError(f"aravis:{device_id}: no such camera; found {', '.join(ids) or 'none'}")
-        self.device_id = device_id or ids[0]
+        cameras, simulated = device_ids(self.Aravis)
+        also = f"; Aravis' simulated camera is {', '.join(f'aravis:{d}' for d in simulated)}" if simulated else ""
+        if device_id is None and not cameras:
+            raise UsageError(f"aravis: no camera found (GigE Vision on this host's networks, USB3 Vision){also}")
+        if device_id is not None and device_id not in cameras + simulated:
+            raise UsageError(f"aravis:{device_id}: no such camera; cameras found: "
+                             f"{', '.join(f'aravis:{d}' for d in cameras) or 'none'}{also}")
+        self.device_id = device_id or cameras[0]
         self.name = f"aravis:{self.device_id}"
         try:
             self.cam = self.Aravis.Camera.new(self.device_id)
