@@ -57,9 +57,13 @@ def render_against(before: Inventory, after: Inventory, removed: list[tuple[str,
         return f"  {label:24s} {human(x):>10s} -> {human(y):>10s}{ratio}"
 
     if fa and fb:
-        lines.append(f"first conv: '{fa.name}' W {_weight(fa)} -> '{fb.name}' W {_weight(fb)}")
+        pieces = after.first_conv_pieces()
+        split = f" (runs in {len(pieces)} pieces that read one weight: interior and edge strips)" if len(pieces) > 1 \
+            else ""
+        macs = [p.macs for p in pieces]
+        lines.append(f"first conv: '{fa.name}' W {_weight(fa)} -> '{fb.name}' W {_weight(fb)}{split}")
         lines.append(row("first-layer params", fa.params, fb.params))
-        lines.append(row("first-layer MACs", fa.macs, fb.macs))
+        lines.append(row("first-layer MACs", fa.macs, None if None in macs else sum(m or 0 for m in macs)))
     tb, ta = before.total, after.total
     lines.append(row("model params", tb["params"], ta["params"]))
     lines.append(row("model MACs", tb["macs"], ta["macs"]))
