@@ -213,3 +213,15 @@ def test_multi_camera_model_is_compared_on_every_folded_input(tmp_path):
     approx = tmp_path / "approx.onnx"
     assert main(["fold", str(src), "-o", str(approx), "-q", "--border", "approx"]) == 0
     assert not compare(str(src), str(approx)).passed
+
+
+def test_a_folded_model_against_another_original_is_a_usage_error(folded_pair, tmp_path, capsys):
+    """The candidate's metadata names the input of the original it was folded from; given another model as the
+    reference (whose input is named differently) compare crashed with an internal error (exit 5, onnxruntime's
+    'Invalid input name'). It is one usage line naming the reference, the input and what to give instead."""
+    _, out = folded_pair
+    other = _bare(tmp_path)  # input 'input'; the pair's original reads 'image'
+    assert main(["compare", str(other), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "'image'" in err and "'input'" in err and "folded from" in err, err
+    assert "internal error" not in err

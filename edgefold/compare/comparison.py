@@ -210,8 +210,10 @@ def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, 
     declared = {vi.name: vi.type.tensor_type for vi in model.graph.input}
     for name, value in feed.items():
         t = declared.get(name)
-        if t is None:
-            continue
+        if t is None:  # the candidate's metadata names the input of the original it was folded from
+            inputs = ", ".join(f"'{n}'" for n in declared) or "none"
+            raise UsageError(f"{role} {path} has no input '{name}' (its inputs: {inputs}): the candidate was folded "
+                             f"from another model; compare it with the original it was folded from")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]  # -1: dynamic
         if len(dims) != value.ndim or any(d is not None and d != v for d, v in zip(dims, value.shape)):
             want = "x".join(str(d) if d is not None else "?" for d in dims)
