@@ -225,3 +225,18 @@ def test_a_folded_model_against_another_original_is_a_usage_error(folded_pair, t
     err = capsys.readouterr().err
     assert str(other) in err and "'image'" in err and "'input'" in err and "folded from" in err, err
     assert "internal error" not in err
+
+
+def test_images_that_is_missing_or_a_file_says_which(folded_pair, tmp_path, capsys):
+    """A missing --images folder is 'PATH: no such file or folder' as every missing path (it said 'not a folder of
+    images'); an image file given where the folder is expected says to give its folder."""
+    src, out = folded_pair
+    capsys.readouterr()
+    missing = tmp_path / "nope"
+    assert main(["compare", str(src), str(out), "--images", str(missing)]) == 2
+    assert f"{missing}: no such file or folder" in capsys.readouterr().err
+    photo = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(photo)
+    assert main(["compare", str(src), str(out), "--images", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert f"{photo}: a file" in err and "folder" in err, err
