@@ -215,4 +215,32 @@ def test_against_counts_every_piece_of_a_first_conv_split_into_strips(tmp_path, 
     from edgefold.inspect.table import human
 
     assert human(piece_macs) in line and f"({piece_macs / stem_before['macs']:.3f}x)" in line, line
-    assert "5 pieces" in text
+    assert "in 5 convs" in text
+
+
+def test_against_a_camera_format_fold_lists_only_preprocessing_and_counts_every_piece(tmp_path, capsys):
+    """A BayerRG8 fold rewrites the stem into a conv on the mosaic plus demosaiced edge strips: --against listed
+    the stem conv and its ReLU as 'preprocessing removed' and gave the interior piece alone as the first layer."""
+    from tests.models import normalise
+
+    b = ModelBuilder(seed=0)
+    x = b.op("Cast", [b.input("image", [1, 3, 96, 96], np.uint8)], to=onnx.TensorProto.FLOAT)
+    y = b.conv(normalise(b, x), 3, 16, k=7, stride=2, pad=3, name="stem")
+    y = b.op("MaxPool", [b.op("Relu", [y], name="stem_relu")], kernel_shape=[3, 3], strides=[2, 2],
+             pads=[1, 1, 1, 1])
+    src, out = tmp_path / "m.onnx", tmp_path / "m.bayer.onnx"
+    onnx.save(b.model([y]), str(src))
+    assert main(["fold", str(src), "-o", str(out), "--pixel-format", "BayerRG8", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(src), "--against", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["op"] for r in data["removed"]} <= {"Cast", "Div", "Sub"}, data["removed"]
+    folded = onnx.load(str(out))
+    pieces = json.loads(next(p.value for p in folded.metadata_props if p.key == "edgefold.folded_convs"))
+    macs = sum(la["macs"] for la in data["after"]["layers"] if la["output"] in pieces)
+    assert len(pieces) > 1
+    assert main(["inspect", str(src), "--against", str(out)]) == 0
+    from edgefold.inspect.table import human
+
+    line = next(x for x in capsys.readouterr().out.splitlines() if "first-layer MACs" in x)
+    assert line.split("->")[1].split("(")[0].strip() == human(macs), line

@@ -161,6 +161,10 @@ class Inventory:
     layers: tuple[Layer, ...]
     inputs: tuple[tuple[str, str, tuple], ...]  # (name, dtype, shape)
     first_layer: str | None  # the first conv's output: the folded one (edgefold metadata) or the first in graph order
+    # the first layer's convs by output: every conv a fold wrote (edge-strip pieces, a camera format's pieces, an
+    # OctConv's two convs), else every conv with no conv before it on the way from an input
+    first_layers: tuple[str, ...] = ()
+    preprocessing: tuple[str, ...] = ()  # outputs of the nodes the first layer's convs depend on (their inputs' work)
 
     @property
     def total(self) -> dict:
@@ -175,13 +179,9 @@ class Inventory:
         return next((layer for layer in self.layers if layer.output == self.first_layer), None)
 
     def first_conv_pieces(self) -> tuple[Layer, ...]:
-        """The convs that make the first layer: the first conv and those reading its stored weight (a folded stem
-        with the edge-strip border scheme runs on the interior and on four strips, one weight)."""
-        first = self.first_conv()
-        if first is None or not first.weights:
-            return (first,) if first is not None else ()
-        weight = first.weights[0][0]
-        return tuple(la for la in self.layers if la.op == first.op and la.weights and la.weights[0][0] == weight)
+        """The convs that make the first layer (see ``first_layers``)."""
+        keys = set(self.first_layers) or {self.first_layer}
+        return tuple(la for la in self.layers if la.output in keys)
 
     def input_bytes(self) -> int | None:
         total = 0
@@ -197,11 +197,25 @@ class Inventory:
                 "layers": [layer.to_json() for layer in self.layers], "total": self.total}
 
 
+def _first_convs(index: GraphIndex) -> tuple[list[str], list[str]]:
+    """The convs no conv precedes on the way from an input, and the nodes before them (by first output)."""
+    convs: list[str] = []
+    before: list[str] = []
+    for node in index.nodes:  # topological order
+        if node.op_type == "Constant":
+            continue
+        upstream = (index.producer.get(i) for i in node.input if i)
+        if all(u is None or u.op_type == "Constant" or node_key(u) in before for u in upstream):
+            (convs if node.op_type == "Conv" else before).append(node_key(node))
+    return convs, before
+
+
 def inventory(model: onnx.ModelProto) -> Inventory:
     index = GraphIndex(model)
     layers = tuple(count_layer(index, n) for n in index.nodes if n.op_type != "Constant")
     inputs = tuple((vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)).name,
                     tuple(index.shapes.get(vi.name, []))) for vi in index.real_inputs)
     folded = meta_json(model, Meta.FOLDED_CONVS, [])
-    first = folded[0] if folded else next((node_key(n) for n in index.nodes if n.op_type == "Conv"), None)
-    return Inventory(layers, inputs, first)
+    convs, before = _first_convs(index)
+    first = folded[0] if folded else (convs[0] if convs else None)
+    return Inventory(layers, inputs, first, tuple(folded or convs), tuple(before))
