@@ -217,3 +217,12 @@ def test_models_too_large_for_one_protobuf_take_the_external_data_path(tmp_path,
     assert (tmp_path / "big.folded.onnx.data").is_file()
     x = gray_frame(40, 52)
     assert_same(gray_model("concat"), onnx.load(str(out)), {"image": x}, {"image": x})
+
+
+def test_normalisation_flags_on_a_raw_pixel_input_say_to_drop_them(model_path, tmp_path, capsys):
+    """A uint8 model that normalises in its graph, folded with --mean/--std as for a bare model: the error said
+    what the flags mean but not what to do."""
+    out = tmp_path / "o.onnx"
+    assert main(["fold", str(model_path), "-o", str(out), "--gray", "--mean", "0.5", "--std", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "drop them" in err and "uint8" in err and not out.exists(), err

@@ -240,3 +240,14 @@ def test_images_that_is_missing_or_a_file_says_which(folded_pair, tmp_path, caps
     assert main(["compare", str(src), str(out), "--images", str(photo)]) == 2
     err = capsys.readouterr().err
     assert f"{photo}: a file" in err and "folder" in err, err
+
+
+def test_a_declared_order_that_does_not_fit_the_candidate_names_the_flag_that_does(tmp_path, capsys):
+    """--rgb against a gray-folded candidate said only "input 'input': rgb input has 3 raw channels, not 1"."""
+    src = _bare(tmp_path)
+    out = tmp_path / "bare.gray.onnx"
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM_FLAGS, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(src), str(out), "--rgb", *NORM_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "--rgb" in err and "1-channel" in err and "--gray" in err, err

@@ -125,8 +125,9 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
         raise UsageError(f"input '{name}' has {channels} channel{'s' if channels != 1 else ''}; --{order} needs 3")
     raw_channels = 1 if order == "gray" else channels
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
-        raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
-                         f"input that the model expects normalised")
+        raise UsageError(f"input '{name}' is {_dtype_name(elem)}: it takes raw pixels, and --mean/--std/--scale "
+                         f"describe a float input the model expects normalised; drop them (preprocessing in the "
+                         f"graph is found and folded without flags)")
     if channels == 1 and order in (None, "gray") and not options.declares_normalisation and not options.raw_offset \
             and unsqueeze is None:
         adapter = find_adapter(index, name)
