@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,7 @@ class Report:
         lines = []
         for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
             c = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
-            ops = ",".join(op for _, op in removed)
+            ops = _ops_text([op for _, op in removed])
             what = (f"removed {_count(len(removed), 'node')} [{ops}]" if removed
                     else "folded the declared preprocessing")
             if removed and not chain.input_affine.is_identity():
@@ -132,6 +133,15 @@ def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffi
         terms = " + ".join(f"{a:.4g}*{n}" for a, n in zip(coeffs, names) if a) or "0"
         rows.append(f"c{c} = {terms} {'-' if b < 0 else '+'} {abs(b):.4g}")
     return ", ".join(rows)
+
+
+def _ops_text(ops: list[str], most: int = 12) -> str:
+    """The removed nodes' ops in graph order, or per op with a count when there are many (a SAME pad computed
+    from the input's size brings dozens of shape-arithmetic nodes)."""
+    if len(ops) <= most:
+        return ",".join(ops)
+    counts = Counter(ops)  # insertion order: first appearance
+    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items())
 
 
 def _count(n: int, noun: str) -> str:
