@@ -68,21 +68,27 @@ class Report:
     exact: bool
     verification: Verification | None
 
-    def to_json(self) -> dict:
+    def to_json(self, inputs: list[InputContract] | None = None, front_end: dict | None = None) -> dict:
+        """``inputs`` and ``front_end`` as for ``to_text``: a camera format composed after the fold changes the
+        input contract (and the stem: ``convs`` are the fold's, ``front_end`` what was composed into them)."""
         from edgefold.version import __version__
 
         chains = []
-        for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
+        for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
+            contract = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
             chains.append({
                 "input": chain.input_name,
                 "removed_nodes": [{"name": n, "op": op} for n, op in removed],
                 "input_affine": chain.input_affine.to_json(),
                 "convs": [dict(c.to_json(), affine=f.affine.to_json()) for c, f in zip(convs, chain.convs)],
-                "contract": chain.contract.to_json(),
+                "contract": contract.to_json(),
             })
-        return {"edgefold_version": __version__, "source": self.source, "exact": self.exact,
-                "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
-                "verification": self.verification.to_json() if self.verification else None}
+        out = {"edgefold_version": __version__, "source": self.source, "exact": self.exact,
+               "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
+               "verification": self.verification.to_json() if self.verification else None}
+        if front_end is not None:
+            out["front_end"] = front_end
+        return out
 
     def to_text(self, inputs: list[InputContract] | None = None) -> str:
         """The summary. ``inputs``: the model's final input contracts, chain by chain, when a front end changed
@@ -121,8 +127,8 @@ class Report:
             lines.append("APPROXIMATE fold (--border approx): outputs differ near the image border")
         return "\n".join(lines)
 
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, default=plain)
+    def dumps(self, inputs: list[InputContract] | None = None, front_end: dict | None = None) -> str:
+        return json.dumps(self.to_json(inputs, front_end), indent=2, default=plain)
 
 
 def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffine
