@@ -180,7 +180,7 @@ class Inventory:
 
     def first_conv_pieces(self) -> tuple[Layer, ...]:
         """The convs that make the first layer (see ``first_layers``)."""
-        keys = set(self.first_layers) or {self.first_layer}
+        keys = set(self.first_layers) or ({self.first_layer} if self.first_layer else set())
         return tuple(la for la in self.layers if la.output in keys)
 
     def input_bytes(self) -> int | None:
