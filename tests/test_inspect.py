@@ -244,3 +244,15 @@ def test_against_a_camera_format_fold_lists_only_preprocessing_and_counts_every_
 
     line = next(x for x in capsys.readouterr().out.splitlines() if "first-layer MACs" in x)
     assert line.split("->")[1].split("(")[0].strip() == human(macs), line
+
+
+def test_dynamic_dims_print_as_question_marks_not_glued_names(tmp_path, capsys):
+    """Exporters name dynamic dims ('batch', 'unk__0', 'Gemmlogits_dim_0'): the output column glued them into
+    'batchx16xunk__0xunk__1'; a dim that is not a number prints as '?', as MACs that depend on it do."""
+    p = tmp_path / "dyn.onnx"
+    b = ModelBuilder()
+    x = b.input("input", ["batch", 6, "unk__0", "unk__1"], np.float32)
+    onnx.save(b.model([b.conv(x, 6, 3, k=3, pad=1, bias=False)]), str(p))
+    assert main(["inspect", str(p)]) == 0
+    text = capsys.readouterr().out
+    assert "?x3x?x?" in text and "unk__" not in text and "batch" not in text, text

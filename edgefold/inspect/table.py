@@ -16,7 +16,7 @@ def human(n: int | None) -> str:
 
 
 def _shape(s) -> str:
-    return "x".join("?" if d is None else str(d) for d in s) if s is not None else "?"
+    return "x".join(str(d) if isinstance(d, int) else "?" for d in s) if s is not None else "?"  # named dims: ?
 
 
 def render(inv: Inventory, title: str) -> str:
