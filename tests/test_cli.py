@@ -226,3 +226,16 @@ def test_normalisation_flags_on_a_raw_pixel_input_say_to_drop_them(model_path, t
     assert main(["fold", str(model_path), "-o", str(out), "--gray", "--mean", "0.5", "--std", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "drop them" in err and "uint8" in err and not out.exists(), err
+
+
+def test_a_model_without_a_conv_is_not_told_to_declare_a_normalisation(tmp_path, capsys):
+    """An MLP: the refusal suggested --gray --mean --std --scale, which cannot help a model with no conv."""
+    b = ModelBuilder(seed=0)
+    x = b.input("x", [1, 3, 8, 8], np.float32)
+    y = b.op("Gemm", [b.op("Flatten", [x]), b.const(np.ones((192, 4), np.float32))])
+    src = tmp_path / "mlp.onnx"
+    onnx.save(b.model([y]), str(src))
+    for flags in ([], ["--gray", "--mean", "0.5", "--std", "0.5"]):
+        assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), *flags]) == 3
+        err = capsys.readouterr().err
+        assert "no input of this model reaches one" in err and "declare what it expects" not in err, err

@@ -34,8 +34,10 @@ def plan_fold(index: GraphIndex, options: FoldOptions) -> FoldPlan:
             skipped.append((vi.name, str(why)))
     if not chains:
         reasons = "; ".join(f"input '{n}': {r}" for n, r in skipped) or "the model has no inputs"
-        hint = "" if options.declares_normalisation else (
-            " - for a bare 3-channel model, declare what it expects with --gray --mean --std --scale")
+        no_conv = bool(skipped) and all(r.startswith("no Conv reads it") for _, r in skipped)
+        hint = (" - edgefold folds preprocessing into a first convolution, and no input of this model reaches one"
+                if no_conv else "" if options.declares_normalisation else
+                " - for a bare 3-channel model, declare what it expects with --gray --mean --std --scale")
         raise UnsupportedGraph(f"no preprocessing to fold ({reasons}){hint}")
     return FoldPlan(tuple(chains), tuple(skipped))
 
