@@ -103,3 +103,19 @@ def test_dynamic_nhwc_input_with_a_fixed_size(dims):
     assert report.plan.chains[0].contract.shape[1:] == (37, 45, 1)
     gray = np.random.default_rng(0).integers(0, 256, (1, 37, 45, 1)).astype(np.float32)
     assert_same(m, folded, {"input_1:0": gray}, {"input_1:0": gray})
+
+
+def test_compare_reads_an_nhwc_output_as_nhwc(tmp_path):
+    """A tf2onnx model's output is N x H x W x C: compare took its last two axes (W x C) as the image, so the
+    heatmap was a W x 4 strip and the border-ring columns measured a 'ring' over the channels. The 4-D outputs of
+    an NHWC model are read as NHWC: the error map is H x W."""
+    from edgefold.compare import CompareOptions, compare
+    from edgefold.cli.main import main
+    from edgefold.compare.heatmap import heatmap_for
+
+    src, out = tmp_path / "k.onnx", tmp_path / "k.folded.onnx"
+    onnx.save(keras_model([1, 40, 56, 3], seg_head=False), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    result = compare(str(src), str(out), CompareOptions())
+    assert result.errors["conv2"].shape == (20, 28)  # the output's H x W (a stride-2 conv)
+    assert heatmap_for(result) is not None
