@@ -109,8 +109,8 @@ def test_compare_reads_an_nhwc_output_as_nhwc(tmp_path):
     """A tf2onnx model's output is N x H x W x C: compare took its last two axes (W x C) as the image, so the
     heatmap was a W x 4 strip and the border-ring columns measured a 'ring' over the channels. The 4-D outputs of
     an NHWC model are read as NHWC: the error map is H x W."""
-    from edgefold.compare import CompareOptions, compare
     from edgefold.cli.main import main
+    from edgefold.compare import CompareOptions, compare
     from edgefold.compare.heatmap import heatmap_for
 
     src, out = tmp_path / "k.onnx", tmp_path / "k.folded.onnx"
