@@ -239,3 +239,14 @@ def test_a_model_without_a_conv_is_not_told_to_declare_a_normalisation(tmp_path,
         assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), *flags]) == 3
         err = capsys.readouterr().err
         assert "no input of this model reaches one" in err and "declare what it expects" not in err, err
+
+
+def test_readme_demo_output_block_starts_as_the_demo_prints(tmp_path, capsys):
+    """The README's 'Output (this machine)' block began at the fold summary; the demo prints a 'demo model:' line
+    first."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Files go to `out/demo/`. Output (this machine):", 1)[1].split("```")[1].strip().splitlines()
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert block[0].split(" (")[0] == printed[0].split(" (")[0].replace(str(tmp_path), "out/demo"), (block[0], printed[0])
+    assert block[1] == printed[1]
