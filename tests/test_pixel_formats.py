@@ -714,3 +714,13 @@ def test_fold_report_describes_the_camera_model_it_wrote(tmp_path):
     assert main(["fold", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "plain.onnx"), "-q", "--report",
                  str(report)]) == 0
     assert "front_end" not in json.loads(report.read_text())  # no camera format: as before
+
+
+def test_fold_summary_says_the_conv_line_precedes_the_camera_composition(tmp_path, capsys):
+    """The conv line gave the fold's stem (W 8x3x7x7, its border scheme) as if written, then the pixel-format line
+    a different stem: the conv line says the format was composed into it afterwards."""
+    src = tmp_path / "m.onnx"
+    onnx.save(rgb_model(48, 64), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "c.onnx"), "--pixel-format", "BayerRG8"]) == 0
+    conv = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  conv "))
+    assert conv.endswith("then composed with BayerRG8 (below)"), conv

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         from edgefold.core.contract import contracts_of
 
-        print(report.to_text(inputs=contracts_of(folded)))
+        print(report.to_text(inputs=contracts_of(folded), composed=fmt.genicam if fmt is not None else None))
         if fmt is not None:
             print(front)
         print(f"wrote {args.output}" + (f" and {args.report}" if args.report else ""))

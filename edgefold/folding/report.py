@@ -90,9 +90,9 @@ class Report:
             out["front_end"] = front_end
         return out
 
-    def to_text(self, inputs: list[InputContract] | None = None) -> str:
+    def to_text(self, inputs: list[InputContract] | None = None, composed: str | None = None) -> str:
         """The summary. ``inputs``: the model's final input contracts, chain by chain, when a front end changed
-        them after the fold (a camera format)."""
+        them after the fold (a camera format); ``composed``: that format, which rewrote the convs afterwards."""
         lines = []
         for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
             c = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
@@ -112,8 +112,10 @@ class Report:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
                 if macs and r.macs_border:  # what inspect counts in the inserted nodes, whatever the scheme
                     macs += f" + {_h(r.macs_border)} in the nodes the fold inserted (border term)"
+                then = f"; then composed with {composed} (below)" if composed else ""
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
-                             f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
+                             f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}"
+                             f"{then}")
         for name, reason in self.plan.skipped:
             lines.append(f"skipped input '{name}': {reason}")
         v = self.verification
