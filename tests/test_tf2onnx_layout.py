@@ -119,3 +119,17 @@ def test_compare_reads_an_nhwc_output_as_nhwc(tmp_path):
     result = compare(str(src), str(out), CompareOptions())
     assert result.errors["conv2"].shape == (20, 28)  # the output's H x W (a stride-2 conv)
     assert heatmap_for(result) is not None
+
+
+def test_fold_summary_border_ring_of_an_nhwc_output_is_over_h_and_w():
+    """The self-check's border/interior split took an NHWC output's W x C as the image; it is H x W. An output
+    whose error is zero except on its top row: all of it in the ring, none in the interior."""
+    from edgefold.folding.verify import compare_outputs
+
+    ref = np.zeros((1, 20, 28, 4), np.float32)
+    got = ref.copy()
+    got[:, 0, :, :] = 1.0  # row 0, every column and channel
+    (stats,), _ = compare_outputs(["y"], [[ref]], [[got]], 1e-4, 1e-6, channels_last=True)
+    assert stats.border_max == 1.0 and stats.interior_max == 0.0
+    (flat,), _ = compare_outputs(["y"], [[ref]], [[got]], 1e-4, 1e-6)  # read as NCHW: a 'ring' over W x C
+    assert flat.interior_max == 1.0
