@@ -157,3 +157,18 @@ def test_a_side_input_is_fed_by_bench_and_named_by_infer(tmp_path, capsys):
     Image.fromarray(np.zeros((32, 40), np.uint8)).save(img)
     assert main(["infer", str(out), str(img), str(img)]) == 2
     assert "'gain' is not a camera frame" in capsys.readouterr().err
+
+
+def test_a_size_the_static_model_does_not_take_is_refused(tmp_path, capsys):
+    """--size on a model folded at a fixed size was ignored without a word: the user asked for 480x640 frames and
+    the table timed 64x80 ones. It is a usage error naming both sizes; the model's own size is accepted."""
+    from edgefold.demo import demo_model
+
+    src, out = tmp_path / "demo_classifier.onnx", tmp_path / "demo_classifier.folded.onnx"
+    onnx.save(demo_model(), str(src))
+    assert main(["fold", str(src), "-o", str(out), "--input-size", "64x80", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(out), "--baseline", str(src), "--size", "480x640"]) == 2
+    err = capsys.readouterr().err
+    assert "--size 480x640" in err and "64x80" in err and str(out) in err and "--input-size" in err, err
+    assert "64x80" in _bench(capsys, str(out), "--baseline", str(src), "--size", "64x80")

@@ -217,3 +217,36 @@ def test_models_too_large_for_one_protobuf_take_the_external_data_path(tmp_path,
     assert (tmp_path / "big.folded.onnx.data").is_file()
     x = gray_frame(40, 52)
     assert_same(gray_model("concat"), onnx.load(str(out)), {"image": x}, {"image": x})
+
+
+def test_normalisation_flags_on_a_raw_pixel_input_say_to_drop_them(model_path, tmp_path, capsys):
+    """A uint8 model that normalises in its graph, folded with --mean/--std as for a bare model: the error said
+    what the flags mean but not what to do."""
+    out = tmp_path / "o.onnx"
+    assert main(["fold", str(model_path), "-o", str(out), "--gray", "--mean", "0.5", "--std", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "drop them" in err and "uint8" in err and not out.exists(), err
+
+
+def test_a_model_without_a_conv_is_not_told_to_declare_a_normalisation(tmp_path, capsys):
+    """An MLP: the refusal suggested --gray --mean --std --scale, which cannot help a model with no conv."""
+    b = ModelBuilder(seed=0)
+    x = b.input("x", [1, 3, 8, 8], np.float32)
+    y = b.op("Gemm", [b.op("Flatten", [x]), b.const(np.ones((192, 4), np.float32))])
+    src = tmp_path / "mlp.onnx"
+    onnx.save(b.model([y]), str(src))
+    for flags in ([], ["--gray", "--mean", "0.5", "--std", "0.5"]):
+        assert main(["fold", str(src), "-o", str(tmp_path / "o.onnx"), *flags]) == 3
+        err = capsys.readouterr().err
+        assert "no input of this model reaches one" in err and "declare what it expects" not in err, err
+
+
+def test_readme_demo_output_block_starts_as_the_demo_prints(tmp_path, capsys):
+    """The README's 'Output (this machine)' block began at the fold summary; the demo prints a 'demo model:' line
+    first."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Files go to `out/demo/`. Output (this machine):", 1)[1].split("```")[1].strip().splitlines()
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert block[0].split(" (")[0] == printed[0].split(" (")[0].replace(str(tmp_path), "out/demo"), (block[0], printed[0])
+    assert block[1] == printed[1]

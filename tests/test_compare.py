@@ -213,3 +213,41 @@ def test_multi_camera_model_is_compared_on_every_folded_input(tmp_path):
     approx = tmp_path / "approx.onnx"
     assert main(["fold", str(src), "-o", str(approx), "-q", "--border", "approx"]) == 0
     assert not compare(str(src), str(approx)).passed
+
+
+def test_a_folded_model_against_another_original_is_a_usage_error(folded_pair, tmp_path, capsys):
+    """The candidate's metadata names the input of the original it was folded from; given another model as the
+    reference (whose input is named differently) compare crashed with an internal error (exit 5, onnxruntime's
+    'Invalid input name'). It is one usage line naming the reference, the input and what to give instead."""
+    _, out = folded_pair
+    other = _bare(tmp_path)  # input 'input'; the pair's original reads 'image'
+    assert main(["compare", str(other), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "'image'" in err and "'input'" in err and "folded from" in err, err
+    assert "internal error" not in err
+
+
+def test_images_that_is_missing_or_a_file_says_which(folded_pair, tmp_path, capsys):
+    """A missing --images folder is 'PATH: no such file or folder' as every missing path (it said 'not a folder of
+    images'); an image file given where the folder is expected says to give its folder."""
+    src, out = folded_pair
+    capsys.readouterr()
+    missing = tmp_path / "nope"
+    assert main(["compare", str(src), str(out), "--images", str(missing)]) == 2
+    assert f"{missing}: no such file or folder" in capsys.readouterr().err
+    photo = tmp_path / "frame.png"
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(photo)
+    assert main(["compare", str(src), str(out), "--images", str(photo)]) == 2
+    err = capsys.readouterr().err
+    assert f"{photo}: a file" in err and "folder" in err, err
+
+
+def test_a_declared_order_that_does_not_fit_the_candidate_names_the_flag_that_does(tmp_path, capsys):
+    """--rgb against a gray-folded candidate said only "input 'input': rgb input has 3 raw channels, not 1"."""
+    src = _bare(tmp_path)
+    out = tmp_path / "bare.gray.onnx"
+    assert main(["fold", str(src), "-o", str(out), "--gray", *NORM_FLAGS, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(src), str(out), "--rgb", *NORM_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "--rgb" in err and "1-channel" in err and "--gray" in err, err

@@ -166,3 +166,93 @@ def test_a_missing_engine_is_no_such_file_for_every_verb(verb, tmp_path, capsys)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"{missing}: no such file" in err and "TensorRT" not in err, err
+
+
+def _strips_fold(tmp_path):
+    """A ResNet-style stem (conv -> ReLU -> max pool) folded with the edge-strip border scheme: the folded conv
+    runs in five pieces (interior and four strips) that all read one stored weight."""
+    from tests.models import normalise
+
+    b = ModelBuilder(seed=0)
+    x = b.op("Cast", [b.input("image", [1, 1, 224, 224], np.uint8)], to=onnx.TensorProto.FLOAT)
+    y = b.conv(normalise(b, b.op("Concat", [x, x, x], axis=1)), 3, 16, k=7, stride=2, pad=3, name="stem")
+    y = b.op("MaxPool", [b.op("Relu", [y])], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
+    onnx.save(b.model([y]), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    folded = onnx.load(str(out))
+    convs = [n for n in folded.graph.node if n.op_type == "Conv" and "border" not in n.output[0]]
+    assert len(convs) == 5 and len({n.input[1] for n in convs}) == 1  # the scheme this test is about
+    return src, out, folded
+
+
+def test_a_weight_read_by_several_convs_is_counted_once(tmp_path):
+    """The strips' convs share the folded stem's weight: the model stores it once, so its parameters are counted
+    once (they were counted per conv: 'model params' grew 2.3x for a fold that shrinks the stem)."""
+    _, _, folded = _strips_fold(tmp_path)
+    stored = sum(int(np.prod(t.dims)) for t in folded.graph.initializer if t.data_type == onnx.TensorProto.FLOAT)
+    inv = inventory(folded)
+    assert inv.total["params"] <= stored
+    assert inv.total["params"] == sum(int(np.prod(t.dims)) for t in folded.graph.initializer
+                                      if any(t.name in n.input[1:3] for n in folded.graph.node
+                                             if n.op_type == "Conv"))
+
+
+def test_against_counts_every_piece_of_a_first_conv_split_into_strips(tmp_path, capsys):
+    """inspect --against printed the interior piece alone as the folded first layer's MACs (0.913x for a fold
+    that costs 1.03x): the pieces that read the same weight are that layer."""
+    src, out, folded = _strips_fold(tmp_path)
+    assert main(["inspect", str(src), "--against", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    weight = next(n.input[1] for n in folded.graph.node if n.op_type == "Conv" and "border" not in n.output[0])
+    pieces = [la for la in data["after"]["layers"] if la["op"] == "Conv" and la["input_shapes"][1] == [16, 1, 7, 7]]
+    stem_before = next(la for la in data["before"]["layers"] if la["name"] == "stem")
+    piece_macs = sum(la["macs"] for la in pieces)
+    assert len(pieces) == 5 and weight
+    assert main(["inspect", str(src), "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = next(x for x in text.splitlines() if "first-layer MACs" in x)
+    from edgefold.inspect.table import human
+
+    assert human(piece_macs) in line and f"({piece_macs / stem_before['macs']:.3f}x)" in line, line
+    assert "in 5 convs" in text
+
+
+def test_against_a_camera_format_fold_lists_only_preprocessing_and_counts_every_piece(tmp_path, capsys):
+    """A BayerRG8 fold rewrites the stem into a conv on the mosaic plus demosaiced edge strips: --against listed
+    the stem conv and its ReLU as 'preprocessing removed' and gave the interior piece alone as the first layer."""
+    from tests.models import normalise
+
+    b = ModelBuilder(seed=0)
+    x = b.op("Cast", [b.input("image", [1, 3, 96, 96], np.uint8)], to=onnx.TensorProto.FLOAT)
+    y = b.conv(normalise(b, x), 3, 16, k=7, stride=2, pad=3, name="stem")
+    y = b.op("MaxPool", [b.op("Relu", [y], name="stem_relu")], kernel_shape=[3, 3], strides=[2, 2],
+             pads=[1, 1, 1, 1])
+    src, out = tmp_path / "m.onnx", tmp_path / "m.bayer.onnx"
+    onnx.save(b.model([y]), str(src))
+    assert main(["fold", str(src), "-o", str(out), "--pixel-format", "BayerRG8", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(src), "--against", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {r["op"] for r in data["removed"]} <= {"Cast", "Div", "Sub"}, data["removed"]
+    folded = onnx.load(str(out))
+    pieces = json.loads(next(p.value for p in folded.metadata_props if p.key == "edgefold.folded_convs"))
+    macs = sum(la["macs"] for la in data["after"]["layers"] if la["output"] in pieces)
+    assert len(pieces) > 1
+    assert main(["inspect", str(src), "--against", str(out)]) == 0
+    from edgefold.inspect.table import human
+
+    line = next(x for x in capsys.readouterr().out.splitlines() if "first-layer MACs" in x)
+    assert line.split("->")[1].split("(")[0].strip() == human(macs), line
+
+
+def test_dynamic_dims_print_as_question_marks_not_glued_names(tmp_path, capsys):
+    """Exporters name dynamic dims ('batch', 'unk__0', 'Gemmlogits_dim_0'): the output column glued them into
+    'batchx16xunk__0xunk__1'; a dim that is not a number prints as '?', as MACs that depend on it do."""
+    p = tmp_path / "dyn.onnx"
+    b = ModelBuilder()
+    x = b.input("input", ["batch", 6, "unk__0", "unk__1"], np.float32)
+    onnx.save(b.model([b.conv(x, 6, 3, k=3, pad=1, bias=False)]), str(p))
+    assert main(["inspect", str(p)]) == 0
+    text = capsys.readouterr().out
+    assert "?x3x?x?" in text and "unk__" not in text and "batch" not in text, text

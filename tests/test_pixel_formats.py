@@ -694,3 +694,33 @@ def test_build_int8_for_a_camera_format_keeps_onnxruntime_warnings_off_stderr(tm
     err = capfd.readouterr().err
     assert "onnxruntime" not in err and "Removing initializer" not in err, err
     assert "calibrating" not in err and "0/" not in err, err  # no progress bar in a log (not a terminal)
+
+
+def test_fold_report_describes_the_camera_model_it_wrote(tmp_path):
+    """--report with --pixel-format described the intermediate fold: a float32 3-channel RGB contract, and no word
+    of the camera front end composed into the stem. It gives the written model's contract and the front end."""
+    import json
+
+    from edgefold.core.contract import Meta, contracts_of, meta_json
+
+    report = tmp_path / "fold.json"
+    camera = _fold(rgb_model(48, 64), tmp_path, "--pixel-format", "BayerRG8", "--report", str(report))
+    data = json.loads(report.read_text())
+    assert data["chains"][0]["contract"] == contracts_of(camera)[0].to_json()
+    assert data["chains"][0]["contract"]["channel_order"] == "BayerRG8"
+    front = data["front_end"]
+    assert front["format"] == "BayerRG8" and front["summary"].startswith("pixel format BayerRG8")
+    assert {k: v for k, v in front.items() if k != "summary"} == meta_json(camera, Meta.FRONTEND)
+    assert main(["fold", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "plain.onnx"), "-q", "--report",
+                 str(report)]) == 0
+    assert "front_end" not in json.loads(report.read_text())  # no camera format: as before
+
+
+def test_fold_summary_says_the_conv_line_precedes_the_camera_composition(tmp_path, capsys):
+    """The conv line gave the fold's stem (W 8x3x7x7, its border scheme) as if written, then the pixel-format line
+    a different stem: the conv line says the format was composed into it afterwards."""
+    src = tmp_path / "m.onnx"
+    onnx.save(rgb_model(48, 64), str(src))
+    assert main(["fold", str(src), "-o", str(tmp_path / "c.onnx"), "--pixel-format", "BayerRG8"]) == 0
+    conv = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  conv "))
+    assert conv.endswith("then composed with BayerRG8 (below)"), conv

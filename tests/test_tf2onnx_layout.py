@@ -103,3 +103,33 @@ def test_dynamic_nhwc_input_with_a_fixed_size(dims):
     assert report.plan.chains[0].contract.shape[1:] == (37, 45, 1)
     gray = np.random.default_rng(0).integers(0, 256, (1, 37, 45, 1)).astype(np.float32)
     assert_same(m, folded, {"input_1:0": gray}, {"input_1:0": gray})
+
+
+def test_compare_reads_an_nhwc_output_as_nhwc(tmp_path):
+    """A tf2onnx model's output is N x H x W x C: compare took its last two axes (W x C) as the image, so the
+    heatmap was a W x 4 strip and the border-ring columns measured a 'ring' over the channels. The 4-D outputs of
+    an NHWC model are read as NHWC: the error map is H x W."""
+    from edgefold.cli.main import main
+    from edgefold.compare import CompareOptions, compare
+    from edgefold.compare.heatmap import heatmap_for
+
+    src, out = tmp_path / "k.onnx", tmp_path / "k.folded.onnx"
+    onnx.save(keras_model([1, 40, 56, 3], seg_head=False), str(src))
+    assert main(["fold", str(src), "-o", str(out), "-q"]) == 0
+    result = compare(str(src), str(out), CompareOptions())
+    assert result.errors["conv2"].shape == (20, 28)  # the output's H x W (a stride-2 conv)
+    assert heatmap_for(result) is not None
+
+
+def test_fold_summary_border_ring_of_an_nhwc_output_is_over_h_and_w():
+    """The self-check's border/interior split took an NHWC output's W x C as the image; it is H x W. An output
+    whose error is zero except on its top row: all of it in the ring, none in the interior."""
+    from edgefold.folding.verify import compare_outputs
+
+    ref = np.zeros((1, 20, 28, 4), np.float32)
+    got = ref.copy()
+    got[:, 0, :, :] = 1.0  # row 0, every column and channel
+    (stats,), _ = compare_outputs(["y"], [[ref]], [[got]], 1e-4, 1e-6, channels_last=True)
+    assert stats.border_max == 1.0 and stats.interior_max == 0.0
+    (flat,), _ = compare_outputs(["y"], [[ref]], [[got]], 1e-4, 1e-6)  # read as NCHW: a 'ring' over W x C
+    assert flat.interior_max == 1.0

@@ -151,6 +151,16 @@ def _stats(ms: list[float]) -> tuple[float, float]:
     return statistics.median(ms), float(np.percentile(ms, 90))
 
 
+def _hxw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def _image_size(contract: InputContract, buffer: tuple[int, int]) -> tuple[int, int]:
+    """The image a fixed camera buffer holds (a 4:2:0 buffer is (3H/2) x W): --size may name either."""
+    fmt = contract.pixel_format
+    return fmt.image_size(*buffer) if fmt is not None else buffer
+
+
 def _frame(contract: InputContract, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A random raw frame as the camera hands it over: H x W (gray, mosaic, YUV buffer) or H x W x C, uint8 or
     uint16 for deeper pixels. A YUV buffer encodes random RGB in 2x2 blocks (random bytes, or random pixels
@@ -222,7 +232,13 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(0)
     frames = {}
     for c in contracts:
-        buffer = c.static_size() or args.size or (2048, 2448)
+        fixed = c.static_size()
+        if args.size and fixed and args.size not in (fixed, _image_size(c, fixed)):
+            engine.close()
+            raise UsageError(f"--size {_hxw(args.size)}: {args.model} takes fixed {_hxw(fixed)} frames (input "
+                             f"'{c.name}'); drop --size, or fold the original at that size (--input-size "
+                             f"{_hxw(args.size)})")
+        buffer = fixed or args.size or (2048, 2448)
         frames[c.name] = _frame(c, buffer, rng)
     extra = side_inputs(folded_model, {c.name for c in contracts}) if folded_model is not None else {}
     folded_feed = {**frames, **extra}

@@ -52,6 +52,15 @@ def _camera_format(args: argparse.Namespace):  # noqa: ANN202 - a PixelFormat or
     return fmt
 
 
+def _written(folded, summary: str | None) -> dict:  # noqa: ANN001 - an onnx.ModelProto
+    """What the report says about the model written when a camera format was composed after the fold."""
+    if summary is None:
+        return {}
+    from edgefold.core.contract import Meta, contracts_of, meta_json
+
+    return {"inputs": contracts_of(folded), "front_end": {**meta_json(folded, Meta.FRONTEND, {}), "summary": summary}}
+
+
 def run(args: argparse.Namespace) -> int:
     from edgefold.folding import fold
     from edgefold.graph.outputs import RunOutputs
@@ -75,12 +84,12 @@ def run(args: argparse.Namespace) -> int:
                 outputs.commit()
             raise
         outputs.stage_model(args.output, folded)
-        if args.report:
-            outputs.stage_text(args.report, report.dumps())
+        if args.report:  # the model written: with a camera format, its contract and the front end composed
+            outputs.stage_text(args.report, report.dumps(**_written(folded, front if fmt is not None else None)))
     if not args.quiet:
         from edgefold.core.contract import contracts_of
 
-        print(report.to_text(inputs=contracts_of(folded)))
+        print(report.to_text(inputs=contracts_of(folded), composed=fmt.genicam if fmt is not None else None))
         if fmt is not None:
             print(front)
         print(f"wrote {args.output}" + (f" and {args.report}" if args.report else ""))

@@ -63,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from edgefold.graph.names import node_key
 
     made_after = {o for n in after_model.graph.node for o in n.output}  # nodes by output: names may be empty or repeat
+    preprocessing = set(before.preprocessing)  # a stem the fold rewrote (a camera format) is not preprocessing
     removed = [(n.name or f"<{n.op_type} -> {node_key(n)}>", n.op_type) for n in before_model.graph.node
-               if node_key(n) not in made_after and n.op_type != "Constant"]
+               if node_key(n) not in made_after and node_key(n) in preprocessing]
     if args.json:
         print(json.dumps({"before": before.to_json(), "after": after.to_json(),
                           "removed": [{"name": n, "op": o} for n, o in removed]}, indent=2))

@@ -31,7 +31,7 @@ from edgefold.compare.feeds import (
 from edgefold.compare.tolerance import Tolerance, tolerance_for
 from edgefold.core.contract import Meta, Sidecar, camera_front_end
 from edgefold.core.frames import InputFeed, synthetic_frames
-from edgefold.core.metrics import OutputStats, output_stats
+from edgefold.core.metrics import OutputStats, channels_first, output_stats
 from edgefold.errors import UsageError
 from edgefold.graph.io import load_model
 
@@ -177,9 +177,10 @@ def compare(reference_path: str, candidate_path: str, options: CompareOptions | 
         raise UsageError(f"candidate {candidate_path} has no output named {', '.join(missing)}; compare models "
                          f"of the same network")
     stats, errors = [], {}
+    channels_last = ref_feed.channel_axis == 3  # an NHWC model's 4-D outputs are NHWC too (tf2onnx)
     for name in names:
-        refs = [r[name] for r in ref_results]
-        gots = [c[name] for c in cand_results]
+        refs = [channels_first(r[name], channels_last) for r in ref_results]
+        gots = [channels_first(c[name], channels_last) for c in cand_results]
         s = output_stats(name, refs, gots, options.map_threshold,
                          floors=[f[name] for f in floors] if floors and name in floors[0] else None)
         stats.append(tol.judge(s))
@@ -210,8 +211,10 @@ def _check_shapes(model: onnx.ModelProto, path: str, role: str, feed: dict[str, 
     declared = {vi.name: vi.type.tensor_type for vi in model.graph.input}
     for name, value in feed.items():
         t = declared.get(name)
-        if t is None:
-            continue
+        if t is None:  # the candidate's metadata names the input of the original it was folded from
+            inputs = ", ".join(f"'{n}'" for n in declared) or "none"
+            raise UsageError(f"{role} {path} has no input '{name}' (its inputs: {inputs}): the candidate was folded "
+                             f"from another model; compare it with the original it was folded from")
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]  # -1: dynamic
         if len(dims) != value.ndim or any(d is not None and d != v for d, v in zip(dims, value.shape)):
             want = "x".join(str(d) if d is not None else "?" for d in dims)

@@ -95,8 +95,10 @@ def declared_feed(feed: InputFeed, raw_channels: int, options: CompareOptions) -
     try:
         aff = declared(channels, raw_channels, order, options.mean or (0.0,), options.std or (1.0,),
                        options.scale or 1.0)
-    except ValueError as err:
-        raise UsageError(f"input '{feed.name}': {err}") from None
+    except ValueError:
+        fits = "--gray" if raw_channels == 1 else "--rgb or --bgr"
+        raise UsageError(f"--{order} does not fit the candidate, which takes {raw_channels}-channel frames (reference "
+                         f"input '{feed.name}' has {channels}); declare the candidate's camera with {fits}") from None
     return InputFeed(feed.name, feed.dtype, feed.shape, feed.channel_axis, aff)
 
 

@@ -43,6 +43,10 @@ def load_images(folder: str | Path, channels: int, size: tuple[int, int] | None,
     """(name, raw frame) for every image in ``folder``: gray or colour as the model needs, resized to a
     static input size (bilinear), native size for dynamic models. ``order="bgr"`` reverses colour."""
     root = Path(folder)
+    if not root.exists():
+        raise UsageError(f"{root}: no such file or folder")
+    if root.is_file():
+        raise UsageError(f"{root}: a file, not a folder of images; give the folder that holds the frames")
     if not root.is_dir():
         raise UsageError(f"{root}: not a folder of images")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]

@@ -67,10 +67,20 @@ def is_dense_map(shape: tuple) -> bool:
     return len(shape) == 4 and min(shape[2:]) >= 4
 
 
+def channels_first(x: np.ndarray, channels_last: bool) -> np.ndarray:
+    """A 4-D output of an NHWC model (tf2onnx transposes back) as N x C x H x W, the layout the border ring, the
+    map statistics and the heatmap read; anything else as it is."""
+    x = np.asarray(x)
+    return np.moveaxis(x, 3, 1) if channels_last and x.ndim == 4 else x
+
+
 def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
-                 map_threshold: float | None = None, floors: list[float] | None = None) -> OutputStats:
+                 map_threshold: float | None = None, floors: list[float] | None = None,
+                 channels_last: bool = False) -> OutputStats:
     """Statistics of one output over all frames (lists of arrays of equal shapes, frame by frame); ``floors``:
-    the reference's own noise floor per frame, where it was measured."""
+    the reference's own noise floor per frame, where it was measured; ``channels_last``: 4-D outputs are NHWC."""
+    refs = [channels_first(r, channels_last) for r in refs]
+    gots = [channels_first(g, channels_last) for g in gots]
     diffs, r_all, g_all = [], [], []
     frame_max: list[float] = []
     inf = float("inf")

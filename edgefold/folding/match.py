@@ -34,8 +34,10 @@ def plan_fold(index: GraphIndex, options: FoldOptions) -> FoldPlan:
             skipped.append((vi.name, str(why)))
     if not chains:
         reasons = "; ".join(f"input '{n}': {r}" for n, r in skipped) or "the model has no inputs"
-        hint = "" if options.declares_normalisation else (
-            " - for a bare 3-channel model, declare what it expects with --gray --mean --std --scale")
+        no_conv = bool(skipped) and all(r.startswith("no Conv reads it") for _, r in skipped)
+        hint = (" - edgefold folds preprocessing into a first convolution, and no input of this model reaches one"
+                if no_conv else "" if options.declares_normalisation else
+                " - for a bare 3-channel model, declare what it expects with --gray --mean --std --scale")
         raise UnsupportedGraph(f"no preprocessing to fold ({reasons}){hint}")
     return FoldPlan(tuple(chains), tuple(skipped))
 
@@ -125,8 +127,9 @@ def plan_chain(index: GraphIndex, vi: onnx.ValueInfoProto, options: FoldOptions)
         raise UsageError(f"input '{name}' has {channels} channel{'s' if channels != 1 else ''}; --{order} needs 3")
     raw_channels = 1 if order == "gray" else channels
     if options.declares_normalisation and elem != onnx.TensorProto.FLOAT:
-        raise UsageError(f"input '{name}' is {_dtype_name(elem)}; --mean/--std/--scale describe a float "
-                         f"input that the model expects normalised")
+        raise UsageError(f"input '{name}' is {_dtype_name(elem)}: it takes raw pixels, and --mean/--std/--scale "
+                         f"describe a float input the model expects normalised; drop them (preprocessing in the "
+                         f"graph is found and folded without flags)")
     if channels == 1 and order in (None, "gray") and not options.declares_normalisation and not options.raw_offset \
             and unsqueeze is None:
         adapter = find_adapter(index, name)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,29 +68,35 @@ class Report:
     exact: bool
     verification: Verification | None
 
-    def to_json(self) -> dict:
+    def to_json(self, inputs: list[InputContract] | None = None, front_end: dict | None = None) -> dict:
+        """``inputs`` and ``front_end`` as for ``to_text``: a camera format composed after the fold changes the
+        input contract (and the stem: ``convs`` are the fold's, ``front_end`` what was composed into them)."""
         from edgefold.version import __version__
 
         chains = []
-        for chain, convs, removed in zip(self.plan.chains, self.convs, self.removed):
+        for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
+            contract = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
             chains.append({
                 "input": chain.input_name,
                 "removed_nodes": [{"name": n, "op": op} for n, op in removed],
                 "input_affine": chain.input_affine.to_json(),
                 "convs": [dict(c.to_json(), affine=f.affine.to_json()) for c, f in zip(convs, chain.convs)],
-                "contract": chain.contract.to_json(),
+                "contract": contract.to_json(),
             })
-        return {"edgefold_version": __version__, "source": self.source, "exact": self.exact,
-                "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
-                "verification": self.verification.to_json() if self.verification else None}
+        out = {"edgefold_version": __version__, "source": self.source, "exact": self.exact,
+               "chains": chains, "skipped": [{"input": n, "reason": r} for n, r in self.plan.skipped],
+               "verification": self.verification.to_json() if self.verification else None}
+        if front_end is not None:
+            out["front_end"] = front_end
+        return out
 
-    def to_text(self, inputs: list[InputContract] | None = None) -> str:
+    def to_text(self, inputs: list[InputContract] | None = None, composed: str | None = None) -> str:
         """The summary. ``inputs``: the model's final input contracts, chain by chain, when a front end changed
-        them after the fold (a camera format)."""
+        them after the fold (a camera format); ``composed``: that format, which rewrote the convs afterwards."""
         lines = []
         for i, (chain, convs, removed) in enumerate(zip(self.plan.chains, self.convs, self.removed)):
             c = inputs[i] if inputs is not None and i < len(inputs) else chain.contract
-            ops = ",".join(op for _, op in removed)
+            ops = _ops_text([op for _, op in removed])
             what = (f"removed {_count(len(removed), 'node')} [{ops}]" if removed
                     else "folded the declared preprocessing")
             if removed and not chain.input_affine.is_identity():
@@ -105,8 +112,10 @@ class Report:
                 macs = (f", MACs {_h(r.macs_before)} -> {_h(r.macs_after)}" if r.macs_before is not None else "")
                 if macs and r.macs_border:  # what inspect counts in the inserted nodes, whatever the scheme
                     macs += f" + {_h(r.macs_border)} in the nodes the fold inserted (border term)"
+                then = f"; then composed with {composed} (below)" if composed else ""
                 lines.append(f"  conv '{r.name}': W {_shape(r.old_weight_shape)} -> {_shape(r.new_weight_shape)}, "
-                             f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}")
+                             f"params {_h(r.params_before)} -> {_h(r.params_after)}{macs}, border {r.border_scheme}"
+                             f"{then}")
         for name, reason in self.plan.skipped:
             lines.append(f"skipped input '{name}': {reason}")
         v = self.verification
@@ -120,8 +129,8 @@ class Report:
             lines.append("APPROXIMATE fold (--border approx): outputs differ near the image border")
         return "\n".join(lines)
 
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, default=plain)
+    def dumps(self, inputs: list[InputContract] | None = None, front_end: dict | None = None) -> str:
+        return json.dumps(self.to_json(inputs, front_end), indent=2, default=plain)
 
 
 def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffine
@@ -132,6 +141,15 @@ def _map_text(affine, raw_channels: int) -> str:  # noqa: ANN001 - a ChannelAffi
         terms = " + ".join(f"{a:.4g}*{n}" for a, n in zip(coeffs, names) if a) or "0"
         rows.append(f"c{c} = {terms} {'-' if b < 0 else '+'} {abs(b):.4g}")
     return ", ".join(rows)
+
+
+def _ops_text(ops: list[str], most: int = 12) -> str:
+    """The removed nodes' ops in graph order, or per op with a count when there are many (a SAME pad computed
+    from the input's size brings dozens of shape-arithmetic nodes)."""
+    if len(ops) <= most:
+        return ",".join(ops)
+    counts = Counter(ops)  # insertion order: first appearance
+    return ", ".join(f"{op} x{n}" if n > 1 else op for op, n in counts.items())
 
 
 def _count(n: int, noun: str) -> str:

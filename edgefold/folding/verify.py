@@ -79,14 +79,14 @@ def frame_sizes(chain: ChainPlan, fallback: tuple[tuple[int, int], ...]) -> tupl
 
 
 def compare_outputs(names: list[str], ref: list[list[np.ndarray]], got: list[list[np.ndarray]],
-                    rtol: float, atol: float, floors: list[list[float]] | None = None
+                    rtol: float, atol: float, floors: list[list[float]] | None = None, channels_last: bool = False
                     ) -> tuple[list[OutputStats], list[float]]:
     """Per output: statistics with the verdict (against the fixed bound and the original's own noise floor on
     each frame), and the fixed bound."""
     out, bounds = [], []
     for k, name in enumerate(names):
         stats = output_stats(name, [r[k] for r in ref], [g[k] for g in got],
-                             floors=[f[k] for f in floors] if floors else None)
+                             floors=[f[k] for f in floors] if floors else None, channels_last=channels_last)
         bound = atol + rtol * stats.reference_max
         text, ok = verdict.check(stats, bound)
         out.append(stats.with_verdict(ok, text))
@@ -110,6 +110,7 @@ class Reference:
     original_feeds: list[dict[str, np.ndarray]]
     probe: verdict.NoiseProbe  # closed; reopened to measure the original's noise floor where the bound fails
     folder: object  # the TemporaryDirectory holding the probe's model file, removed with the reference
+    channels_last: bool = False  # an NHWC model: its 4-D outputs are NHWC (border ring and map on H x W)
 
 
 def run_reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
@@ -148,21 +149,22 @@ def check_folded(folded: onnx.ModelProto, reference: Reference, rtol: float, ato
         reference.probe.close()
         return measured
 
-    return judge(reference.names, reference.outputs, got, rtol, atol, floors, reference.sizes, "folded")
+    return judge(reference.names, reference.outputs, got, rtol, atol, floors, reference.sizes, "folded",
+                 reference.channels_last)
 
 
 def judge(names: list[str], ref: list[list[np.ndarray]], got: list[list[np.ndarray]], rtol: float, atol: float,
           floors: Callable[[], list[list[float]] | None], sizes: tuple[tuple[int, int], ...],
-          candidate: str) -> Verification:
+          candidate: str, channels_last: bool = False) -> Verification:
     """The fp32 verdict on ``got`` against ``ref`` (per frame, per output): within the fixed bound, or within
     ``verdict.K`` times the original's own noise floor on that frame. ``floors`` measures the floor per frame
     (None where it cannot); it is called only when a frame exceeds the fixed bound, where it can change the
     verdict, so a candidate within the bound costs no extra run of the original."""
-    errors, bounds = compare_outputs(names, ref, got, rtol, atol)
+    errors, bounds = compare_outputs(names, ref, got, rtol, atol, channels_last=channels_last)
     if not all(e.passed for e in errors):
         measured = floors()
         if measured is not None:
-            errors, bounds = compare_outputs(names, ref, got, rtol, atol, measured)
+            errors, bounds = compare_outputs(names, ref, got, rtol, atol, measured, channels_last)
     return Verification(len(got), sizes, tuple(errors), all(e.passed for e in errors),
                         verdict.describe(f"max |{candidate} - original| <= {atol:g} + {rtol:g} * max |original| per "
                                          f"output"), tuple(bounds))
@@ -217,7 +219,8 @@ def _reference(original: onnx.ModelProto, chains: tuple[ChainPlan, ...],
             raise UnsupportedGraph(f"the original model gives NaN or inf in output '{name}' on the self-check "
                                    f"frames, so the fold cannot be verified; fix its weights, or pass --no-verify")
     probe.close()
-    return Reference(tuple(sizes), names, ref, feeds, originals, probe, folder)
+    channels_last = any(c.contract.layout == "NHWC" for c in chains)
+    return Reference(tuple(sizes), names, ref, feeds, originals, probe, folder, channels_last)
 
 
 def _other_inputs(sess, chains: tuple[ChainPlan, ...], probes: set[str]) -> dict[str, np.ndarray]:

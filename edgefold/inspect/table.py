@@ -16,7 +16,7 @@ def human(n: int | None) -> str:
 
 
 def _shape(s) -> str:
-    return "x".join("?" if d is None else str(d) for d in s) if s is not None else "?"
+    return "x".join(str(d) if isinstance(d, int) else "?" for d in s) if s is not None else "?"  # named dims: ?
 
 
 def render(inv: Inventory, title: str) -> str:
@@ -57,9 +57,11 @@ def render_against(before: Inventory, after: Inventory, removed: list[tuple[str,
         return f"  {label:24s} {human(x):>10s} -> {human(y):>10s}{ratio}"
 
     if fa and fb:
-        lines.append(f"first conv: '{fa.name}' W {_weight(fa)} -> '{fb.name}' W {_weight(fb)}")
-        lines.append(row("first-layer params", fa.params, fb.params))
-        lines.append(row("first-layer MACs", fa.macs, fb.macs))
+        pieces, originals = after.first_conv_pieces(), before.first_conv_pieces()
+        split = f" (in {len(pieces)} convs: interior and edge strips)" if len(pieces) > len(originals) else ""
+        lines.append(f"first conv: '{fa.name}' W {_weight(fa)} -> '{fb.name}' W {_weight(fb)}{split}")
+        lines.append(row("first-layer params", _stored(originals), _stored(pieces)))
+        lines.append(row("first-layer MACs", _sum_macs(originals), _sum_macs(pieces)))
     tb, ta = before.total, after.total
     lines.append(row("model params", tb["params"], ta["params"]))
     lines.append(row("model MACs", tb["macs"], ta["macs"]))
@@ -72,6 +74,16 @@ def render_against(before: Inventory, after: Inventory, removed: list[tuple[str,
     ops = ", ".join(f"{n} ({op})" for n, op in removed) or "none"
     lines.append(f"  preprocessing removed: {ops}")
     return "\n".join(lines)
+
+
+def _stored(layers: tuple[Layer, ...]) -> int:
+    """Parameters of these layers, each stored tensor once (the pieces of a stem share its weight)."""
+    return sum(dict(w for layer in layers for w in layer.weights).values())
+
+
+def _sum_macs(layers: tuple[Layer, ...]) -> int | None:
+    macs = [layer.macs for layer in layers]
+    return None if None in macs else sum(m or 0 for m in macs)
 
 
 def _weight(layer: Layer) -> str:

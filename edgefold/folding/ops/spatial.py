@@ -222,9 +222,13 @@ def _size_pad(ctx: NodeCtx, probes: list[tuple[int, ...]], pads: list[np.ndarray
     for probe, p in zip(probes, pads):
         size = shapefn.lin_shape(lin, probe)
         if size is None or lin.axis != 1 or lin.rank != 4 or p.size != 8 or lin.zero_pads is not None \
-                or lin.size_pads is not None or any(p[[0, 1, 4, 5]]) or np.any(p < 0):
+                or lin.size_pads is not None or any(p[[0, 1, 4, 5]]):
             raise ctx.refuse("zero-pads by amounts computed from the input's size other than the spatial axes of "
                              "an NCHW tensor read by a Conv; fix the size with --input-size HxW", lin)
+        if np.any(p < 0):  # a crop at this size: not "same" padding (an exporter that froze part of the arithmetic)
+            raise ctx.refuse(f"pads by amounts computed from the input's size that are negative (a crop) at input "
+                             f"size {size[2]}x{size[3]} (pads {p.tolist()}), so it is not SAME padding at every "
+                             f"size; fix the size with --input-size HxW", lin)
         rows.append((size[2], size[3], int(p[2]), int(p[3]), int(p[6]), int(p[7])))
     return Step({ctx.single_output(lin): _with(lin, size_pads=tuple(rows), frame=None)})
 
