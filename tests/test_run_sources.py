@@ -93,6 +93,23 @@ def test_video_is_converted_only_where_the_engine_differs_and_says_so(tmp_path, 
     assert len(list(rec.glob("*.npz"))) == 5
 
 
+def test_a_video_files_frames_carry_their_times_the_first_at_0(tmp_path):
+    folded, _ = fold_for("Mono8", tmp_path)
+    _video(tmp_path / "v.avi")
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(folded), "--source", str(tmp_path / "v.avi"), "--frames", "3", "--out", str(out)]) == 0
+    stamps = [json.loads(line)["timestamp_ns"] for line in out.read_text().splitlines()]
+    assert stamps == [0, 100_000_000, 200_000_000]  # 10 fps; the first frame was null before
+
+
+def test_a_missing_video_file_is_no_such_file(tmp_path, capsys):
+    folded, _ = fold_for("Mono8", tmp_path)
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(folded), "--source", str(tmp_path / "nope.mp4"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.mp4: no such file" in err and not out.exists()
+
+
 def test_a_video_cannot_feed_a_mosaic_engine_and_nothing_is_written(tmp_path, capsys):
     folded, _ = fold_for("BayerRG8", tmp_path)
     _video(tmp_path / "v.avi")

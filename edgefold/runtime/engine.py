@@ -108,7 +108,9 @@ class Engine:
         if limit is not None and (x.shape[0] != limit if fixed else x.shape[0] > limit):
             raise UsageError(f"{x.shape[0]} frames for input '{contract.name}', which takes "
                              f"{'exactly' if fixed else 'at most'} {limit} per call"
-                             + ("; build with --shapes NAME:1x.../Nx... for several cameras" if fixed else ""))
+                             + (("; build with --shapes NAME:1x.../Nx... for several cameras" if self.info else
+                                 "; export the model with a dynamic batch (or fold a batch-N model) for several "
+                                 "cameras") if fixed else ""))
         return x
 
     def infer(self, frame: np.ndarray | list[np.ndarray] | dict[str, np.ndarray]) -> dict[str, np.ndarray]:

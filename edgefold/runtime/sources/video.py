@@ -74,6 +74,8 @@ class VideoSource:
         self.notes: list[str] = []
         device = v4l2_device(spec)
         self.live = device is not None or "://" in spec
+        if device is None and "://" not in spec and not Path(spec).is_file():
+            raise UsageError(f"{spec}: no such file")
         if device is not None:
             self.cap = _open_v4l2(cv2, spec, device)
         else:
@@ -107,7 +109,9 @@ class VideoSource:
         stamp = self.cap.get(self.cv2.CAP_PROP_POS_MSEC)
         frame = self._to_engine(bgr)
         index, self._index = self._index, self._index + 1
-        return Frame(self.name, index, int(stamp * 1e6) if stamp > 0 else None, frame, now)
+        # a file's first frame is at 0 ms; a live stream that reports 0 has no time of its own
+        known = stamp > 0 or (stamp == 0 and not self.live and index == 0)
+        return Frame(self.name, index, int(stamp * 1e6) if known else None, frame, now)
 
     def _why_lost(self, waited: float) -> str:
         if "://" not in self.name:
