@@ -242,3 +242,17 @@ def test_triton_nhwc_input_keeps_its_layout():
     side = sidecar(channels=3, order="bgr", dtype="uint8", layout="NHWC", shape=(1, 480, 640, 3))
     config = triton.model_config(side, "nhwc")
     assert list(config.input[0].dims) == [1, 480, 640, 3] and config.max_batch_size == 0
+
+
+@pytest.mark.parametrize("verb", [["serve-check", "{tmp}/nope"],
+                                  ["build", "{model}", "--input-size", "96x128", "--int8", "--calib", "{tmp}/nope",
+                                   "--no-engine", "-o",
+                                   "{tmp}/e/x.engine"]])
+def test_a_missing_repository_or_calibration_folder_is_no_such_file_or_folder(verb, tmp_path, capsys):
+    model = tmp_path / "m.onnx"
+    onnx.save(demo_model(), model)
+    args = [a.format(tmp=tmp_path, model=model) for a in verb]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path}/nope: no such file or folder" in err[0]
+    assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())

@@ -108,6 +108,8 @@ def check_repository(repo: str | Path) -> list[Checked]:
     """Parse every ``config.pbtxt`` of a repository through Triton's schema and check it against the model's
     sidecar. A malformed file or a missing sidecar is a UsageError; a disagreement is VerificationFailed."""
     root = Path(repo)
+    if not root.exists():
+        raise UsageError(f"{root}: no such file or folder")
     if not root.is_dir():
         raise UsageError(f"{root}: not a model repository folder")
     models = sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.pbtxt").is_file())

@@ -57,6 +57,8 @@ def load_calibration(source: str, channels: int, size: tuple[int, int] | None, c
             raise UsageError(f"{p}: frames are {frames[0].shape[1]}x{frames[0].shape[2]}, the engine input is "
                              f"{size[0]}x{size[1]}; resize the stack or use a folder of images")
         items = [(f"{p.name}[{i}]", f) for i, f in enumerate(frames)]
+    elif not p.exists():
+        raise UsageError(f"{p}: no such file or folder (--calib takes a folder of images or an .npy stack)")
     else:
         raise UsageError(f"{p}: --calib takes a folder of images or an .npy stack of frames")
     if len(items) < 2:
