@@ -636,8 +636,8 @@ def _typed_model(h: int = 32, w: int = 40) -> onnx.ModelProto:
     x = normalise(b, b.input("image", [1, 3, h, w]))
     y = b.op("Relu", [b.conv(x, 3, 8, k=3, stride=2)])
     z = b.op("Relu", [b.conv(y, 8, 8, k=3, stride=2)])
-    up = b.op("Resize", [z, b.const(np.array([], np.float32), "roi"), b.const(np.array([1, 1, 2, 2], np.float32),
-                                                                               "scales")], mode="nearest")
+    scales = b.const(np.array([1, 1, 2, 2], np.float32), "scales", as_node=True)  # as paddle2onnx writes them
+    up = b.op("Resize", [z, b.const(np.array([], np.float32), "roi"), scales], mode="nearest")
     cat = b.op("Concat", [y, up], axis=1)
     loud = b.op("Mul", [b.conv(cat, 16, 4, k=3), b.const(np.float32(1e5), "gain")])
     logits = b.op("Softmax", [b.op("Flatten", [b.op("GlobalAveragePool", [loud])])], axis=1)

@@ -83,7 +83,12 @@ def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -
 
     model = with_unique_node_names(model)
     hot = overflowing_nodes(model, feed, frames)
-    model = _loud_constants_as_initializers(model, hot)  # the converter retypes a Constant node even when blocked
+    # Constant nodes the converter would retype even where their reader stays float32: loud values, and the
+    # float32-only operands (paddle2onnx writes Resize scales as Constant nodes) - initializers instead
+    operands = {n.input[pos] for n in model.graph.node for pos in FLOAT32_OPERANDS.get(n.op_type, ())
+                if pos < len(n.input)}
+    model = _constants_as_initializers(model, {n.name for n in model.graph.node
+                                               if n.name in hot or set(n.output) & operands})
     names = {n.name for n in model.graph.node}
     hot = [n for n in hot if n in names]
     # edgefold's input Cast/recentre and any Cast to float32 (a model's own uint8 input, --no-fold) must keep
@@ -104,20 +109,20 @@ def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -
     return out, hot
 
 
-def _loud_constants_as_initializers(model: onnx.ModelProto, hot: list[str]) -> onnx.ModelProto:
-    """A copy where each Constant node among ``hot`` (its value exceeds FP16_SAFE_MAX) is an initializer of the
-    same name: its readers are kept in float32 and read it as it is."""
+def _constants_as_initializers(model: onnx.ModelProto, names: set[str]) -> onnx.ModelProto:
+    """A copy where each Constant node (with a tensor ``value``) among ``names`` is an initializer of the same
+    name, which the conversion can keep float32 for a float32 reader."""
     from onnx import numpy_helper
 
-    loud = {n.name for n in model.graph.node if n.op_type == "Constant" and n.name in hot
+    chosen = {n.name for n in model.graph.node if n.op_type == "Constant" and n.name in names
             and any(a.name == "value" for a in n.attribute)}
-    if not loud:
+    if not chosen:
         return model
     out = onnx.ModelProto()
     out.CopyFrom(model)
     kept = []
     for n in out.graph.node:
-        if n.name in loud:
+        if n.name in chosen:
             value = numpy_helper.to_array(next(a.t for a in n.attribute if a.name == "value"))
             out.graph.initializer.append(numpy_helper.from_array(value, n.output[0]))
         else:
