@@ -8,6 +8,7 @@ from opset 19 (ONNX, onnxruntime; TensorRT 11's parser reads opsets 9-25), so th
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import onnx
@@ -102,8 +103,10 @@ def to_fp16(model: onnx.ModelProto, feed: InputFeed, frames: list[np.ndarray]) -
     computed = [n.name for n in model.graph.node for pos in FLOAT32_OPERANDS.get(n.op_type, ())
                 if pos < len(n.input) and n.input[pos] and n.input[pos] not in inits]
     keep = hot + [name_of[k] for k in helper_outputs(model) if k in name_of] + casts + computed
-    out = float16.convert_float_to_float16(model, max_finite_val=FP16_MAX, keep_io_types=True,
-                                           op_block_list=float32_op_types(), node_block_list=keep)
+    with warnings.catch_warnings():  # its per-value clamp warnings: float32 readers get the originals back below
+        warnings.simplefilter("ignore", UserWarning)
+        out = float16.convert_float_to_float16(model, max_finite_val=FP16_MAX, keep_io_types=True,
+                                               op_block_list=float32_op_types(), node_block_list=keep)
     _float32_initializers(model, out, set(keep))
     _rekey(model, out, hot)
     return out, hot
