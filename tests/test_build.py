@@ -127,6 +127,33 @@ def test_rebuild_reuses_the_calibration(demo_path, photos, tmp_path):
     assert not third["reused_calibration"] and third["cache_key"] != first["cache_key"]
 
 
+def test_a_sidecar_that_lists_kept_layers_by_name_is_not_reused(demo_path, photos, tmp_path, monkeypatch):
+    """Sidecars before layers were known by output tensor list node names (optional, may repeat): such a cache,
+    key and all, is calibrated again rather than read as output tensors."""
+    from edgefold.deploy import reuse
+    from edgefold.deploy.prepare import prepare
+
+    assert _int8(demo_path, photos, tmp_path, "--accuracy-floor", "iou=0.95")[0] == 0
+    path = tmp_path / "demo.int8.json"
+    side = json.loads(path.read_text())
+    assert side["int8"]["kept_float"] and side["int8"]["layers_by"] == "first output tensor"
+    options = BuildOptions(output=str(tmp_path / "demo.int8.engine"), precision="int8", calib=str(photos),
+                           accuracy_floor={"iou": 0.95}, engine=False)
+    assert reuse.cache_key(str(demo_path), options, prepare(str(demo_path), options).calib) == side["cache_key"]
+    monkeypatch.setattr(reuse, "PREPARED_FORMAT", 1)  # the key such a sidecar was written with
+    old_key = reuse.cache_key(str(demo_path), options, prepare(str(demo_path), options).calib)
+    monkeypatch.undo()
+    producer = {o: n for n in onnx.load(str(tmp_path / "demo.int8.prepared.onnx")).graph.node for o in n.output}
+    side["int8"]["kept_float"] = [producer[k].name for k in side["int8"]["kept_float"]]
+    del side["int8"]["layers_by"]
+    side["cache_key"] = old_key
+    path.write_text(json.dumps(side))
+    assert _int8(demo_path, photos, tmp_path, "--accuracy-floor", "iou=0.95")[0] == 0
+    again = json.loads(path.read_text())
+    assert not again["reused_calibration"] and again["int8"]["kept_float"] == [
+        k for k in again["int8"]["kept_float"] if k in producer]
+
+
 def test_accuracy_floor_fails_unless_accepted(demo_path, tmp_path, capsys):
     stack = tmp_path / "black.npy"
     frames = np.zeros((10, 128, 160), np.uint8)
@@ -430,9 +457,18 @@ def test_a_worse_tensorrt_engine_continues_the_search_on_tensorrt(demo_path, pho
     assert result.sidecar["accuracy"]["measured_on"].startswith("engine (TensorRT ")
 
 
-# ---- TensorRT 11 is strongly typed: the layers kept out of INT8 are float16 in the ONNX it parses ----------
-def _kept_layers(prepared: onnx.ModelProto, names: list[str]) -> list[onnx.NodeProto]:
-    return [n for n in prepared.graph.node if n.name in names and n.op_type in ("Conv", "Gemm", "MatMul")]
+# ---- TensorRT 11 is strongly typed: what INT8 leaves unquantised is float16 in the ONNX it parses -----------
+def _kept_layers(prepared: onnx.ModelProto, keys: list[str]) -> list[onnx.NodeProto]:
+    from edgefold.graph.names import node_key
+
+    return [n for n in prepared.graph.node if node_key(n) in keys and n.op_type in ("Conv", "Gemm", "MatMul")]
+
+
+def _types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {**{vi.name: vi.type.tensor_type.elem_type for vi in (*inferred.graph.value_info, *inferred.graph.input,
+                                                                  *inferred.graph.output)},
+            **{t.name: t.data_type for t in model.graph.initializer}}
 
 
 @pytest.mark.parametrize("major,extra,dtype,said", [
@@ -454,15 +490,12 @@ def test_kept_layers_are_written_in_the_precision_the_summary_says(demo_path, ph
     out = capsys.readouterr().out
     side = json.loads(sidecar.read_text())
     kept = side["int8"]["kept_float"]
-    assert kept and f"{len(kept)} layers {said}" in out
+    assert kept and f"{len(kept)} layers {said}" in out and side["int8"]["layers_by"] == "first output tensor"
     prepared = onnx.load(str(prepared_path))
-    inits = {t.name: t for t in prepared.graph.initializer}
-    producer = {o: n for n in prepared.graph.node for o in n.output}
+    types = _types(prepared)
+    assert len(_kept_layers(prepared, kept)) == len(kept)  # found by output tensor
     for node in _kept_layers(prepared, kept):
-        assert inits[node.input[1]].data_type == dtype  # the weight
-        x = producer.get(node.input[0])
-        if dtype == onnx.TensorProto.FLOAT16:  # the activation: cast to float16 (or a kept layer's float16 output)
-            assert x is not None and (x.op_type == "Cast" or x.name in kept)
+        assert types[node.input[1]] == dtype and types[node.input[0]] == dtype  # the weight and the activation
     # the sidecar's figures are those of exactly the model written
     feed, _, _ = candidate_feed(prepared, str(prepared_path))
     _, held = load_calibration(str(photos), 1, (128, 160), 300).split()
@@ -591,3 +624,89 @@ def test_strongly_typed_builds_say_which_nodes_stay_fp32(demo_path, photos, tmp_
     assert "run in FP32 as the ONNX types them" in capsys.readouterr().out
     code, _, sidecar = _int8(demo_path, photos, tmp_path, "--trt-version", "10")
     assert code == 0 and json.loads(sidecar.read_text())["float32_ops"] is None
+
+
+def _typed_model(h: int = 32, w: int = 40) -> onnx.ModelProto:
+    """Opset 13, ImageNet normalisation in the graph; between the convs the ops a detector has: Relu, Resize,
+    Concat, Sigmoid; a gain whose output overflows FP16 and a Softmax, which must stay float32."""
+    from edgefold.graph.builder import ModelBuilder
+    from tests.models import normalise
+
+    b = ModelBuilder(opset=13, seed=8)
+    x = normalise(b, b.input("image", [1, 3, h, w]))
+    y = b.op("Relu", [b.conv(x, 3, 8, k=3, stride=2)])
+    z = b.op("Relu", [b.conv(y, 8, 8, k=3, stride=2)])
+    scales = b.const(np.array([1, 1, 2, 2], np.float32), "scales", as_node=True)  # as paddle2onnx writes them
+    up = b.op("Resize", [z, b.const(np.array([], np.float32), "roi"), scales], mode="nearest")
+    cat = b.op("Concat", [y, up], axis=1)
+    loud = b.op("Mul", [b.conv(cat, 16, 4, k=3), b.const(np.float32(1e5), "gain")])
+    logits = b.op("Softmax", [b.op("Flatten", [b.op("GlobalAveragePool", [loud])])], axis=1)
+    return b.model([b.op("Sigmoid", [b.conv(cat, 16, 1, k=3)]), logits])
+
+
+@pytest.mark.parametrize("major,extra", [("11", []), ("11", ["--keep-fp32"]), ("10", [])])
+def test_int8_for_tensorrt_11_writes_the_unquantised_rest_in_float16(tmp_path, capsys, major, extra):
+    """TensorRT 11 runs what the ONNX types say: INT8 for 11 writes everything between the Q/DQ pairs in float16
+    (Q/DQ scales float16, opset 19), except the documented float32 nodes, each counted with its reason in the
+    sidecar and the summary; --keep-fp32 and TensorRT 10 keep the ONNX float32 as before."""
+    from edgefold.precision.fp16 import FP32_REASONS
+
+    src, frames = tmp_path / "m.onnx", tmp_path / "f.npy"
+    onnx.save(_typed_model(), str(src))
+    np.save(frames, np.random.default_rng(0).integers(0, 256, (6, 32, 40, 3)).astype(np.uint8))
+    out = tmp_path / "m.engine"
+    assert main(["build", str(src), "--rgb", "--int8", "--calib", str(frames), "-o", str(out),
+                 "--no-engine", "--trt-version", major, "--no-mixed-precision", "--accept-accuracy-drop", *extra]) == 0
+    text = capsys.readouterr().out
+    side = json.loads((tmp_path / "m.json").read_text())
+    prepared = onnx.load(str(tmp_path / "m.prepared.onnx"))
+    types = _types(prepared)
+    of = {n.op_type: types[n.output[0]] for n in prepared.graph.node}
+    halves = [t for t in prepared.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16]
+    if major == "10":
+        assert not halves and prepared.opset_import[0].version == 13 and side["precisions"] is None
+        return
+    census = side["precisions"]
+    assert census["int8_layers"] > 0 and "run in FP32 as the ONNX types them" in text
+    if extra:  # --keep-fp32: nothing in float16, every float node float32 as written
+        assert not halves and census["fp16_nodes"] == 0
+        assert set(census["fp32_why"]) <= {FP32_REASONS["unconverted"], FP32_REASONS["helper"]}
+        return
+    assert prepared.opset_import[0].version >= 19
+    assert all(of[op] == onnx.TensorProto.FLOAT16 for op in ("Relu", "Resize", "Concat"))
+    inits = {t.name: t for t in prepared.graph.initializer}
+    for n in prepared.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert inits[n.input[1]].data_type == onnx.TensorProto.FLOAT16  # the scale
+    why = census["fp32_why"]
+    assert FP32_REASONS["unconverted"] not in why  # only documented float32 nodes are left
+    assert why[FP32_REASONS["overflow"]].get("Mul") == 1 and why[FP32_REASONS["op"]] == {"Softmax": 1}
+    assert census["fp32_nodes"] == sum(sum(v.values()) for v in why.values())
+    assert f"{census['fp16_nodes']} FP16 nodes" in text and FP32_REASONS["overflow"] in text
+
+
+@pytest.mark.parametrize("as_node", [True, False])
+def test_fp16_keeps_what_reads_a_constant_beyond_fp16_in_float32(as_node):
+    """PP-OCRv4's first FPN BatchNormalization has a running variance of 1e8 (a paddle2onnx Constant node): in
+    float16 it is inf, and an FP16 build's text map agreed on 90 % of the pixels. A node reading such a constant
+    (a node or an initializer, which the converter clamps to 65504) stays float32 and reads it exactly."""
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
+    from edgefold.graph.builder import ModelBuilder
+    from edgefold.precision.fp16 import census, to_fp16
+    from tests.models import run
+
+    b = ModelBuilder(seed=9)
+    x = b.input("image", [1, 3, 12, 12])
+    y = b.op("Mul", [b.conv(x, 3, 4, k=3), b.const(np.float32(5e3))])  # about 1e4, as the detector's FPN
+    rng = np.random.default_rng(1)
+    stats = [rng.uniform(0.5, 1.5, 4), rng.uniform(-0.5, 0.5, 4), rng.uniform(-500, 500, 4), rng.uniform(5e6, 1e8, 4)]
+    y = b.op("BatchNormalization", [y, *(b.const(v.astype(np.float32), "bn", as_node) for v in stats)])
+    model = b.model([b.conv(b.op("Relu", [y]), 4, 2, k=3)])
+    feed = InputFeed("image", "float32", (1, 3, 12, 12), 1, ChannelAffine.identity(3))
+    frames = [rng.uniform(0, 1, (3, 12, 12)).astype(np.float32) for _ in range(2)]
+    half, hot = to_fp16(model, feed, frames)
+    assert census(half)["fp32_why"] and census(half)["fp16_nodes"] >= 2  # the BatchNormalization alone in float32
+    for f in frames:
+        ref, got = run(model, {"image": f[None]})[0], run(half, {"image": f[None]})[0]
+        assert np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max()

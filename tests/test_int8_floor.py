@@ -11,7 +11,7 @@ from edgefold.errors import UsageError
 from edgefold.graph.builder import ModelBuilder
 from edgefold.precision import mixed
 from edgefold.precision.weights import QUANTIZED_OPS, weight_axis, weights_as_initializers
-from tests.models import RAPIDOCR, run, wheel_model
+from tests.models import RAPIDOCR, renamed, run, wheel_model
 
 
 # ---- metrics: IoU only where the reference has positives, false positives where it has none ----------------
@@ -190,15 +190,21 @@ def _sensitive_model() -> onnx.ModelProto:
     return model
 
 
-def test_search_keeps_the_known_sensitive_layer_in_float():
+@pytest.mark.parametrize("naming", ["kept", "stripped", "one name", "two alike"])
+def test_search_keeps_the_known_sensitive_layer_in_float(naming):
+    """The ranking, the search and keep_float know a layer by its first output tensor: the same layer is found
+    and kept whether the nodes are named, unnamed or all named alike."""
     import time
 
     from edgefold.core.affine import ChannelAffine
     from edgefold.core.frames import InputFeed
+    from edgefold.graph.names import node_key
     from edgefold.precision.int8 import quantize
 
     m = _sensitive_model()
-    names = [n.name for n in m.graph.node if n.op_type == "Conv"]
+    conv3 = next(node_key(n) for n in m.graph.node if n.name == "c3")
+    m = renamed(m, naming)
+    names = [node_key(n) for n in m.graph.node if n.op_type == "Conv"]
     feed = InputFeed("x", "float32", (1, 4, 24, 24), 1, ChannelAffine.identity(4))
     frames = [np.random.default_rng(i).uniform(0, 1, (4, 24, 24)) for i in range(6)]
     q = quantize(m, feed, frames, "float-first", "minmax")
@@ -209,7 +215,6 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
 
     reference = outputs(m)
     ranking = mixed.rank_layers(q, outputs, reference, time.monotonic() + 60)
-    conv3 = "c3"
     assert ranking[0][0] == conv3, ranking
     full_error = mixed.output_error(reference, outputs(q))
 
@@ -219,7 +224,7 @@ def test_search_keeps_the_known_sensitive_layer_in_float():
     model, result = mixed.search(q, ranking, passes, time.monotonic() + 60)
     assert model is not None
     assert result.kept_float == (conv3,)
-    assert conv3 not in mixed.quantized_layers(model)
+    assert conv3 not in mixed.quantized_layers(model) and len(mixed.quantized_layers(model)) == len(names) - 1
     # all float: no Q/DQ left, the fp32 model again
     plain = mixed.keep_float(q, frozenset(names))
     assert not [n for n in plain.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]

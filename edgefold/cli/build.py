@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-mixed-precision", action="store_true",
                    help="INT8 below the floor: fail instead of searching which layers to keep in FP16")
     p.add_argument("--keep-fp32", action="store_true",
-                   help="INT8: the layers kept out of INT8 run in FP32 (default FP16: written in float16 for TensorRT 11, "
-                   "the FP16 flag on 10.x)")
+                   help="INT8: what is not quantised (the layers kept out of INT8, the ops between Q/DQ pairs) runs in "
+                   "FP32 (default FP16: written in float16 for TensorRT 11, the FP16 flag on 10.x)")
     p.add_argument("--search-budget", type=finite, default=600.0, metavar="SECONDS",
                    help="time limit of the mixed-precision search (default 600)")
     deploy = p.add_argument_group("deployment targets")

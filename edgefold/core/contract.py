@@ -31,6 +31,7 @@ class Meta:
     HELPER_NODES = "edgefold.helper_nodes"  # JSON list: the output of each node edgefold added (border term...)
     FRONTEND = "edgefold.frontend"  # JSON: the front end a `frontend` run added
     INT8_STRATEGY = "edgefold.int8_strategy"
+    FP16_OVERFLOW = "edgefold.fp16_overflow"  # JSON list: the output of each node kept float32 as it overflows fp16
     PREFIX = "edgefold."
 
 

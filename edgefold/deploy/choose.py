@@ -21,17 +21,18 @@ SENSITIVITY_FRAMES = 3  # calibration frames the per-layer sensitivity is measur
 
 def choose(prep: Prepared, options: BuildOptions, key: str, half: bool = False
            ) -> tuple[Candidate, list[Candidate], bool]:
-    """(chosen, every candidate, whether the previous build's calibrated model was reused). ``half``: the
-    layers the INT8 search keeps out of INT8 are written (and measured) in float16."""
+    """(chosen, every candidate, whether the previous build's calibrated model was reused). ``half``: an INT8
+    model's unquantised rest, the layers the search keeps out of INT8 among it, is written (and measured) in
+    float16."""
     cached = reuse.cached_prepared(options, key)
     if cached is not None:
         candidates = [reuse.reused(options, prep.evaluate, cached)]
     else:
-        candidates = strategies.candidates(prep, options)
+        candidates = strategies.candidates(prep, options, half)
     chosen = max(candidates, key=preference)
     best = chosen
     if options.precision == "int8" and not chosen.passed and cached is None and options.mixed_precision:
-        chosen, best = _mixed_precision(chosen, prep, options, half)
+        chosen, best = _mixed_precision(chosen, prep, options)
     if not chosen.passed and not options.accept_accuracy_drop:
         raise VerificationFailed(below_floor(options, prep.tol, chosen, best))
     return chosen, candidates, cached is not None
@@ -49,8 +50,7 @@ def score(c: Candidate) -> float:
     return accuracy.score(c.on_held_out or c.on_calibration)
 
 
-def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions, half: bool
-                     ) -> tuple[Candidate, Candidate]:
+def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -> tuple[Candidate, Candidate]:
     """Keep the fewest most sensitive layers in float so the floor holds (precision/mixed.py). (the candidate,
     the best one the search measured: the candidate itself, or where none met the floor its best try)."""
     from edgefold.precision import mixed
@@ -65,7 +65,7 @@ def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions, h
         found[id(model)] = c
         return c.passed
 
-    model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress, half)
+    model, info = mixed.search(chosen.model, ranking, passes, deadline, options.show_progress)
     if model is not None:
         done = dataclasses.replace(found[id(model)], search=info)
         return done, done

@@ -24,7 +24,7 @@ from edgefold.deploy.choose import choose
 from edgefold.deploy.engine import EngineMaker
 from edgefold.deploy.prepare import prepare
 from edgefold.deploy.ship import ship
-from edgefold.deploy.spec import BuildOptions, kept_in_half, plan_engine
+from edgefold.deploy.spec import BuildOptions, int8_rest_in_half, plan_engine
 from edgefold.deploy.summary import BuildResult
 from edgefold.graph.outputs import RunOutputs
 
@@ -42,7 +42,7 @@ def build(model_path: str, options: BuildOptions, maker: EngineMaker | None = No
 
     prep = prepare(model_path, options)
     key = reuse.cache_key(model_path, options, prep.calib)
-    chosen, candidates, reused = choose(prep, options, key, kept_in_half(options, target))
+    chosen, candidates, reused = choose(prep, options, key, int8_rest_in_half(options, target))
 
     plan = plan_engine(options, Path(prepared_path).name, Path(options.output).name, target)
     shipped = ship(prep, options, plan, chosen, sidecar.sidecar(model_path, options, chosen, plan, prep), maker,

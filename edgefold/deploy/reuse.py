@@ -16,6 +16,10 @@ from edgefold.graph.io import load_model
 from edgefold.precision.calib import CalibSet
 from edgefold.precision.mixed import SearchResult
 
+# what a build writes for the same options; a new one makes earlier caches miss. 2: layers known by first output
+# tensor in the sidecar (they were node names, which may be empty or repeat), INT8's rest in float16 for TensorRT 11
+PREPARED_FORMAT = 2
+
 
 def sha256(path: str) -> str:
     h = hashlib.sha256()
@@ -27,13 +31,15 @@ def sha256(path: str) -> str:
 
 def cache_key(model_path: str, options: BuildOptions, calib: CalibSet) -> str:
     """What the prepared model depends on: the source, the preparation options (the floor and the search
-    decide which layers stay in FP16) and the frames."""
+    decide which layers stay in FP16), the frames, and PREPARED_FORMAT (a sidecar of an earlier format - one that
+    lists kept layers by node name - is not reused: the build calibrates again)."""
     relevant = {k: getattr(options, k) for k in ("precision", "calib_method", "int8_strategy", "fold", "fp16_flag",
                                                  "accuracy_floor", "mixed_precision", "search_budget_s", "keep_fp32",
                                                  "trt_major",
                                                  "pixel_format", "yuv", "deepstream")}  # these change its input
     relevant["fold_options"] = repr(options.fold_options)
     relevant["shapes"] = repr(options.shapes)
+    relevant["format"] = PREPARED_FORMAT
     blob = json.dumps([sha256(model_path), relevant, calib.digest()], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

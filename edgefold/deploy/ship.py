@@ -18,7 +18,7 @@ from edgefold.deploy.candidate import Candidate, figures
 from edgefold.deploy.choose import rank
 from edgefold.deploy.engine import EngineMaker, build_engine, workdir
 from edgefold.deploy.prepare import Prepared
-from edgefold.deploy.spec import BuildOptions, EnginePlan, kept_in_half
+from edgefold.deploy.spec import BuildOptions, EnginePlan
 from edgefold.errors import VerificationFailed
 from edgefold.precision import accuracy
 from edgefold.precision.mixed import SearchResult
@@ -96,14 +96,13 @@ def _continue_search(prep: Prepared, options: BuildOptions, chosen: Candidate, k
                      found: dict, t_start: float, maker: EngineMaker, builds: list[Rebuild]) -> Shipped:
     from edgefold.precision import mixed
 
-    plan_major = maker.trt_major
     spent = chosen.search.seconds if chosen.search else 0.0
     deadline = t_start + max(0.0, options.search_budget_s - spent)
     ranking = list(chosen.search.ranking) if chosen.search and chosen.search.ranking else \
         rank(chosen.model, prep, options, deadline)
     rest = [(n, v) for n, v in ranking if n not in kept]
     model, info = mixed.search(chosen.model, rest, lambda m: attempt(m, len(kept) + _extra(m, chosen.model)),
-                               deadline, options.show_progress, kept_in_half(options, plan_major))
+                               deadline, options.show_progress)
     if model is None:  # the first engine ships only with --accept-accuracy-drop
         data, stats = found[id(chosen.model)]
         return Shipped(chosen, data, maker.describe(), stats, tuple(builds))

@@ -17,24 +17,32 @@ from edgefold.deploy.engine import EngineMaker
 from edgefold.deploy.prepare import Prepared
 from edgefold.deploy.reuse import sha256
 from edgefold.deploy.ship import Shipped
-from edgefold.deploy.spec import BuildOptions, EnginePlan, kept_in_half, kept_precision
+from edgefold.deploy.spec import BuildOptions, EnginePlan, kept_precision
 from edgefold.precision.calib import CalibSet
 
 
 def int8_summary(chosen: Candidate, calib: CalibSet, options: BuildOptions, plan: EnginePlan) -> dict:
-    """What the INT8 model quantises: its share of the MACs, the layers kept in float, how they were found."""
+    """What the INT8 model quantises: its share of the MACs, the layers kept in float (by first output tensor:
+    node names are optional and may repeat), their precision as written, how they were found."""
     kept = list(chosen.search.kept_float) if chosen.search else []
     share = int8_share(chosen.model, calib)
     search = chosen.search
-    half = kept_in_half(options, plan.trt_major)
-    return {"kept_float": kept, "int8_mac_share": share, "kept_precision": kept_precision(options).lower(),
-            "kept_written_as": "float16 in the ONNX (weights, and Casts around them)" if half else
+    half = written_in_half(chosen.model)
+    precision = ("fp16" if half else "fp32") if plan.trt_major >= 11 else kept_precision(options).lower()
+    return {"kept_float": kept, "layers_by": "first output tensor", "int8_mac_share": share,
+            "kept_precision": precision,
+            "kept_written_as": "float16 in the ONNX, as all of the unquantised rest (float16 Q/DQ scales)" if half else
             "float32 in the ONNX" + ("" if options.keep_fp32 or plan.trt_major >= 11 else
                                      ", run in FP16 by TensorRT's FP16 flag"),
             "search": None if search is None else {
                 "steps": [list(step) for step in search.steps], "seconds": round(search.seconds, 1),
                 "exhausted": search.exhausted,
                 "sensitivity": [[n, v] for n, v in search.ranking[:20]]}}
+
+
+def written_in_half(model: onnx.ModelProto) -> bool:
+    """Whether a prepared model's float weights are written in float16 (FP16, or INT8 for TensorRT 11)."""
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
 
 def script_notes(sidecar: dict) -> str:
@@ -46,8 +54,8 @@ def script_notes(sidecar: dict) -> str:
         int8.get("kept_precision", "fp16")]
     if int8.get("kept_written_as", "").startswith("float16"):
         how = "FP16 (written in float16: TensorRT 11 is strongly typed)"
-    return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers have no Q/DQ and run in\n"
-            f"# {how} - no --layerPrecisions needed:\n"
+    return ("# Mixed precision is in the Q/DQ placement of the ONNX itself: these layers (by output tensor) have no\n"
+            f"# Q/DQ and run in {how} - no --layerPrecisions needed:\n"
             + "".join(f"#   {name}\n" for name in int8["kept_float"]))
 
 
@@ -78,7 +86,8 @@ def sidecar(model_path: str, options: BuildOptions, chosen: Candidate, plan: Eng
                         "digest": prep.calib.digest()},
         "accuracy": _accuracy(options, chosen, prep, shipped),
         "engine": _engine(options, shipped, maker),
-        "float32_ops": _float32_ops(chosen.model) if plan.strongly_typed else None,
+        "float32_ops": _typed(chosen.model, "float32_ops") if plan.strongly_typed else None,
+        "precisions": _typed(chosen.model, "census") if plan.strongly_typed else None,
         "int8": int8_summary(chosen, prep.calib, options, plan) if options.precision == "int8" else None,
         # the full contract also for --no-fold (the model's own input as it is): Engine and the C++ app read it
         "input_contract": candidate_contract(chosen.model, model_path).to_json(),
@@ -113,11 +122,12 @@ def _engine(options: BuildOptions, shipped: Shipped | None, maker: EngineMaker |
             "builds": [b.to_json() for b in shipped.builds], "dla_core": options.dla_core, **maker.device_info()}
 
 
-def _float32_ops(model: onnx.ModelProto) -> dict[str, int] | None:
-    """Strongly typed TensorRT runs each node in the type the ONNX gives it: the nodes left in float32."""
-    from edgefold.precision.fp16 import float32_ops
+def _typed(model: onnx.ModelProto, what: str) -> dict | None:
+    """Strongly typed TensorRT runs each node in the type the ONNX gives it: ``float32_ops`` (op -> nodes left in
+    float32) or ``census`` (INT8 layers, FP16 nodes, FP32 nodes by reason)."""
+    from edgefold.precision import fp16
 
     try:
-        return float32_ops(model)
+        return getattr(fp16, what)(model)
     except Exception:  # noqa: BLE001 - information only; a model shape inference cannot type still builds
         return None

@@ -84,7 +84,7 @@ class BuildOptions:
     accept_accuracy_drop: bool = False
     accuracy_floor: dict[str, float] = field(default_factory=dict)  # top1 / iou / fp / cosine overrides
     mixed_precision: bool = True  # INT8 below the floor: search which layers to keep in FP16
-    keep_fp32: bool = False  # INT8: the layers kept out of INT8 run in FP32 (default FP16)
+    keep_fp32: bool = False  # INT8: what is not quantised runs in FP32 (default FP16)
     search_budget_s: float = 600.0
     show_progress: bool = False
     pixel_format: str | None = None  # a camera format with a front end (Bayer, NV12, Mono12 ...), as fold's flag
@@ -206,10 +206,12 @@ class EnginePlan:
                 f"{cmd}\n")
 
 
-def kept_in_half(options: BuildOptions, trt_major: int) -> bool:
-    """Whether the layers an INT8 build keeps out of INT8 are written in float16 in the ONNX: for a strongly
-    typed TensorRT (11) the ONNX types are the precisions, so yes unless --keep-fp32. On 10.x they stay float32
-    in the ONNX and TensorRT's FP16 flag (set with INT8 unless --keep-fp32) lets them run in FP16."""
+def int8_rest_in_half(options: BuildOptions, trt_major: int) -> bool:
+    """Whether an INT8 build writes all it does not quantise - the layers the search keeps out of INT8, the
+    element-wise ops, activations, Resize, Concat ... between the Q/DQ pairs - in float16 in the ONNX: for a
+    strongly typed TensorRT (11) the ONNX types are the precisions, so yes unless --keep-fp32 (ops that need
+    float32 keep it, with Casts). On 10.x the ONNX stays float32 and TensorRT's FP16 flag (set with INT8 unless
+    --keep-fp32) lets it pick FP16."""
     return options.precision == "int8" and trt_major >= 11 and not options.keep_fp32
 
 

@@ -43,11 +43,7 @@ class BuildResult:
                 line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
                          f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
             lines.append(line)
-        typed = self.sidecar.get("float32_ops")
-        if typed:
-            ops = ", ".join(f"{op} x{n}" for op, n in sorted(typed.items(), key=lambda t: -t[1]))
-            lines.append(f"  strongly typed: {sum(typed.values())} node{'s' if sum(typed.values()) != 1 else ''} "
-                         f"run in FP32 as the ONNX types them ({ops})")
+        lines += _typed_lines(self.sidecar.get("precisions"))
         shipped = self.shipped
         on_engine = shipped.engine is not None
         lines.append(f"  accuracy measured on: {shipped.measured_on}"
@@ -72,6 +68,20 @@ class BuildResult:
             script = next(f for f in self.files if f.endswith(".trtexec.sh"))
             lines.append(f"no engine built (--no-engine): on the device run {script} or `edgefold build`")
         return "\n".join(lines)
+
+
+def _typed_lines(census: dict | None) -> list[str]:
+    """What a strongly typed TensorRT runs in which precision, as the ONNX types it, and why nodes stay FP32."""
+    if not census:
+        return []
+    plural = lambda n, what: f"{n} {what}{'s' if n != 1 else ''}"  # noqa: E731
+    head = ", ".join(([plural(census["int8_layers"], "INT8 layer")] if census["int8_layers"] else [])
+                     + [plural(census["fp16_nodes"], "FP16 node")])
+    lines = [f"  strongly typed: {head}, {plural(census['fp32_nodes'], 'node')} run in FP32 as the ONNX types them"]
+    for why, ops in census["fp32_why"].items():
+        listed = ", ".join(f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda t: -t[1]))
+        lines.append(f"    FP32: {listed} - {why}")
+    return lines
 
 
 def _score(c: Candidate) -> float:

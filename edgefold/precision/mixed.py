@@ -3,7 +3,9 @@
 Polygraphy's ``debug precision`` bisects layer precisions on a real engine; this does the same before
 TensorRT, on the Q/DQ model in onnxruntime. A layer "kept in float" loses the Q/DQ pairs in front of its
 inputs (activation and weight), so TensorRT runs it in FP16 on 10.x (the FP16 builder flag is set with
-INT8) and in the precision of the ONNX on 11.x (strongly typed).
+INT8) and in the precision of the ONNX on 11.x (strongly typed: float16 where the Q/DQ model was written in
+float16, ``fp16.to_fp16``). Layers are known by their first output tensor (``graph.names.node_key``): node names
+are optional and may repeat.
 
 1. Sensitivity: for each quantised layer, the model with only that layer quantised is run on a few
    calibration frames; the output error it causes alone ranks the layers.
@@ -20,6 +22,7 @@ import numpy as np
 import onnx
 
 from edgefold.graph.index import _subgraph_reads
+from edgefold.graph.names import node_key
 from edgefold.precision.weights import QUANTIZED_OPS
 
 
@@ -31,14 +34,13 @@ def quantized_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 
 def quantized_layers(model: onnx.ModelProto) -> list[str]:
-    """Names of the ops whose weight arrives through a DequantizeLinear (in graph order)."""
-    return [n.name for n in quantized_nodes(model)]
+    """The ops whose weight arrives through a DequantizeLinear, by first output tensor (in graph order)."""
+    return [node_key(n) for n in quantized_nodes(model)]
 
 
 def int8_mac_share(model: onnx.ModelProto, size: tuple[int, int] | None) -> float | None:
     """The share of Conv/ConvTranspose/Gemm/MatMul MACs that run in INT8, for one frame of ``size`` (H, W)
     when the input is dynamic; None when a MAC count is unknown."""
-    from edgefold.graph.names import node_key
     from edgefold.graph.shapes import specialise
     from edgefold.inspect.count import inventory
 
@@ -59,16 +61,15 @@ def int8_mac_share(model: onnx.ModelProto, size: tuple[int, int] | None) -> floa
     return sum(layer.macs or 0 for layer in layers if layer.output in int8) / total if total else None
 
 
-def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str], half: bool = False) -> onnx.ModelProto:
-    """A copy where the named layers read their inputs without Q/DQ (float weights, float activations);
-    ``half``: in float16 - weights stored as float16, a Cast to float16 of each activation input and a Cast
-    back to float32 of each output - the precision a strongly typed TensorRT (11) runs them in."""
+def keep_float(model: onnx.ModelProto, layers: set[str] | frozenset[str]) -> onnx.ModelProto:
+    """A copy where the ``layers`` (by first output tensor) read their inputs without Q/DQ: the float weight and
+    the float activation the Q/DQ pairs had in front of them - float16 in a model written in float16."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     g = out.graph
     producer = {o: n for n in g.node for o in n.output}
     for n in g.node:
-        if n.name not in names:
+        if node_key(n) not in layers:
             continue
         for pos, name in enumerate(n.input):
             dq = producer.get(name)
@@ -78,42 +79,7 @@ def keep_float(model: onnx.ModelProto, names: set[str] | frozenset[str], half: b
             if q is not None and q.op_type == "QuantizeLinear":
                 n.input[pos] = q.input[0]
     _prune_qdq(g)
-    if half:
-        _in_half(g, names)
     return out
-
-
-def _in_half(g: onnx.GraphProto, names: set[str] | frozenset[str]) -> None:
-    """The named layers compute in float16: float16 copies of their weights, Casts around them."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    inits = {t.name: t for t in g.initializer}
-    halves: dict[str, str] = {}  # float32 tensor -> its float16 twin (a weight copy, a Cast, a kept layer's output)
-    nodes: list[onnx.NodeProto] = []
-    for n in g.node:
-        if n.name not in names:
-            nodes.append(n)
-            continue
-        for pos, name in enumerate(n.input):
-            if not name:
-                continue
-            if name not in halves and name in inits:
-                value = numpy_helper.to_array(inits[name])
-                if value.dtype != np.float32:
-                    continue
-                halves[name] = f"{name}/fp16"
-                g.initializer.append(numpy_helper.from_array(value.astype(np.float16), halves[name]))
-            elif name not in halves:
-                halves[name] = f"{name}/fp16"
-                nodes.append(helper.make_node("Cast", [name], [halves[name]], to=TensorProto.FLOAT16))
-            n.input[pos] = halves[name]
-        nodes.append(n)
-        for pos, name in enumerate(n.output):
-            n.output[pos] = halves[name] = f"{name}/fp16"
-            nodes.append(helper.make_node("Cast", [n.output[pos]], [name], to=TensorProto.FLOAT))
-    del g.node[:]
-    g.node.extend(nodes)
-    _prune_qdq(g)  # float32 weights nothing reads any more
 
 
 def _prune_qdq(g: onnx.GraphProto) -> None:
@@ -146,7 +112,7 @@ def output_error(refs: list[list[np.ndarray]], gots: list[list[np.ndarray]]) -> 
 
 @dataclass(frozen=True)
 class SearchResult:
-    kept_float: tuple[str, ...]  # the layers kept in float, most sensitive first
+    kept_float: tuple[str, ...]  # the layers kept in float (by first output), most sensitive first
     ranking: tuple[tuple[str, float], ...]  # every quantised layer with its sensitivity, most sensitive first
     steps: tuple[tuple[int, bool], ...]  # (k, passed) in the order evaluated
     seconds: float
@@ -161,18 +127,17 @@ def rank_layers(model: onnx.ModelProto, run: Callable[[onnx.ModelProto], list[li
 
     layers = quantized_layers(model)
     scores: list[tuple[str, float]] = []
-    for name in tqdm(layers, desc="layer sensitivity", unit="layer", disable=not progress, leave=False):
+    for layer in tqdm(layers, desc="layer sensitivity", unit="layer", disable=not progress, leave=False):
         if time.monotonic() > deadline:  # unranked layers keep graph order at the end
             scores += [(n, -1.0) for n in layers[len(scores):]]
             break
-        only = keep_float(model, frozenset(layers) - {name})
-        scores.append((name, output_error(reference, run(only))))
+        only = keep_float(model, frozenset(layers) - {layer})
+        scores.append((layer, output_error(reference, run(only))))
     return sorted(scores, key=lambda t: -t[1])
 
 
 def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Callable[[onnx.ModelProto], bool],
-           deadline: float, progress: bool = False, half: bool = False
-           ) -> tuple[onnx.ModelProto | None, SearchResult]:
+           deadline: float, progress: bool = False) -> tuple[onnx.ModelProto | None, SearchResult]:
     """The smallest k such that the k most sensitive layers in float meet the floor, and the record of the
     search; the model is None when no k tried did (the floor needs more than float layers, or time ran out)."""
     from tqdm import tqdm
@@ -184,7 +149,7 @@ def search(model: onnx.ModelProto, ranking: list[tuple[str, float]], passes: Cal
     bar = tqdm(desc="mixed-precision search", unit="try", disable=not progress, leave=False)
 
     def trial(k: int) -> bool:
-        models[k] = keep_float(model, frozenset(order[:k]), half)
+        models[k] = keep_float(model, frozenset(order[:k]))
         ok = passes(models[k])
         steps.append((k, ok))
         bar.update(1)
