@@ -271,3 +271,16 @@ def test_pytorch_exports_are_quantised_per_channel(tmp_path, dynamo):
     frames = [np.random.default_rng(i).uniform(0, 1, (3, 16, 16)) for i in range(4)]
     q = quantize(m, feed, frames, "float-first", "minmax")
     assert _check_per_channel(q) == 4
+
+
+def test_shapes_hint_keeps_a_fixed_size_and_varies_the_batch():
+    """YOLOv8n folded at 320x320 with its batch dynamic: the hint suggested camera sizes (480x640...) the model
+    does not take."""
+    from edgefold.core.affine import ChannelAffine
+    from edgefold.core.frames import InputFeed
+    from edgefold.deploy.prepare import example_profile as _example_profile
+
+    nchw = InputFeed("images", "uint8", ("batch", 1, 320, 320), 1, ChannelAffine.identity(1))
+    nhwc = InputFeed("x", "uint8", ("n", 96, 128, 1), 3, ChannelAffine.identity(1))
+    assert _example_profile(nchw) == "1x1x320x320/1x1x320x320/4x1x320x320"
+    assert _example_profile(nhwc) == "1x96x128x1/1x96x128x1/4x96x128x1"

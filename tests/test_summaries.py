@@ -106,7 +106,7 @@ def test_build_conventions_of_the_field(tmp_path, capsys):
     assert main(["build", str(src), "-o", str(out), "--no-engine", "--trt-version", "10", "--shapes",
                  "image:1x1x64x64", "--timing-cache", str(cache)]) == 0
     text = capsys.readouterr().out
-    assert "prepared fp32 model" in text, text
+    assert "prepared fp32 model for TensorRT" in text, text  # not "fp32 model (fp32)"
     sidecar = json.loads((tmp_path / "engines" / "m.json").read_text())
     assert sidecar["precision"] == "fp32"
     script = (tmp_path / "engines" / "m.trtexec.sh").read_text()

@@ -53,7 +53,7 @@ def prepare(model_path: str, options: BuildOptions) -> Prepared:
         raise UsageError("--report: the model is already folded, so this build writes no fold report; drop --report")
     feed, _, pixel_max = candidate_feed(fp32, model_path)
     if any(not isinstance(d, int) for d in feed.shape) and not any(p.name == feed.name for p in options.shapes):
-        dims = "x".join(str(d) for d in feed.shape)
+        dims = "x".join(str(d) if isinstance(d, int) else "?" for d in feed.shape)
         raise UsageError(f"input '{feed.name}' is dynamic ({dims}): TensorRT needs a shape profile; give "
                          f"--shapes {feed.name}:MIN/OPT/MAX (e.g. {feed.name}:{example_profile(feed)}), "
                          f"or one size for the fastest exact fold")
@@ -66,15 +66,21 @@ def prepare(model_path: str, options: BuildOptions) -> Prepared:
 
 
 def example_profile(feed: InputFeed) -> str:
-    """A MIN/OPT/MAX example in the input's own layout (NCHW, NHWC, or N x H x W)."""
+    """A MIN/OPT/MAX example in the input's own layout (NCHW, NHWC, or N x H x W): camera sizes where H x W is
+    dynamic, else the model's own H x W with a batch of 1 to 4 cameras."""
     channels = feed.affine.in_channels
+    nhwc = len(feed.shape) == 4 and feed.channel_axis in (3, -1)
+    spatial = feed.shape[1:3] if len(feed.shape) == 3 or nhwc else feed.shape[2:4]
 
-    def one(h: int, w: int) -> str:
-        dims = [1, h, w]
+    def one(n: int, h: int, w: int) -> str:
+        dims = [n, h, w]
         if len(feed.shape) == 4:
-            dims.insert(3 if feed.channel_axis in (3, -1) else 1, channels)
+            dims.insert(3 if nhwc else 1, channels)
         return "x".join(map(str, dims))
-    return "/".join(one(h, w) for h, w in ((480, 640), (1080, 1920), (2048, 2448)))
+    if all(isinstance(d, int) for d in spatial):
+        h, w = (int(d) for d in spatial)
+        return "/".join(one(n, h, w) for n in (1, 1, 4))
+    return "/".join(one(1, h, w) for h, w in ((480, 640), (1080, 1920), (2048, 2448)))
 
 
 def fold_for_build(original: onnx.ModelProto, options: BuildOptions, raw_offset: float

@@ -28,7 +28,8 @@ class BuildResult:
         c = self.chosen
         reused = " - reused the calibrated model of the previous build" if self.sidecar.get("reused_calibration") else ""
         lines = [self.fold_summary] if self.fold_summary else []
-        lines.append(f"prepared {self.sidecar['precision']} model ({c.label}) for TensorRT {self.plan.trt_major}.x{reused}")
+        how = f" ({c.label})" if c.label != self.sidecar["precision"] else ""
+        lines.append(f"prepared {self.sidecar['precision']} model{how} for TensorRT {self.plan.trt_major}.x{reused}")
         int8 = self.sidecar.get("int8")
         if int8:
             kept, share = int8["kept_float"], int8.get("int8_mac_share")
