@@ -18,7 +18,7 @@ from edgefold.errors import VerificationFailed
 from edgefold.precision import accuracy
 
 SENSITIVITY_FRAMES = 3  # calibration frames the per-layer sensitivity is measured on
-CLASSIFIER_FRAMES = 16  # a classifier's: the calibration frames with the smallest top-1 margins (small frames)
+CLASSIFIER_FRAMES = 16  # a classifier's: those with the smallest top-1 margins (its frames are small)
 
 
 def choose(prep: Prepared, options: BuildOptions, key: str, half: bool = False
