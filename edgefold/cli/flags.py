@@ -77,8 +77,9 @@ def accuracy_floor(text: str) -> dict[str, float]:
 
 def add_floor_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accuracy-floor", type=accuracy_floor, metavar="KEY=V[,KEY=V]",
-                   help="task floors: top1 (agreement), iou (mean over frames with positives), fp (false-positive "
-                   "pixel rate on frames without), cosine (other outputs); e.g. iou=0.95,fp=0.005")
+                   help="task floors: top1 (agreement, seen and estimated from the margins), iou (mean over "
+                   "frames with positives), fp (false-positive pixel rate on frames without), cosine (other "
+                   "outputs); e.g. iou=0.95,fp=0.005")
 
 
 def add_yuv_flag(p: argparse.ArgumentParser) -> None:

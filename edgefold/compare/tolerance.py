@@ -18,6 +18,11 @@ fails on every model. What the user of the map sees is the thresholded map: IoU 
 positives, false positives on frames without. Classifier-shaped outputs are judged by top-1 agreement,
 dense maps by IoU and false positives, any other output (raw regression or detection heads) by cosine
 similarity.
+
+Top-1 agreement is judged twice, and both must meet the floor: as seen (the share of frames whose top-1
+class is the reference's) and as estimated from the margins (``edgefold.core.metrics.top1_disagreement``:
+each frame's loss of top-1 lead tried against every frame's margin). N frames can only see a rate in steps
+of 1/N - 30 held-out frames that all agree say little about a 3 % rate - the estimate sees rates far below.
 """
 from __future__ import annotations
 
@@ -93,8 +98,8 @@ class Tolerance:
     def _task_checks(self, s: OutputStats) -> list[tuple[str, bool]]:
         f = self.floors
         checks: list[tuple[str, bool]] = []
-        if f.top1 is not None and s.top1_agreement is not None:
-            checks.append((f"top-1 {100 * s.top1_agreement:.1f}% >= {100 * f.top1:g}%", s.top1_agreement >= f.top1))
+        if f.top1 is not None and s.top1_judged is not None:
+            checks.append((f"top-1 {top1_figures(s)} >= {100 * f.top1:g}%", s.top1_judged >= f.top1))
         if f.iou is not None and s.map_iou is not None:
             checks.append((f"map IoU {_apart(s.map_iou, f.iou, 3)} >= {f.iou:g}", s.map_iou >= f.iou))
         if f.fp is not None and s.false_positive is not None:
@@ -126,7 +131,7 @@ class Tolerance:
             bound = verdict.describe(bound)
         f = self.floors
         task = [t for t in (
-            f"top-1 agreement >= {100 * f.top1:g}%" if f.top1 is not None else "",
+            f"top-1 agreement >= {100 * f.top1:g}% (seen, and estimated from the margins)" if f.top1 is not None else "",
             f"map IoU >= {f.iou:g} on frames with positives" if f.iou is not None else "",
             f"false positives <= {100 * f.fp:g}% on frames without" if f.fp is not None else "",
             f"cosine >= {f.cosine:g} for other outputs" if f.cosine is not None and not self.numeric_decides else "",
@@ -149,6 +154,14 @@ def tolerance_for(precision: str, atol: dict[str, float], rtol: dict[str, float]
     a, r, numeric, base = DEFAULTS[precision]
     return Tolerance(precision, {"": a, **atol}, {"": r, **rtol}, dataclasses.replace(base, **(floors or {})), numeric,
                      noise_floor=not (atol or rtol))  # a bound the user gives is the bound
+
+
+def top1_figures(s: OutputStats) -> str:
+    """The top-1 agreement seen on the frames and the one estimated from their margins (where measured)."""
+    seen = f"{100 * s.top1_agreement:.1f}%" if s.top1_agreement is not None else ""
+    if s.top1_estimate is None:
+        return seen
+    return f"{seen} seen, {100 * s.top1_estimate:.1f}% by margins" if seen else f"{100 * s.top1_estimate:.1f}% by margins"
 
 
 def _failed(check: str) -> str:

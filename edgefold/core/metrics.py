@@ -1,7 +1,8 @@
 """Error statistics of a candidate's outputs against the reference's, and task-level agreement.
 
 Task metrics judge what a user of the output sees, frame by frame:
-- classifier-shaped outputs (N, K): top-1 agreement over frames;
+- classifier-shaped outputs (N, K): top-1 agreement over frames, and the same rate estimated from the frames'
+  top-1 margins (``top1_estimate``), which sees disagreement rates far below 1/N from N frames;
 - dense maps (N, C, H, W), thresholded at ``map_threshold`` (default: mid-range of the reference): IoU on
   the frames whose reference map has positives (at least ``POSITIVE_FRACTION`` of its pixels), and the
   false-positive rate - the fraction of pixels the candidate marks that the reference does not - on the
@@ -48,10 +49,20 @@ class OutputStats:
     frame_max_abs: tuple[float, ...] = ()  # max |candidate - reference| per frame
     frame_floor: tuple[float, ...] = ()  # the reference's own float32 noise floor per frame; () if not measured
     numeric_decides: bool = True  # whether the numeric figures are part of the verdict (INT8: the task metrics)
+    top1_estimate: float | None = None  # classifier-shaped outputs: top-1 agreement estimated from the margins
+    frame_margin: tuple[float, ...] = ()  # per row: the reference's top-1 lead over the next class (logit scale)
+    frame_margin_drop: tuple[float, ...] = ()  # per row: how much of that lead the candidate loses
+
+    @property
+    def top1_judged(self) -> float | None:
+        """The top-1 figure the floor judges: the lower of the agreement seen and the one estimated."""
+        seen = [v for v in (self.top1_agreement, self.top1_estimate) if v is not None]
+        return min(seen) if seen else None
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
-        for key in ("frame_iou", "frame_false_positive", "frame_max_abs", "frame_floor"):
+        for key in ("frame_iou", "frame_false_positive", "frame_max_abs", "frame_floor", "frame_margin",
+                    "frame_margin_drop"):
             d[key] = list(d[key])
         return d
 
@@ -86,6 +97,8 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
     inf = float("inf")
     border = interior = None
     top1 = []
+    margins: list[np.ndarray] = []
+    drops: list[np.ndarray] = []
     for r, g in zip(refs, gots):
         # float32 outputs stay float32 (no float64 copies of every frame: at camera resolutions those were most
         # of a fold's verification time, in page faults); the difference of two float32 values is exact to
@@ -109,6 +122,9 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
         if is_classifier(r.shape):
             flat_r, flat_g = r.reshape(r.shape[0], -1), g.reshape(g.shape[0], -1)
             top1.extend((flat_r.argmax(axis=1) == flat_g.argmax(axis=1)).tolist())
+            margin, drop = top1_margins(flat_r, flat_g)
+            margins.append(margin)
+            drops.append(drop)
     d = np.concatenate(diffs) if diffs else np.zeros(1)
     r_cat = np.concatenate(r_all) if r_all else np.zeros(1)
     ref_max = float(np.abs(r_cat).max(initial=0.0))
@@ -129,7 +145,70 @@ def output_stats(name: str, refs: list[np.ndarray], gots: list[np.ndarray],
                        float(np.quantile(d, 0.99)), border, interior, ref_max,
                        float(np.mean(top1)) if top1 else None, iou, threshold, True, iou_min, false_pos,
                        float(min(cosines)) if cosines else None, frame_iou, frame_fp,
-                       frame_max_abs=tuple(frame_max), frame_floor=tuple(floors or ()))
+                       frame_max_abs=tuple(frame_max), frame_floor=tuple(floors or ()),
+                       **_top1_estimate(margins, drops))
+
+
+def _top1_estimate(margins: list[np.ndarray], drops: list[np.ndarray]) -> dict:
+    if not margins:
+        return {}
+    m, d = np.concatenate(margins), np.concatenate(drops)
+    return {"top1_estimate": 1.0 - top1_disagreement(m, d), "frame_margin": tuple(m.tolist()),
+            "frame_margin_drop": tuple(d.tolist())}
+
+
+def is_distribution(x: np.ndarray) -> bool:
+    """Rows (frames x classes) that are probability distributions: non-negative, summing to 1 (a softmax)."""
+    return bool(x.size and x.min() >= 0.0 and x.max() <= 1.0 and np.allclose(x.sum(axis=1), 1.0, atol=1e-3))
+
+
+def logits(x: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """A classifier-shaped output (N, K) or (N, K, 1, 1) on the logit scale, in float64: where the reference
+    (``like``, else ``x`` itself) is a probability distribution per row, its logarithm - the softmax's logits
+    up to a constant per row, so differences are logit gaps - else the values as they are."""
+    rows = lambda a: np.asarray(a, np.float64).reshape(np.shape(a)[0], -1)  # noqa: E731
+    v = rows(x)
+    if is_distribution(rows(x if like is None else like)):
+        return np.log(np.maximum(v, np.finfo(np.float32).tiny))
+    return v
+
+
+def top1_margins(ref: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (frames x classes): the reference's top-1 margin - the lead of its top class over the next, on
+    the logit scale (``logits``) - and how much of that lead the candidate loses (its top-1 changes where the
+    loss exceeds the margin)."""
+    r, g = logits(ref), logits(got, like=ref)
+    rows, top = np.arange(r.shape[0]), r.argmax(axis=1)
+    others = np.arange(r.shape[1]) != top[:, None]
+
+    def lead(x: np.ndarray) -> np.ndarray:
+        return x[rows, top] - np.where(others, x, -np.inf).max(axis=1)
+
+    margin = lead(r)
+    return margin, margin - lead(g)
+
+
+def top1_disagreement(margins: np.ndarray, drops: np.ndarray) -> float:
+    """The share of frames whose top-1 a candidate changes, estimated from every frame's margin (``margins``,
+    the reference's top-1 lead on the logit scale) and the part of it the candidate loses (``drops``).
+
+    Model: drop = a * margin + e. The gain ``a`` (least squares through the origin) is a change of scale shared
+    by all frames - INT8 shrinking every logit gap alike - which alone changes no top-1 while a < 1; the
+    residual ``e`` is the frame's own error, taken as independent of its margin. A frame j flips when
+    a * m_j + e > m_j, so the estimate is the share of pairs (i, j) with e_i > (1 - a) * m_j: every frame's
+    error tried on every frame's margin, which resolves rates far below 1/N from N frames (the frames seen to
+    flip are among them). A non-finite drop counts as every frame flipping."""
+    m, d = np.asarray(margins, np.float64), np.asarray(drops, np.float64)
+    if not m.size:
+        return 0.0
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(m))):
+        return 1.0
+    energy = float(m @ m)
+    a = float(d @ m) / energy if energy > 0 else 0.0
+    residual = d - a * m
+    thresholds = np.sort((1.0 - a) * m)
+    below = np.searchsorted(thresholds, residual, side="left")  # per i: how many margins j its error exceeds
+    return float(below.sum() / (m.size * m.size))
 
 
 def cosine_similarity(r: np.ndarray, g: np.ndarray) -> float:

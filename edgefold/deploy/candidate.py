@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import onnx
 
 from edgefold import verdict
+from edgefold.compare.tolerance import top1_figures
 from edgefold.core.metrics import OutputStats
 from edgefold.precision.calib import CalibSet
 from edgefold.precision.mixed import SearchResult
@@ -34,7 +35,7 @@ def figures(s: OutputStats) -> str:
     """The figures of one output, as the summary and the one-line refusals print them."""
     parts = [verdict.figures(s, who="the fp32 model")] if s.numeric_decides else []  # INT8: the task decides
     if s.top1_agreement is not None:
-        parts.append(f"top-1 {100 * s.top1_agreement:.1f}%")
+        parts.append(f"top-1 {top1_figures(s)}")
     if s.map_iou is not None:
         parts.append(f"map IoU {s.map_iou:.3f} (min {s.map_iou_min:.3f})")
     if s.false_positive is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 
 from edgefold.compare.tolerance import Tolerance
+from edgefold.core import metrics
 from edgefold.deploy import reuse, strategies
 from edgefold.deploy.candidate import Candidate
 from edgefold.deploy.prepare import Prepared
@@ -17,6 +18,7 @@ from edgefold.errors import VerificationFailed
 from edgefold.precision import accuracy
 
 SENSITIVITY_FRAMES = 3  # calibration frames the per-layer sensitivity is measured on
+CLASSIFIER_FRAMES = 16  # a classifier's: those with the smallest top-1 margins (its frames are small)
 
 
 def choose(prep: Prepared, options: BuildOptions, key: str, half: bool = False
@@ -76,19 +78,35 @@ def _mixed_precision(chosen: Candidate, prep: Prepared, options: BuildOptions) -
 
 
 def rank(model: onnx.ModelProto, prep: Prepared, options: BuildOptions, deadline: float) -> list[tuple[str, float]]:
-    """The quantised layers, most sensitive first, measured in onnxruntime on a few calibration frames."""
+    """The quantised layers, most sensitive first, measured in onnxruntime on a few calibration frames. A
+    classifier (every output classifier-shaped) is measured where the floor judges it: on the logit scale
+    (``metrics.logits``), on the ``CLASSIFIER_FRAMES`` calibration frames with the smallest fp32 top-1 margin -
+    those whose top-1 is at stake. (On probabilities, a confident frame's softmax hides any error: three such
+    frames ranked the PP-OCR direction classifier's layers no better than graph order.)"""
     from edgefold.backends.ort import session
     from edgefold.precision import mixed
 
-    probe = list(prep.calib.frames)[:SENSITIVITY_FRAMES]
+    reference = prep.ref_calib[1]
+    classifier = bool(reference) and all(metrics.is_classifier(np.shape(o)) for o in reference[0])
+    if classifier:
+        margin = [min(float(metrics.top1_margins(o, o)[0].min()) for o in outs) for outs in reference]
+        picked = [int(i) for i in np.argsort(margin, kind="stable")[:CLASSIFIER_FRAMES]]
+    else:
+        picked = list(range(min(SENSITIVITY_FRAMES, len(reference))))
+    probe = [prep.calib.frames[i] for i in picked]
     feed = prep.feed
+
+    def scaled(outs: list[np.ndarray], ref: list[np.ndarray]) -> list[np.ndarray]:
+        return [metrics.logits(o, like=r) for o, r in zip(outs, ref)] if classifier else outs
+
+    ref_probe = [reference[i] for i in picked]
 
     def run(m: onnx.ModelProto) -> list[list[np.ndarray]]:
         s = session(m, optimize=True)
         names = [o.name for o in s.get_outputs()]
-        return [s.run(names, {feed.name: feed.tensor(f)}) for f in probe]
+        return [scaled(s.run(names, {feed.name: feed.tensor(f)}), r) for f, r in zip(probe, ref_probe)]
 
-    return mixed.rank_layers(model, run, prep.ref_calib[1][: len(probe)], deadline, options.show_progress)
+    return mixed.rank_layers(model, run, [scaled(r, r) for r in ref_probe], deadline, options.show_progress)
 
 
 def below_floor(options: BuildOptions, tol: Tolerance, chosen: Candidate, best: Candidate | None = None) -> str:
