@@ -135,6 +135,19 @@ def test_bad_run_flags_are_one_line_exit_2(args, words, tmp_path, capsys):
     assert err.count("\n") == 1 and words in err, err
 
 
+@pytest.mark.parametrize("args, words", [
+    # a port out of range was exit 5 'internal error' (OverflowError from bind); --top 0/-1 wrote 0 / K-1 classes
+    (["--view", "99999"], "--view: a TCP port is 1..65535"), (["--view", "0"], "--view: expected at least 1"),
+    (["--top", "0"], "--top: expected at least 1"), (["--top", "-1"], "--top: expected at least 1"),
+])
+def test_bad_view_port_and_top_k_are_argparse_errors_exit_2(args, words, tmp_path, capsys):
+    folded, _ = fold_for("Mono8", tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(folded), "--source", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and words in err, err
+
+
 def test_several_sources_are_one_batch_where_the_contract_takes_them_else_round_robin(tmp_path):
     (tmp_path / "b").mkdir()
     batched, _ = fold_for("BayerRG8", tmp_path / "b", bare_model(batch="N"))

@@ -114,6 +114,17 @@ def test_infer_cli_prints_top_k_and_writes_outputs(folded_pair, tmp_path, capsys
     assert (res / "outputs.json").exists() and list(res.glob("camera.*.npy"))
 
 
+@pytest.mark.parametrize("k", ["0", "-1"])
+def test_infer_top_k_below_1_is_a_usage_error(folded_pair, tmp_path, capsys, k):
+    # --top -1 printed K-1 classes (a slice [:-1]) and --top 0 an empty 'top-0' line
+    img = tmp_path / "f.png"
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(img)
+    with pytest.raises(SystemExit) as exit_:
+        main(["infer", str(folded_pair[1]), str(img), "--top", k])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--top: expected at least 1" in err
+
+
 def test_bench_cli_runs_both_pipelines_side_by_side(tmp_path, capsys):
     src = _bare_dynamic(tmp_path)
     out = tmp_path / "g.onnx"

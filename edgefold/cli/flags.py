@@ -35,6 +35,23 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, got {text!r}")
+    return value
+
+
 def existing_file(text: str) -> str:
     """A model, engine or frame that must exist: every verb says the same thing when it does not (exit 2),
     before it needs TensorRT or anything else."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgefold.cli.flags import existing_file
+from edgefold.cli.flags import existing_file, positive_int
 from edgefold.cli.flags import size as size_arg
 from edgefold.errors import EXIT_OK, UsageError
 
@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("images", nargs="+", help="PNG/JPEG/PGM/... or .npy frames; .raw/.bin camera buffers for a model "
                    "folded with --pixel-format. A model with several camera inputs takes one image per input, in "
                    "the order of its inputs (left.png right.png)")
-    p.add_argument("--top", type=int, default=5, help="top-k classes to print (default 5)")
+    p.add_argument("--top", type=positive_int, default=5, help="top-k classes to print (default 5)")
     p.add_argument("--resize", action="store_true", help="resize images to a static model input size")
     p.add_argument("--size", type=size_arg, metavar="HxW",
                    help="buffer size of .raw frames for a model with a dynamic input (a 4:2:0 buffer: (3H/2)xW)")

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from edgefold.cli.flags import port, positive_int
 from edgefold.cli.flags import size as size_arg
 from edgefold.errors import EXIT_OK
 
@@ -75,8 +76,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE.jsonl", help="one JSON line per frame: camera, frame id, timestamp, "
                    "latency, output summary (top-k, positive share and boxes of maps, statistics)")
     p.add_argument("--record", metavar="DIR", help="one CAMERA-FRAMEID.npz per frame: raw buffer and outputs")
-    p.add_argument("--view", type=int, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="top-k classes in --out (default 5)")
+    p.add_argument("--view", type=port, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT")
+    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="top-k classes in --out (default 5)")
     p.add_argument("--size", type=size_arg, metavar="HxW", help="frame size for an engine with a dynamic input")
     p.add_argument("--roi", type=_pair, metavar="X,Y", help="camera region offset (default: centred on the sensor)")
     p.add_argument("--fps", type=float, help="set the camera's frame rate (aravis: sources)")
