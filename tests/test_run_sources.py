@@ -110,6 +110,17 @@ def test_a_missing_video_file_is_no_such_file(tmp_path, capsys):
     assert err.count("\n") == 1 and "nope.mp4: no such file" in err and not out.exists()
 
 
+def test_a_video_file_without_frames_is_refused_before_anything_is_written(tmp_path, capsys):
+    # it ran '0 frames ... stopped by end', exit 0, and --out was never written
+    folded, _ = fold_for("Mono8", tmp_path)
+    _video(tmp_path / "empty.avi", n=0)
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(folded), "--source", str(tmp_path / "empty.avi"), "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "empty.avi: no frames" in captured.err and not out.exists()
+    assert "edgefold run:" not in captured.out
+
+
 def test_a_video_cannot_feed_a_mosaic_engine_and_nothing_is_written(tmp_path, capsys):
     folded, _ = fold_for("BayerRG8", tmp_path)
     _video(tmp_path / "v.avi")

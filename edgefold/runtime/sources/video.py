@@ -92,13 +92,20 @@ class VideoSource:
         self._resized = False
         self._index = 0
         self._started = False
+        self._first: tuple[bool, np.ndarray] | None = None
+        if not self.live:  # a file that opens but decodes nothing is refused before anything is written
+            self._first = self.cap.read()
+            if not self._first[0]:
+                self.cap.release()
+                raise UsageError(f"{spec}: no frames (OpenCV opens it but decodes none: an empty or truncated video)")
 
     def start(self) -> None:
         self._started = True
 
     def read(self) -> Frame | None:
         asked = time.monotonic()
-        ok, bgr = self.cap.read()
+        ok, bgr = self.cap.read() if self._first is None else self._first
+        self._first = None
         now = time.monotonic()
         if not ok:
             if self.live and self._index:
