@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgefold.cli.main import main
@@ -85,6 +86,23 @@ def test_an_unknown_camera_lists_every_camera_that_can_be_opened_the_simulated_o
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 2 and stderr.count("\n") == 1, stderr
     assert "aravis:NoSuch: no such camera; cameras found: " in stderr and "simulated camera is aravis:Fake_1" in stderr
+
+
+def test_a_video_beside_a_camera_runs_every_frame_by_default(engines, tmp_path, capsys):
+    """--drop defaults per source: the camera's newest frame, every frame of the file. It was latest for both once
+    one source was live: a 50-frame video beside Fake_1 ran 3 frames and counted 47 drops."""
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(30):
+        writer.write(np.full((48, 64, 3), 8 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--source", str(video),
+                 "--fps", "200", "--seconds", "2", "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x["frame_id"] for x in lines if x["camera"] == str(video)] == list(range(30))
+    assert "--drop latest (cameras, streams) / none (files)" in capsys.readouterr().out
 
 
 def test_the_first_camera_is_a_real_one_never_the_simulated_one(engines, tmp_path, capsys):

@@ -72,7 +72,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--drop", choices=("latest", "none"),
                    help="latest: real time, keep each camera's newest frame and count drops; none: every frame "
-                   "(default: latest when a source is a camera or stream, none for files and folders)")
+                   "(default: each source its own - latest for a camera or stream, none for a file or folder)")
     p.add_argument("--out", metavar="FILE.jsonl", help="one JSON line per frame: camera, frame id, timestamp, "
                    "latency, output summary (top-k, positive share and boxes of maps, statistics)")
     p.add_argument("--record", metavar="DIR", help="one CAMERA-FRAMEID.npz per frame: raw buffer and outputs")
@@ -114,8 +114,7 @@ def _run(args: argparse.Namespace, terminated: list[int]) -> int:
         try:
             for spec in args.source:
                 sources.append(open_source(spec, engine.contract, size=args.size, roi=args.roi, frame_rate=args.fps))
-            drop = args.drop or ("latest" if any(s.live for s in sources) else "none")
-            options = RunOptions(drop=drop, frames=args.frames, seconds=args.seconds)
+            options = RunOptions(drop=args.drop, frames=args.frames, seconds=args.seconds)  # None: per source
             if args.view is not None:
                 from edgefold.runtime.sinks.view import ViewSink
 
@@ -131,7 +130,7 @@ def _run(args: argparse.Namespace, terminated: list[int]) -> int:
                     source.close()
     if terminated and summary.stopped_by == "interrupted":
         summary.stopped_by = "terminated"
-    print_summary(summary, engine.backend_name, options.drop)
+    print_summary(summary, engine.backend_name, options.drop or _drop_by_source(sources))
     if summary.error is not None:
         from edgefold.cli.main import printable
 
@@ -160,6 +159,11 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if record in folders or (args.out and record == Path(args.out).resolve()):
             raise UsageError(f"--record {args.record}: that is {'--out' if record not in folders else 'a source'}; "
                              f"choose another folder")
+
+
+def _drop_by_source(sources: list) -> str:
+    live = {s.live for s in sources}
+    return "latest (cameras, streams) / none (files)" if len(live) > 1 else "latest" if True in live else "none"
 
 
 # the other reasons read as they are: end, frames, seconds, error

@@ -4,7 +4,8 @@ the caller's thread, results handed to sinks.
 ``drop="latest"`` (real time): a slot holds one frame; a newer one replaces it and the older is counted as a
 drop, so a source faster than the engine shows up in the drop count, never as memory. ``drop="none"``
 (offline): a slot holds ``depth`` frames and the acquisition thread waits for room - every frame it received is
-run; a live camera then loses frames inside its driver, and those count as drops too.
+run; a live camera then loses frames inside its driver, and those count as drops too. ``drop=None``: each source
+its own - latest for a live one (camera, stream), none for a file or folder.
 
 Several sources feed one call as a batch - one row per source, in source order - where the engine's contract
 takes that many frames per call (the multi-camera contract); otherwise they take turns (round robin).
@@ -42,14 +43,14 @@ LATENCY_WINDOW = 100_000  # latencies kept per camera for the percentiles (a lon
 
 @dataclass(frozen=True)
 class RunOptions:
-    drop: str = "latest"  # "latest" | "none"
+    drop: str | None = "latest"  # "latest" | "none" | None: per source, latest for a live one, none for the rest
     frames: int | None = None  # stop after this many frames in total
     seconds: float | None = None  # stop after this long
     depth: int = 4  # frames a slot holds with drop="none"
     zero_copy: bool = True  # camera buffers in the engine's memory where it reads them as they are
 
     def __post_init__(self) -> None:
-        if self.drop not in ("latest", "none"):
+        if self.drop not in ("latest", "none", None):
             raise UsageError(f"--drop must be latest or none, not {self.drop!r}")
         if self.frames is not None and self.frames < 1:
             raise UsageError("--frames must be at least 1")
@@ -205,8 +206,8 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
     mode = batch_mode(engine, len(sources))
     stats = [CameraStats(s.name, notes=s.notes) for s in sources]
     summary = Summary(stats, mode)
-    replace = options.drop == "latest"
-    slots = [Slot(1 if replace else options.depth, replace) for _ in sources]
+    replace = [options.drop == "latest" if options.drop else s.live for s in sources]
+    slots = [Slot(1 if r else options.depth, r) for r in replace]
     stop = threading.Event()
     threads = [threading.Thread(target=_acquire, args=(s, slot, stop), name=f"edgefold-acquire-{i}", daemon=True)
                for i, (s, slot) in enumerate(zip(sources, slots))]
@@ -214,9 +215,8 @@ def stream(engine: Engine, sources: Sequence[Source], options: RunOptions, sinks
     try:
         # frames held outside a camera's driver: a slot's, the one the acquisition thread is handing over, the
         # one in the engine
-        held = slots[0].capacity + 2
-        for source, st in zip(sources, stats):
-            st.notes.append(_memory_path(engine, source, mode, len(sources), held, options.zero_copy))
+        for source, st, slot in zip(sources, stats, slots):
+            st.notes.append(_memory_path(engine, source, mode, len(sources), slot.capacity + 2, options.zero_copy))
         for source in sources:
             source.start()
         for t in threads:
