@@ -72,3 +72,23 @@ def test_an_unknown_flag_of_a_subverb_points_at_the_subverbs_own_help(tmp_path, 
             assert exit_.value.code == 2 and err.count("\n") == 1, err
             assert f"unrecognized arguments: --bogus (see {prog} {sub} --help)" in err, err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_unknown_flag_is_named_also_when_a_required_one_is_missing(tmp_path, capsys):
+    """argparse reports a missing required flag first: ``frontend dct --bogus`` and a mistyped ``--ouput x.onnx``
+    said only '-o/--output is required', never naming the flag it did not know."""
+    import pytest
+
+    from edgefold.cli.main import main
+
+    for argv, unknown in ((["frontend", "dct", "--bogus"], "--bogus"),
+                          (["frontend", "dct", "--ouput", str(tmp_path / "x.onnx")], "--ouput"),
+                          (["fold", str(tmp_path / "m.onnx"), "--gary"], "--gary")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1, err
+        assert f"unrecognized arguments: {unknown}; the following arguments are required: -o/--output" in err, err
+    with pytest.raises(SystemExit):  # a flag it knows, given as a prefix, is not called unknown
+        main(["frontend", "dct", "--input-d", "uint8"])
+    assert "unrecognized" not in capsys.readouterr().err

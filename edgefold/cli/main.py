@@ -12,10 +12,24 @@ from edgefold.errors import EXIT_INTERNAL, EXIT_OK, EXIT_RESOURCES, EXIT_USAGE, 
 
 class _Parser(argparse.ArgumentParser):
     verbs: dict[str, argparse.ArgumentParser] = {}  # noqa: RUF012 - set per instance by build_parser
+    _given: list[str] = []  # noqa: RUF012 - the arguments this parser was handed (per instance)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]  # noqa: ANN001, ANN201
+        self._given = list(args or [])
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # type: ignore[override]
+        # argparse reports a missing required flag before an unknown one: a mistyped '--ouput x.onnx' would read
+        # as '-o/--output is required' and never name the typo
+        unknown = [a for a in self._given if a.startswith("--") and not self._known(a.split("=")[0])]
+        if unknown and message.startswith("the following arguments are required"):
+            message = f"unrecognized arguments: {' '.join(unknown)}; {message}"
         print(f"edgefold: error: {printable(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def _known(self, flag: str) -> bool:
+        """A flag of this parser, or an abbreviation of one (argparse takes unique prefixes)."""
+        return flag == "--" or any(option.startswith(flag) for option in self._option_string_actions)
 
 
 _NUMBERS = re.compile(r"^-[0-9.][0-9.eE+-]*(,[-+]?[0-9.][0-9.eE+-]*)*$")
