@@ -404,3 +404,38 @@ def test_a_classifier_that_flips_only_low_margin_frames_is_caught_by_the_build(t
     c2 = next(n.output[0] for n in fp32.graph.node if n.name == "c2")  # layers are known by first output
     assert side["int8"]["kept_float"] == [c2] and side["accuracy"]["passed"]
     assert all(o["top1_estimate"] >= 0.98 for part in ("calibration", "held_out") for o in side["accuracy"][part])
+
+
+def test_a_near_tie_classifier_that_float16_cannot_carry_is_told_to_try_keep_fp32(tmp_path, capsys):
+    """Two classes whose weight rows differ by 3 %: for TensorRT 11 the search's kept layers and the rest are
+    float16, and even all 4 layers kept miss the margins' floor; --keep-fp32 meets it with one layer kept. The
+    failure line said 'FP16-layer search' and sent the user to --fp16, not to --keep-fp32."""
+    torch = pytest.importorskip("torch")
+    from edgefold.cli.main import main
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(32, 2), torch.nn.Softmax(1)).eval()
+    with torch.no_grad():
+        w = net[8].weight
+        w[1:] = w[0:1] + 0.03 * torch.randn_like(w[1:])
+        net[8].bias.zero_()
+    src = tmp_path / "near_tie.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(src), dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["y"])
+    rng = np.random.default_rng(0)
+    ramp = np.arange(64)[None, :]
+    frames = np.stack([np.clip(rng.integers(0, 256, (64, 64)) * 0.3 + (ramp * i % 255) * 0.7, 0, 255)
+                       for i in range(40)]).astype(np.uint8)
+    np.save(tmp_path / "frames.npy", frames)
+    args = ["build", str(src), "--gray", "--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25", "--scale", "255",
+            "--input-dtype", "uint8", "--int8", "--calib", str(tmp_path / "frames.npy"), "--no-engine",
+            "--trt-version", "11", "-o", str(tmp_path / "e" / "m.engine")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "by margins < 98%" in err and "the FP16-layer search tried" in err and "try --keep-fp32" in err, err
+    assert not (tmp_path / "e" / "m.prepared.onnx").exists()
+    assert main([*args, "--keep-fp32"]) == 0
+    assert "1 layer kept in FP32" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from edgefold.core import metrics
 from edgefold.deploy import reuse, strategies
 from edgefold.deploy.candidate import Candidate
 from edgefold.deploy.prepare import Prepared
-from edgefold.deploy.spec import BuildOptions
+from edgefold.deploy.spec import BuildOptions, kept_precision
 from edgefold.errors import VerificationFailed
 from edgefold.precision import accuracy
 
@@ -115,13 +115,16 @@ def below_floor(options: BuildOptions, tol: Tolerance, chosen: Candidate, best: 
     failing = [s for s in best.on_calibration + best.on_held_out if not s.passed]
     worst = failing[0] if failing else (best.on_calibration + best.on_held_out)[0]
     search = chosen.search
+    kept = kept_precision(options)
     tried = "" if search is None else (
-        f"; the FP16-layer search tried {', '.join(str(k) for k, _ in search.steps) or 'nothing'} of "
-        f"{len(search.ranking)} layers in FP16{' before --search-budget ran out' if search.exhausted else ''}")
+        f"; the {kept}-layer search tried {', '.join(str(k) for k, _ in search.steps) or 'nothing'} of "
+        f"{len(search.ranking)} layers in {kept}{' before --search-budget ran out' if search.exhausted else ''}")
     layers = best.search.kept_float if best.search else ()
-    where = (f"{best.label} with {len(layers)} layer{'s' if len(layers) != 1 else ''} in FP16" if layers else
+    where = (f"{best.label} with {len(layers)} layer{'s' if len(layers) != 1 else ''} in {kept}" if layers else
              f"{best.label}{' with INT8 everywhere' if options.precision == 'int8' else ''}")
-    hint = ("more calibration frames like the camera's, a lower --accuracy-floor, --search-budget, --fp16, or "
-            "--accept-accuracy-drop") if options.precision == "int8" else "--fp32, or --accept-accuracy-drop"
+    # FP16 for what INT8 leaves can be what misses (a near-tie classifier): --keep-fp32 is the next step then
+    hint = ("" if options.keep_fp32 else "--keep-fp32 (what INT8 leaves runs in FP32), ") + (
+        "more calibration frames like the camera's, a lower --accuracy-floor, --search-budget, --fp16, or "
+        "--accept-accuracy-drop") if options.precision == "int8" else "--fp32, or --accept-accuracy-drop"
     return (f"{options.precision} model below the accuracy floor ({tol.describe()}): best reached ({where}): output "
             f"'{worst.name}' {worst.decided_by}{tried}; nothing written - try {hint}")

@@ -138,7 +138,8 @@ def engine_below_floor(options: BuildOptions, prep: Prepared, shipped: Shipped) 
     search = ("" if options.precision != "int8" else
               " (the mixed-precision search continued on the engine)" if len(shipped.builds) > 1 else
               " (no engine search: --no-mixed-precision)" if not options.mixed_precision else "")
-    hint = ("a larger --search-budget, more calibration frames like the camera's, --fp16, or --accept-accuracy-drop"
+    hint = (("" if options.keep_fp32 else "--keep-fp32 (what INT8 leaves runs in FP32), ") + "a larger "
+            "--search-budget, more calibration frames like the camera's, --fp16, or --accept-accuracy-drop"
             if options.precision == "int8" else "--fp32, or --accept-accuracy-drop")
     return (f"{options.precision} {shipped.measured_on} below the accuracy floor ({prep.tol.describe()}) although "
             f"the onnxruntime simulation met it{search}: best reached with {best.float_layers} layers in float: "
