@@ -136,6 +136,8 @@ def test_a_video_cannot_feed_a_mosaic_engine_and_nothing_is_written(tmp_path, ca
     (["--source", "{imgs}", "--size", "10x10"], "takes 48x64"),
     (["--source", "{imgs}", "--out", "{tmp}/no/o.jsonl"], "does not exist"),
     (["--source", "{imgs}", "--record", "{imgs}/f00.png"], "not a folder"),
+    # it ran both; their records overwrote each other (4 frames, 2 files) and their JSONL lines were the same
+    (["--source", "{imgs}", "--source", "{imgs}", "--record", "{tmp}/rec"], "is given twice"),
 ])
 def test_bad_run_flags_are_one_line_exit_2(args, words, tmp_path, capsys):
     folded, _ = fold_for("BayerRG8", tmp_path)
@@ -148,7 +150,7 @@ def test_bad_run_flags_are_one_line_exit_2(args, words, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, words", [
     # a port out of range was exit 5 'internal error' (OverflowError from bind); --top 0/-1 wrote 0 / K-1 classes
-    (["--view", "99999"], "--view: a TCP port is 1..65535"), (["--view", "0"], "--view: expected at least 1"),
+    (["--view", "99999"], "--view: a TCP port is 1..65535"), (["--view", "-1"], "--view: a TCP port is 1..65535"),
     (["--top", "0"], "--top: expected at least 1"), (["--top", "-1"], "--top: expected at least 1"),
 ])
 def test_bad_view_port_and_top_k_are_argparse_errors_exit_2(args, words, tmp_path, capsys):

@@ -46,9 +46,13 @@ def positive_int(text: str) -> int:
 
 
 def port(text: str) -> int:
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535, got {text!r}")
+    """A TCP port to listen on; 0 is any free one."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1..65535 (0: any free one), got {text!r}")
     return value
 
 

@@ -76,7 +76,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE.jsonl", help="one JSON line per frame: camera, frame id, timestamp, "
                    "latency, output summary (top-k, positive share and boxes of maps, statistics)")
     p.add_argument("--record", metavar="DIR", help="one CAMERA-FRAMEID.npz per frame: raw buffer and outputs")
-    p.add_argument("--view", type=port, metavar="PORT", help="serve a live page on http://127.0.0.1:PORT")
+    p.add_argument("--view", type=port, metavar="PORT",
+                   help="serve a live page on http://127.0.0.1:PORT (0: any free port, printed)")
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="top-k classes in --out (default 5)")
     p.add_argument("--size", type=size_arg, metavar="HxW", help="frame size for an engine with a dynamic input")
     p.add_argument("--roi", type=_pair, metavar="X,Y", help="camera region offset (default: centred on the sensor)")
@@ -146,6 +147,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from edgefold.errors import UsageError
     from edgefold.graph.outputs import RunOutputs
 
+    twice = next((spec for i, spec in enumerate(args.source) if spec in args.source[:i]), None)
+    if twice is not None:  # a camera is known by its spec: the JSONL lines and --record files of both would collide
+        raise UsageError(f"--source {twice} is given twice: each source is one camera, named by its spec in --out "
+                         f"and --record; give it once")
     guard = RunOutputs()
     guard.protect_model(args.model)
     folders = []
