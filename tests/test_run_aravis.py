@@ -105,6 +105,21 @@ def test_a_video_beside_a_camera_runs_every_frame_by_default(engines, tmp_path, 
     assert "--drop latest (cameras, streams) / none (files)" in capsys.readouterr().out
 
 
+def test_the_frame_rate_the_camera_runs_at_is_said_and_a_bad_one_refused(engines, capsys):
+    """--fps outside the camera's range was clamped (1e9 -> 1000) or ignored (-5, 0: it stayed at 25) without a
+    word, and 'nan' was the camera's parsing error blamed on the region ('check --roi')."""
+    model = str(engines["Mono8"][0])
+    assert main(["run", model, "--source", "aravis:Fake_1", "--frames", "1", "--fps", "50"]) == 0
+    assert "camera set to Mono8 64x48 (WxH) at (" in (out := capsys.readouterr().out) and "), 50 fps\n" in out, out
+    assert main(["run", model, "--source", "aravis:Fake_1", "--frames", "1", "--fps", "1e9"]) == 0
+    assert ", 1000 fps (--fps 1e+09 is outside the camera's 0.1..1000)" in capsys.readouterr().out
+    for bad in ("0", "-5", "nan"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["run", model, "--source", "aravis:Fake_1", "--frames", "1", f"--fps={bad}"])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and "argument --fps: expected a" in err, err
+
+
 def test_the_first_camera_is_a_real_one_never_the_simulated_one(engines, tmp_path, capsys):
     """``aravis:`` alone, in a process that opened Fake_1 before (Aravis' switch for it is process-wide)."""
     assert main(["run", str(engines["Mono8"][0]), "--source", "aravis:Fake_1", "--frames", "1"]) == 0

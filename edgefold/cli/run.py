@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from edgefold.cli.flags import port, positive_int
+from edgefold.cli.flags import port, positive, positive_int
 from edgefold.cli.flags import size as size_arg
 from edgefold.errors import EXIT_OK
 
@@ -81,7 +81,7 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="top-k classes in --out (default 5)")
     p.add_argument("--size", type=size_arg, metavar="HxW", help="frame size for an engine with a dynamic input")
     p.add_argument("--roi", type=_pair, metavar="X,Y", help="camera region offset (default: centred on the sensor)")
-    p.add_argument("--fps", type=float, help="set the camera's frame rate (aravis: sources)")
+    p.add_argument("--fps", type=positive, help="set the camera's frame rate (aravis: sources)")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.set_defaults(run=run)
 

@@ -146,8 +146,15 @@ class AravisSource:
                     x, y = x - x % 2, y - y % 2
             asked = f"{fmt.genicam} {w}x{h} at ({x},{y})"
             cam.set_region(x, y, w, h)
+            rate = ""
             if frame_rate is not None:
+                asked += f" at {frame_rate:g} fps"
                 cam.set_frame_rate(frame_rate)
+                # a rate outside the camera's range is clamped or ignored, not refused: say what it runs at
+                low, high = cam.get_frame_rate_bounds()
+                rate = f", {cam.get_frame_rate():g} fps"
+                if not low <= frame_rate <= high:
+                    rate += f" (--fps {frame_rate:g} is outside the camera's {low:g}..{high:g})"
             got = cam.get_region()
             got_fmt = cam.get_pixel_format_as_string()
         except self.GLib.Error as err:
@@ -158,7 +165,7 @@ class AravisSource:
                              f"{got[2]}x{got[3]} at ({got[0]},{got[1]}); check --roi and the camera's increments")
         self.size = (h, w)
         self.pfnc = int(cam.get_pixel_format())
-        self.notes.append(f"camera set to {chosen} {w}x{h} (WxH) at ({x},{y})")
+        self.notes.append(f"camera set to {chosen} {w}x{h} (WxH) at ({x},{y}){rate}")
 
     def _sensor(self, max_w: int, max_h: int) -> tuple[int, int]:
         try:
