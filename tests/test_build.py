@@ -127,6 +127,16 @@ def test_rebuild_reuses_the_calibration(demo_path, photos, tmp_path):
     assert not third["reused_calibration"] and third["cache_key"] != first["cache_key"]
 
 
+def test_a_prepared_model_cut_short_is_no_cache_the_build_calibrates_again(demo_path, photos, tmp_path):
+    # it was 'demo.int8.prepared.onnx: not an ONNX model (DecodeError); export the network to .onnx first', exit 2
+    _int8(demo_path, photos, tmp_path)
+    prepared = tmp_path / "demo.int8.prepared.onnx"
+    prepared.write_bytes(prepared.read_bytes()[:100])
+    assert _int8(demo_path, photos, tmp_path)[0] == 0
+    assert not json.loads((tmp_path / "demo.int8.json").read_text())["reused_calibration"]
+    onnx.checker.check_model(onnx.load(str(prepared)))
+
+
 def test_a_sidecar_that_lists_kept_layers_by_name_is_not_reused(demo_path, photos, tmp_path, monkeypatch):
     """Sidecars before layers were known by output tensor list node names (optional, may repeat): such a cache,
     key and all, is calibrated again rather than read as output tensors."""

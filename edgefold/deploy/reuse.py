@@ -12,6 +12,7 @@ import onnx
 
 from edgefold.deploy.candidate import Candidate
 from edgefold.deploy.spec import BuildOptions
+from edgefold.errors import UsageError
 from edgefold.graph.io import load_model
 from edgefold.precision.calib import CalibSet
 from edgefold.precision.mixed import SearchResult
@@ -52,9 +53,11 @@ def cached_prepared(options: BuildOptions, key: str) -> onnx.ModelProto | None:
     try:
         if json.loads(sidecar.read_text()).get("cache_key") != key:
             return None
-    except (json.JSONDecodeError, OSError):
+        # a prepared file a crash or a full disk cut short is no cache: calibrate again (it was
+        # 'NAME.prepared.onnx: not an ONNX model; export the network to .onnx first', exit 2)
+        return load_model(prepared)
+    except (json.JSONDecodeError, OSError, UsageError):
         return None
-    return load_model(prepared)
 
 
 def reused(options: BuildOptions, evaluate: Callable[[str, onnx.ModelProto], Candidate],
