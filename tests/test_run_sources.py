@@ -210,18 +210,24 @@ class FastSource:
         pass
 
 
+class SlowSink:
+    """A sink slower than the sources: ``seconds`` per result."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def add(self, result, stats) -> None:
+        time.sleep(self.seconds)
+
+    def close(self) -> None:
+        pass
+
+
 def test_a_source_faster_than_the_engine_shows_as_drops_never_as_memory(tmp_path):
     folded, _ = fold_for("BayerRG8", tmp_path)
-    class Slow:
-        def add(self, result, stats):
-            time.sleep(0.01)
-
-        def close(self):
-            pass
-
     source = FastSource(3000)
     with Engine(folded) as engine:
-        summary = stream(engine, [source], RunOptions(drop="latest"), [Slow()])
+        summary = stream(engine, [source], RunOptions(drop="latest"), [SlowSink(0.01)])
     cam = summary.cameras[0]
     assert cam.drops > 0 and cam.frames + cam.drops == source.made  # every frame is run or counted
     assert cam.frames < source.made / 2
@@ -231,18 +237,10 @@ def test_by_default_each_source_drops_as_its_kind_a_file_beside_a_camera_loses_n
     # --drop defaulted to latest for every source once one was live: a 50-frame video beside Aravis' fake camera
     # ran 3 frames and counted 47 drops, where the README says none is the default for files
     folded, _ = fold_for("BayerRG8", tmp_path)
-
-    class Slow:
-        def add(self, result, stats):
-            time.sleep(0.002)
-
-        def close(self):
-            pass
-
     camera, file = FastSource(3000), FastSource(40)
     file.live, file.name = False, "file"
     with Engine(folded) as engine:
-        summary = stream(engine, [camera, file], RunOptions(drop=None), [Slow()])
+        summary = stream(engine, [camera, file], RunOptions(drop=None), [SlowSink(0.002)])
     by_name = {c.name: c for c in summary.cameras}
     assert by_name["file"].frames == 40 and by_name["file"].drops == 0
     assert by_name["fast"].drops > 0 and by_name["fast"].frames + by_name["fast"].drops == camera.made

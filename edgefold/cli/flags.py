@@ -42,11 +42,15 @@ def size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {text!r}")
     return value
@@ -54,10 +58,7 @@ def positive_int(text: str) -> int:
 
 def port(text: str) -> int:
     """A TCP port to listen on; 0 is any free one."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a TCP port is 1..65535 (0: any free one), got {text!r}")
     return value
