@@ -353,3 +353,19 @@ def test_bench_batch_zero_is_a_usage_error(tmp_path, capsys):
     onnx.save(gray_model("concat"), str(src))
     assert _run(["bench", str(src), "--batch", "0"]) == 2
     assert "--batch needs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", [["fold", "{d}", "-o", "{t}/x.onnx"],
+                                  ["build", "{d}", "--no-engine", "-o", "{t}/e/x.engine"],
+                                  ["run", "{d}", "--source", "{d}"],
+                                  ["frontend", "dct", "-o", "{t}/x.onnx", "--model", "{d}"]],
+                         ids=["fold", "build", "run", "frontend-dct"])
+def test_a_folder_given_for_the_model_is_said_to_be_a_folder(verb, tmp_path, capsys):
+    """As compare/infer/bench/inspect say it. run said 'DIR: no such file' (the folder exists), fold, build and
+    frontend dct 'DIR: not a regular file'."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    assert main([a.replace("{d}", str(folder)).replace("{t}", str(tmp_path)) for a in verb]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{folder} is a folder, not a file" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]

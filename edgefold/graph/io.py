@@ -164,8 +164,8 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{p}: no such file")
-    if not p.is_file():
-        raise UsageError(f"{p}: not a regular file")
+    if not p.is_file():  # as every verb's model argument says it
+        raise UsageError(f"{p} is a folder, not a file" if p.is_dir() else f"{p}: not a regular file")
     if not os.access(p, os.R_OK):
         raise UsageError(f"{p}: permission denied; make the file readable")
     try:

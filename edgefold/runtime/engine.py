@@ -38,8 +38,9 @@ class Engine:
         self.path = Path(path)
         self.info: Sidecar | None = None  # the engine's sidecar (None for an ONNX model)
         self.side_inputs: list[str] = []  # inputs that are not camera frames, fed by name to infer()
-        if not self.path.is_file():
-            raise UsageError(f"{self.path}: no such file")
+        if not self.path.is_file():  # a folder exists: 'no such file' sent the user looking for a typo
+            raise UsageError(f"{self.path} is a folder, not a file" if self.path.is_dir() else
+                             f"{self.path}: no such file")
         if self.path.suffix in (".engine", ".plan", ".trt"):
             from edgefold.runtime.trt_backend import TrtBackend
 
