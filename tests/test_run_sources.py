@@ -138,6 +138,8 @@ def test_a_video_cannot_feed_a_mosaic_engine_and_nothing_is_written(tmp_path, ca
     (["--source", "{imgs}", "--record", "{imgs}/f00.png"], "not a folder"),
     # it ran both; their records overwrote each other (4 frames, 2 files) and their JSONL lines were the same
     (["--source", "{imgs}", "--source", "{imgs}", "--record", "{tmp}/rec"], "is given twice"),
+    # it was ignored: a folder or video ran as fast as the engine whatever --fps said
+    (["--source", "{imgs}", "--fps", "5"], "--fps sets an aravis: camera's frame rate"),
 ])
 def test_bad_run_flags_are_one_line_exit_2(args, words, tmp_path, capsys):
     folded, _ = fold_for("BayerRG8", tmp_path)

@@ -141,12 +141,16 @@ def _run(args: argparse.Namespace, terminated: list[int]) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Before any work: --out and --record are not the model, a source or each other."""
+    """Before any work: --fps and --source make sense together, and --out and --record are not the model, a
+    source or each other."""
     from pathlib import Path
 
     from edgefold.errors import UsageError
     from edgefold.graph.outputs import RunOutputs
 
+    if args.fps is not None and not any(spec.startswith("aravis:") for spec in args.source):
+        raise UsageError(f"--fps sets an aravis: camera's frame rate; {args.source[0]} is not one (files and folders "
+                         f"run as fast as the engine, a stream or V4L2 device at its own rate): drop --fps")
     twice = next((spec for i, spec in enumerate(args.source) if spec in args.source[:i]), None)
     if twice is not None:  # a camera is known by its spec: the JSONL lines and --record files of both would collide
         raise UsageError(f"--source {twice} is given twice: each source is one camera, named by its spec in --out "
