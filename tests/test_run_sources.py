@@ -312,3 +312,14 @@ def test_the_view_shows_what_the_model_sees_with_the_map_in_red():
     on[0, 0, :2] = 1.0  # top half of the map positive (logits > 0)
     heat = overlay(mosaic, {"map": on}, pixel_format("BayerRG8")).astype(int)
     assert (heat[:4] == np.round(rgb[:4] * 0.5 + [127.5, 0, 0])).all() and (heat[4:] == rgb[4:]).all()
+
+
+def test_a_broken_first_image_says_no_frame_was_processed(tmp_path, capsys):
+    """It said 'results up to then are kept' with nothing written."""
+    folded, _ = fold_for("Mono8", tmp_path)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"notapng")
+    out = tmp_path / "o.jsonl"
+    assert main(["run", str(folded), "--source", str(tmp_path / "imgs"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and "no frame was processed" in err and "kept" not in err

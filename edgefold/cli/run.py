@@ -135,7 +135,8 @@ def _run(args: argparse.Namespace, terminated: list[int]) -> int:
     if summary.error is not None:
         from edgefold.cli.main import printable
 
-        print(f"edgefold: error: {printable(str(summary.error))}; results up to then are kept", file=sys.stderr)
+        kept = "results up to then are kept" if summary.frames else "no frame was processed"
+        print(f"edgefold: error: {printable(str(summary.error))}; {kept}", file=sys.stderr)
         return summary.error.exit_code
     return {"interrupted": EXIT_INTERRUPTED, "terminated": EXIT_TERMINATED}.get(summary.stopped_by, EXIT_OK)
 

@@ -41,8 +41,10 @@ class BuildResult:
                 line += f" ({int8['kept_written_as']})"
             if int8.get("search"):
                 rebuilds = max(0, len(self.shipped.builds) - 1)
-                line += (f" (search: {len(int8['search']['steps'])} tries in onnxruntime"
-                         f"{f', {rebuilds} engine rebuilds' if rebuilds else ''}, {int8['search']['seconds']:.0f} s)")
+                steps = len(int8["search"]["steps"])
+                line += (f" (search: {steps} {'try' if steps == 1 else 'tries'} in onnxruntime"
+                         f"{f', {rebuilds} engine rebuild' + ('s' if rebuilds > 1 else '') if rebuilds else ''}, "
+                         f"{int8['search']['seconds']:.0f} s)")
             lines.append(line)
         lines += _typed_lines(self.sidecar.get("precisions"))
         shipped = self.shipped
