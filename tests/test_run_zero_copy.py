@@ -14,7 +14,7 @@ from edgefold.runtime.ort_backend import aligned
 from edgefold.runtime.pipeline import RunOptions, stream
 from edgefold.runtime.sinks import recorded
 from edgefold.runtime.sources import open_source
-from edgefold.runtime.trt_backend import lies_in
+from edgefold.runtime.trt_backend import copies_in_place, lies_in
 from tests.camera_engines import bare_model, check_recorded, fold_for
 from tests.models import run
 
@@ -234,6 +234,12 @@ def test_lies_in_checks_every_byte():
     assert lies_in(block[10:90], [block]) and lies_in(block, [np.zeros(3, np.uint8), block])
     assert not lies_in(np.zeros(10, np.uint8), [block])
     assert not lies_in(block[10:90].copy(), [block])
+
+
+def test_a_strided_view_of_pinned_memory_is_staged_not_copied_in_place():
+    block = np.arange(100, dtype=np.uint8)
+    assert copies_in_place(block[10:90].reshape(8, 10), [block])
+    assert lies_in(block[10:90:2], [block]) and not copies_in_place(block[10:90:2], [block])
 
 
 @pytest.mark.gpu

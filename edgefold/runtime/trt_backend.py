@@ -143,6 +143,12 @@ def lies_in(x: np.ndarray, blocks: list[np.ndarray]) -> bool:
     return any(b.ctypes.data <= start and end <= b.ctypes.data + b.nbytes for b in blocks)
 
 
+def copies_in_place(x: np.ndarray, blocks: list[np.ndarray]) -> bool:
+    """Whether ``x`` can go to the GPU straight from where it lies: inside one of ``blocks`` and C-contiguous
+    (a copy reads ``x.nbytes`` from its first byte: a strided view would send other bytes)."""
+    return bool(x.flags.c_contiguous) and lies_in(x, blocks)
+
+
 def check_sidecar(sidecar: dict, trt_version: str, compute_capability: str | None) -> None:
     """Engines are specific to the TensorRT version and the GPU: say so clearly before deserialising."""
 
@@ -210,7 +216,7 @@ class TrtBackend:
                 raise UsageError(f"input '{name}' shape {x.shape} is outside the engine's profile; feed frames of "
                                  f"the sizes it was built for (its sidecar's build_plan) or rebuild with --shapes")
             ptr, host = self._buffer(name, tuple(x.shape))
-            if lies_in(x, self.frame_memory):  # the frame is in our pinned memory: no staging copy
+            if copies_in_place(x, self.frame_memory):  # the frame is in our pinned memory: no staging copy
                 host = x
             else:
                 host[...] = x
